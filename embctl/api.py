@@ -1,0 +1,129 @@
+"""The Python API: ``embctl.load(ref).embed(texts)``, on the same vector cache as the CLI.
+
+    >>> import embctl
+    >>> m = embctl.load("all-MiniLM-L6-v2")
+    >>> m.embed(["The refund policy allows returns within 30 days"]).shape
+    (1, 384)
+
+The model is pulled when missing (unless HF_HUB_OFFLINE=1) and loaded on the first call that
+needs it; texts already in the cache never reach it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from embctl.errors import EmbctlError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from embctl.backends import Embedder, Model
+    from embctl.pipeline import Vectorizer
+
+
+class EmbeddingModel:
+    """A model ready to embed, with its metadata.  Create it with :func:`load`."""
+
+    def __init__(self, model: Model, embedder: Embedder, vectorizer: Vectorizer,
+                 namespace: dict[str, Any]) -> None:
+        self._model = model
+        self._embedder = embedder
+        self._vectorizer = vectorizer
+        self.namespace = namespace
+
+    @property
+    def ref(self) -> str:
+        return self._model.ref
+
+    @property
+    def repo_id(self) -> str:
+        return self._model.repo_id
+
+    @property
+    def backend(self) -> str:
+        return self._model.backend
+
+    @property
+    def revision(self) -> str | None:
+        """The resolved commit hash (or a local directory's fingerprint)."""
+        return self.namespace.get("revision")
+
+    @property
+    def dim(self) -> int:
+        return int(self._vectorizer.dim or self._embedder.dim)
+
+    @property
+    def cache_path(self) -> str | None:
+        store = self._vectorizer.store
+        return str(store.path) if store is not None else None
+
+    def info(self) -> dict[str, Any]:
+        """Everything known about the model, JSON-able."""
+        return {"ref": self.ref, "backend": self.backend, "repo_id": self.repo_id,
+                "revision": self.revision, "dim": self.dim, "namespace": self.namespace,
+                "cache": self.cache_path}
+
+    def embed(self, texts: Sequence[str] | str) -> np.ndarray:
+        """A float32 array of shape (len(texts), dim); a single string gives shape (dim,)."""
+        single = isinstance(texts, str)
+        items = [texts] if single else list(texts)
+        for i, text in enumerate(items):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{i}] is {type(text).__name__}, not str")
+        if not items:
+            import numpy as np
+
+            return np.zeros((0, self.dim), dtype=np.float32)
+        matrix = self._vectorizer.embed_matrix(items)
+        finish = getattr(self._embedder, "finish", None)
+        if callable(finish):
+            finish()
+        return matrix[0] if single else matrix
+
+    def close(self) -> None:
+        self._vectorizer.close()
+
+    def __enter__(self) -> EmbeddingModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"EmbeddingModel({self.ref!r}, revision={self.revision!r})"
+
+
+def load(ref: str, *, device: str | None = None, normalize: bool = False, prefix: str = "",
+         truncate_dim: int | None = None, batch_size: int | None = None, cache: bool = True,
+         store_text: bool = False, cache_dir: str | None = None) -> EmbeddingModel:
+    """Resolve ``ref`` (alias, repo id, ``backend:id``, or a local model directory) and
+    return an :class:`EmbeddingModel`.  Raises :class:`embctl.errors.EmbctlError` with a
+    one-line message when the model cannot be found or pulled."""
+    from embctl.pipeline import Vectorizer, adapter_for, namespace_for
+    from embctl.registry import get_backend, resolve
+    from embctl.vectors.store import VectorStore
+
+    model = resolve(ref, allow_path=True)
+    backend = get_backend(model.backend)
+    if backend.load is None:
+        raise EmbctlError(f"backend {backend.name!r} cannot embed")
+    embedder = backend.load(model, {"device": device, "normalize": normalize,
+                                    "truncate_dim": truncate_dim, "quiet": True,
+                                    "cache_dir": cache_dir})
+    adapter = adapter_for(backend.input_kind, prefix)
+    namespace = namespace_for(embedder, adapter)
+    store = None
+    if cache:
+        import sqlite3
+
+        try:
+            store = VectorStore.open(namespace, ref=ref)
+        except (sqlite3.Error, OSError) as exc:
+            from embctl.console import warn
+
+            warn(f"vector cache unavailable ({exc}); embedding without it")
+    vectorizer = Vectorizer(embedder, store, adapter, batch_size=batch_size,
+                            store_text=store_text)
+    return EmbeddingModel(model, embedder, vectorizer, namespace)

@@ -1,0 +1,92 @@
+"""The ``embctl`` command group.
+
+Each command lives in its own module and is imported only when it runs (or when ``--help``
+lists it), so ``embctl --help`` stays fast.  Command modules only parse arguments and render;
+the work is done by ``embctl.models``, ``embctl.vectors`` and ``embctl.pipeline``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from embctl import __version__
+from embctl.errors import EmbctlError
+
+COMMANDS = {
+    "pull": "Download a model into the cache (or import one with --from).",
+    "ls": "List cached models, vector caches and matrices.",
+    "du": "Show disk usage by category.",
+    "rm": "Remove models or vector caches from the cache.",
+    "verify": "Check cached files against their hashes; --repair re-downloads bad ones.",
+    "embed": "Embed JSONL or text lines from stdin or a file, with a vector cache.",
+    "export": "Export a model directory or cached vectors.",
+    "plugins": "List installed plugins, their backends and aliases.",
+    "completion": "Print the shell completion script for bash, zsh or fish.",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported from ``embctl.cli.<name>`` on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        try:
+            module = importlib.import_module(f"embctl.cli.{cmd_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"embctl.cli.{cmd_name}":
+                return None
+            raise
+        return getattr(module, "command")
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Short help comes from COMMANDS, so `embctl --help` imports no command module.
+        with formatter.section("Commands"):
+            formatter.write_dl(list(COMMANDS.items()))
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="""\b
+Examples:
+  embctl pull all-MiniLM-L6-v2            # in a Dockerfile: no network needed at run time
+  embctl ls --sort size                   # what is taking space
+  embctl rm BAAI/bge-small-en-v1.5 -y     # and reclaim it
+  embctl verify                           # catch corrupted downloads
+  cat docs.jsonl | embctl embed all-MiniLM-L6-v2 > vectors.jsonl
+
+Models live in the Hugging Face cache (HF_HOME, HF_HUB_CACHE, SENTENCE_TRANSFORMERS_HOME);
+embctl's own files under EMBCTL_HOME.""",
+)
+@click.version_option(__version__, "-V", "--version", prog_name="embctl")
+def cli() -> None:
+    """Manage a local cache of embedding models and the embeddings computed with them."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        rc = cli.main(args=argv, prog_name="embctl", standalone_mode=False)
+    except click.exceptions.Abort:
+        print("embctl: aborted", file=sys.stderr)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except EmbctlError as exc:
+        print(f"embctl: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("embctl: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:
+        # `embctl ls | head`: the reader went away; that is not an error.
+        sys.stderr.close()
+        sys.exit(0)
+    sys.exit(rc if isinstance(rc, int) else 0)

@@ -1,0 +1,172 @@
+"""``embctl embed``: JSONL (or text lines) in, vectors out, through the vector cache."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from embctl.cli.options import cache_dir_option
+from embctl.errors import UsageError
+
+CAP_ENV = "EMBCTL_VECTOR_CACHE_MAX_SIZE"
+
+
+@click.command("embed")
+@click.argument("ref")
+@click.option("-i", "--input", "input_path", default="-", metavar="FILE|-",
+              help="JSONL input (default: stdin).")
+@click.option("-o", "--output", "output_path", default="-", metavar="FILE|-",
+              help="Output (default: stdout). .npy and .parquet pick the format.")
+@click.option("--text-field", default="text", show_default=True, help="Field holding the text.")
+@click.option("--id-field", default="id", show_default=True,
+              help="Field holding the id (for .npy/.parquet ids and --lines output).")
+@click.option("--lines", is_flag=True, help="Input is plain text, one text per line.")
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=None,
+              help="Inputs per model call (default: the backend's preference, 64 for st).")
+@click.option("--normalize/--no-normalize", default=None,
+              help="L2-normalize the vectors (default: the backend's choice: off for st, "
+              "on for matrix).")
+@click.option("--prefix", default="", help="Prepended to every text (e.g. 'query: ').")
+@click.option("--truncate-dim", type=click.IntRange(1), default=None,
+              help="Keep the first N dimensions (Matryoshka models).")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1, mps... (default: cuda if "
+              "available, else cpu).")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the vector cache.")
+@click.option("--store-text", is_flag=True, help="Keep the texts in the cache (for export).")
+@click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail",
+              show_default=True, help="On a bad line: stop with its line number, or skip it.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "npy", "parquet"]), default=None,
+              help="Output format (default: from -o's extension, else jsonl).")
+@click.option("--max-cache-size", default=None, metavar="SIZE",
+              help=f"Evict least recently used vectors beyond SIZE (e.g. 2GB); env {CAP_ENV}.")
+@cache_dir_option
+@click.option("--concurrency", type=click.IntRange(1, 64), default=None,
+              help="Model calls in flight at once (default: the backend's; openai: 4).")
+@click.option("--dimensions", type=click.IntRange(1), default=None,
+              help="API backends: ask the server for N-dimensional vectors (openai v3 models).")
+@click.option("--base-url", default=None, metavar="URL",
+              help="API backends: the server (default: OPENAI_BASE_URL, else api.openai.com).")
+@click.option("--dry-run", is_flag=True,
+              help="Say how many inputs would be sent (and their estimated tokens); send nothing.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress and no summary line.")
+def command(ref: str, input_path: str, output_path: str, text_field: str, id_field: str,
+            lines: bool, batch_size: int | None, normalize: bool | None, prefix: str,
+            truncate_dim: int | None, device: str | None, no_cache: bool, store_text: bool,
+            on_error: str, fmt: str | None, max_cache_size: str | None, cache_dir,
+            concurrency: int | None = None, dimensions: int | None = None,
+            base_url: str | None = None, dry_run: bool = False, quiet: bool = False) -> None:
+    """Embed JSONL from stdin (or -i FILE) with model REF.
+
+    Each output line is the input object with an "embedding" list added, in input order.
+    Vectors are cached: rerunning on the same texts does not touch the model.
+
+    \b
+    Examples:
+      embctl embed all-MiniLM-L6-v2 < docs.jsonl > vectors.jsonl
+      embctl embed all-MiniLM-L6-v2 --lines -i titles.txt -o titles.npy
+      embctl embed e5-small-v2 --prefix 'query: ' --text-field q < queries.jsonl
+      embctl embed openai:text-embedding-3-small --dimensions 256 --dry-run < docs.jsonl
+    """
+    from embctl import pipeline
+    from embctl.console import stderr_is_tty
+    from embctl.registry import get_backend, resolve
+
+    cap = _cap(max_cache_size)
+    model = resolve(ref, allow_path=True)
+    backend = get_backend(model.backend)
+    if backend.load is None:
+        raise UsageError(f"backend {backend.name!r} cannot embed")
+    if backend.hub and (dimensions or base_url):
+        raise UsageError("--dimensions and --base-url apply to API backends (openai:); "
+                         "for local models use --truncate-dim")
+    fmt = pipeline.output_format(output_path, fmt)
+    opts = pipeline.Options(text_field=text_field, id_field=id_field, lines=lines,
+                            batch_size=batch_size, prefix=prefix, on_error=on_error,
+                            store_text=store_text, concurrency=concurrency)
+    stream = _open_input(input_path)
+    embedder = backend.load(model, {"device": device, "normalize": normalize,
+                                    "truncate_dim": truncate_dim, "quiet": quiet,
+                                    "cache_dir": cache_dir, "dimensions": dimensions,
+                                    "base_url": base_url, "concurrency": concurrency,
+                                    "batch_size": batch_size})
+    if dry_run:
+        _dry_run(embedder, backend, stream, opts, ref, no_cache)
+        return
+    store = None
+    if not no_cache:
+        adapter = pipeline.adapter_for(backend.input_kind, prefix)
+        store = pipeline.open_store(pipeline.namespace_for(embedder, adapter), ref)
+
+    def writer(dim_hint):
+        return pipeline.make_writer(output_path, fmt, opts, dim_hint)
+
+    try:
+        stats = pipeline.run(embedder, store, stream, writer, opts,
+                             progress=not quiet and stderr_is_tty(),
+                             input_kind=backend.input_kind)
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    if cap is not None and not no_cache:
+        _evict(cap, quiet)
+    if not quiet:
+        print(stats.summary(), file=sys.stderr, flush=True)
+
+
+def _dry_run(embedder, backend, stream, opts, ref: str, no_cache: bool) -> None:
+    """Count what would be sent; open the cache only if it exists (create nothing)."""
+    from embctl import pipeline
+    from embctl.vectors.store import store_path
+
+    adapter = pipeline.adapter_for(backend.input_kind, opts.prefix)
+    namespace = pipeline.namespace_for(embedder, adapter)
+    store = None
+    if not no_cache and store_path(namespace).exists():
+        store = pipeline.open_store(namespace, ref)
+    try:
+        plan = pipeline.dry_run(embedder, store, stream, opts, input_kind=backend.input_kind)
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    print(plan.summary(), file=sys.stderr, flush=True)
+
+
+def _cap(option: str | None) -> int | None:
+    from embctl.console import parse_size
+
+    text = option or os.getenv(CAP_ENV)
+    if not text:
+        return None
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise UsageError(f"--max-cache-size: {exc}") from None
+
+
+def _open_input(path: str):
+    if path == "-":
+        if sys.stdin is None:
+            raise UsageError("no input: give -i FILE or pipe JSONL to stdin")
+        return sys.stdin.buffer
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise UsageError(f"-i {path}: {exc.strerror}") from None
+
+
+def _evict(cap: int, quiet: bool) -> None:
+    import sqlite3
+
+    from embctl.console import human_size, warn
+    from embctl.vectors.store import enforce_cap
+
+    try:
+        evicted, freed = enforce_cap(cap)
+    except (sqlite3.Error, OSError) as exc:
+        warn(f"could not apply the cache size cap: {exc}")
+        return
+    if evicted and not quiet:
+        print(f"embctl: evicted {evicted:,} least recently used vectors (~{human_size(freed)})",
+              file=sys.stderr)

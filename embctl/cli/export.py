@@ -1,0 +1,92 @@
+"""``embctl export``: a model as a plain directory, or a vector cache as a file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from embctl.cli.options import cache_dir_option, json_option
+from embctl.errors import UsageError
+
+
+@click.command("export")
+@click.argument("ref")
+@click.option("--to", "to_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write the model as a plain directory (symlinks resolved).")
+@click.option("--vectors", is_flag=True, help="Export the model's vector cache instead.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --vectors: the file (.npy, .safetensors, .parquet, .jsonl).")
+@click.option("--format", "fmt", type=click.Choice(["npy", "safetensors", "parquet", "jsonl"]),
+              default=None, help="With --vectors: the format (default: from -o's extension).")
+@click.option("--namespace", default=None, metavar="ID",
+              help="With --vectors: which cache, when the model has several (see `embctl ls`).")
+@click.option("--force", is_flag=True, help="Replace an existing --to directory.")
+@cache_dir_option
+@json_option
+@click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
+def command(ref: str, to_dir: Path | None, vectors: bool, output: Path | None, fmt: str | None,
+            namespace: str | None, force: bool, cache_dir: Path | None, as_json: bool,
+            quiet: bool) -> None:
+    """Export model REF for another machine, or its cached vectors.
+
+    \b
+    Examples:
+      embctl export all-MiniLM-L6-v2 --to ./minilm      # then, offline elsewhere:
+      embctl pull all-MiniLM-L6-v2 --from ./minilm      #   into that machine's cache
+      embctl export all-MiniLM-L6-v2 --vectors -o vecs.parquet
+    """
+    from embctl.console import human_size, info, print_json
+    from embctl.registry import resolve
+
+    if ref.startswith("matrix:") and not vectors:  # a token-embedding matrix (embctl.matrices)
+        from embctl.matrices.commands import export_command
+
+        return export_command(ref, output, to_dir, fmt, as_json=as_json, quiet=quiet)
+    if (to_dir is None) == (not vectors):
+        raise UsageError("give either --to DIR (the model) or --vectors -o FILE (its vectors)")
+    model = resolve(ref, allow_path=True)
+    if vectors:
+        summary = _export_vectors(model, output, fmt, namespace)
+        message = (f"exported {summary['vectors']:,} vectors ({summary['dim']} dims) of "
+                   f"{ref} to {summary['path']}")
+    else:
+        from embctl.cli.options import resolve_cache_dir
+        from embctl.models.export import export_model
+
+        if output is not None or fmt is not None:
+            raise UsageError("-o and --format go with --vectors")
+        result = export_model(model, resolve_cache_dir(cache_dir), to_dir, force=force)
+        summary = result.to_json()
+        message = (f"exported {ref}@{(result.revision or 'local')[:8]} to {result.path}: "
+                   f"{len(result.files)} files, {human_size(result.size_bytes)}")
+    if as_json:
+        print_json(summary)
+    elif not quiet:
+        info(message)
+
+
+def _export_vectors(model, output: Path | None, fmt: str | None, namespace: str | None) -> dict:
+    from embctl.errors import EmbctlError
+    from embctl.vectors.export import export_vectors, format_for
+    from embctl.vectors.scan import select_vectors
+
+    if output is None:
+        raise UsageError("--vectors needs -o FILE")
+    fmt = format_for(str(output), fmt)
+    entries = [e for e in select_vectors(None if namespace else model, namespace)
+               if e.status == "ok"]
+    if not entries:
+        raise EmbctlError(f"{model.ref}: no vector cache found (run `embctl embed` first)")
+    if len(entries) > 1:
+        listed = "; ".join(f"{e.extra['namespace'][:12]} ({_describe(e)})" for e in entries)
+        raise UsageError(f"{model.ref} has {len(entries)} vector caches; pick one with "
+                         f"--namespace: {listed}")
+    return export_vectors(Path(entries[0].path), output, fmt)
+
+
+def _describe(entry) -> str:
+    params = {k: v for k, v in entry.extra.get("params", {}).items() if v not in (None, "", False)}
+    rev = (entry.revision or "?")[:8]
+    extra = ", ".join(f"{k}={v}" for k, v in params.items() if k != "input_kind")
+    return f"@{rev}, {entry.count:,} vectors" + (f", {extra}" if extra else "")

@@ -1,0 +1,47 @@
+"""embctl ls."""
+
+from __future__ import annotations
+
+import click
+
+from embctl.cli.options import cache_dir_option, json_option, resolve_cache_dir
+
+
+@click.command("ls")
+@click.argument("pattern", required=False)
+@click.option("--sort", type=click.Choice(["name", "size", "used"]), default="name",
+              show_default=True, help="Sort by name, size (largest first) or last use.")
+@click.option("--filter", "filters", multiple=True, metavar="EXPR",
+              help="Keep rows matching EXPR: size>1GB, used>7d, dim=384, kind=model, "
+              "backend=st, status!=ok. Repeatable (all must match).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most N rows.")
+@cache_dir_option
+@json_option
+def command(pattern, sort, filters, limit, cache_dir, as_json):
+    """List cached models, vector caches and matrices.
+
+    PATTERN keeps rows whose reference or repo contains it (or matches it, with * ? []).
+
+    \b
+    Examples:
+      embctl ls
+      embctl ls --sort size --limit 5
+      embctl ls --filter 'size>500MB' --filter 'used>30d'   # candidates for rm
+      embctl ls 'BAAI/*' --json
+
+    STATUS is ok, partial (a pull did not finish), incomplete (a download is in
+    progress or was interrupted) or broken (files missing: run embctl verify --repair).
+    """
+    from embctl.console import info, print_json
+    from embctl.inventory import all_entries
+    from embctl.listing import parse_filter, render_table, select
+
+    for expr in filters:
+        parse_filter(expr)  # usage errors before any scanning
+    rows = select(all_entries(resolve_cache_dir(cache_dir)), pattern, list(filters), sort, limit)
+    if as_json:
+        print_json([e.to_json() for e in rows])
+    elif rows:
+        click.echo(render_table(rows))
+    else:
+        info("nothing cached" if not pattern and not filters else "no matching entries")

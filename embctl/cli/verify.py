@@ -1,0 +1,99 @@
+"""embctl verify."""
+
+from __future__ import annotations
+
+import click
+
+from embctl.cli.complete import complete_cached
+from embctl.cli.options import cache_dir_option, json_option, resolve_cache_dir
+
+
+@click.command("verify")
+@click.argument("refs", nargs=-1, metavar="[REF]...", shell_complete=complete_cached)
+@click.option("--repair", is_flag=True, help="Download bad or missing files again, then re-check.")
+@click.option("--remote", is_flag=True,
+              help="Also compare with the Hub's file listing (missing and unexpected files).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Files hashed at once (default: one per core).")
+@cache_dir_option
+@json_option
+@click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
+def command(refs, repair, remote, jobs, cache_dir, as_json, quiet):
+    """Check cached files against their content hashes, offline.
+
+    Every blob is hashed against its name (sha256 for LFS files, git's blob sha1 for small
+    ones), and snapshot links are checked for missing blobs. Exits 1 when anything is wrong.
+
+    \b
+    Examples:
+      embctl verify                          # every cached model
+      embctl verify all-MiniLM-L6-v2 --repair
+      embctl verify --remote --json
+    """
+    from embctl.console import info, print_json
+    from embctl.errors import EmbctlError
+    from embctl.models.hub import repo_dir
+    from embctl.models.scan import scan_cache, scan_repo
+    from embctl.models.verify import (
+        compare_remote,
+        missing_from_record,
+        repair as repair_repo,
+        verify_models,
+    )
+    from embctl.registry import resolve
+
+    cache = resolve_cache_dir(cache_dir)
+    names: dict[str, str] = {}
+    if refs:
+        repos = []
+        for text in refs:
+            model = resolve(text)
+            repo = scan_repo(repo_dir(cache, model.repo_id))
+            if repo is None:
+                raise EmbctlError(f"{model.ref}: not in the cache {cache}")
+            repos.append(repo)
+            names[repo.repo_id] = model.alias or model.repo_id
+    else:
+        repos = [r for r in scan_cache(cache) if r.repo_type == "model"]
+    quiet = quiet or as_json
+
+    def check(repos):
+        problems = verify_models(repos, names, workers=jobs, quiet=quiet)
+        problems += missing_from_record(repos, cache, names)
+        if remote:
+            for repo in repos:
+                problems += compare_remote(repo, names.get(repo.repo_id, repo.repo_id))
+        return problems
+
+    problems = check(repos)
+    if repair and problems:
+        by_repo = {}
+        for p in problems:
+            by_repo.setdefault(p.ref, []).append(p)
+        for repo in repos:
+            mine = by_repo.get(names.get(repo.repo_id, repo.repo_id), [])
+            if mine:
+                if not quiet:
+                    info(f"repairing {len(mine)} file(s) of {repo.repo_id}")
+                repair_repo(repo, mine, cache)
+        repos = [r for r in (scan_repo(r.path) for r in repos) if r is not None]
+        remaining = check(repos)
+        for p in problems:
+            if any(q.path == p.path and q.revision == p.revision for q in remaining):
+                p.repaired = False
+        problems += [q for q in remaining if not any(
+            q.path == p.path and q.revision == p.revision for p in problems)]
+    ok = all(p.repaired for p in problems)
+    files = sum(len(r.files) for repo in repos for r in repo.revisions)
+    if as_json:
+        print_json({"ok": ok, "checked": {"models": len(repos), "files": files},
+                    "problems": [p.to_json() for p in problems]})
+    else:
+        for p in problems:
+            click.echo(p.describe())
+        if not quiet:
+            info(f"checked {len(repos)} model(s), {files} file(s): "
+                 + ("all OK" if ok else f"{len(problems)} problem(s)"
+                    + ("" if repair else "; run with --repair to fix")))
+    if not ok:
+        raise SystemExit(1)

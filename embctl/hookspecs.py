@@ -1,0 +1,38 @@
+"""The plugin contract: the hooks an embctl plugin may implement.
+
+A plugin is a module exposed through the ``embctl`` entry-point group::
+
+    [project.entry-points.embctl]
+    mybackend = "embctl_mybackend"
+
+whose functions are decorated with :data:`hookimpl`.  The built-in backends in ``plugins/`` are
+registered exactly this way.  Plugin modules must stay cheap to import: import torch,
+transformers, openai or PIL inside the callables of the backend, never at module level.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("embctl")
+hookimpl = pluggy.HookimplMarker("embctl")
+
+
+@hookspec
+def register_backends(register):
+    """Register embedding backends.
+
+    Call ``register(backend)`` once per :class:`embctl.backends.Backend`.  A backend name is a
+    reference prefix (``st`` in ``st:org/name``) and must be unique; a later duplicate is
+    ignored with a warning.
+    """
+
+
+@hookspec
+def register_aliases(register):
+    """Register model aliases.
+
+    Call ``register(alias)`` once per :class:`embctl.backends.Alias`: a short name such as
+    ``all-MiniLM-L6-v2`` for a full reference, with what is known of the model (dimension,
+    max sequence length, approximate size, a one-line description).
+    """

@@ -1,0 +1,104 @@
+"""Filtering, sorting and rendering inventory entries for ``embctl ls``.
+
+Tables are plain aligned text (like ``ollama list``) so ``ls`` stays fast and its output
+greps; ``--json`` gives the same rows with integer byte sizes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import operator
+import re
+import time
+from collections.abc import Callable, Iterable
+
+from embctl.console import human_age, human_size, parse_duration, parse_size
+from embctl.errors import UsageError
+from embctl.inventory import Entry
+
+_FILTER = re.compile(r"\s*([a-z_]+)\s*(>=|<=|!=|=|>|<)\s*(.+?)\s*$")
+_OPS: dict[str, Callable] = {">": operator.gt, "<": operator.lt, ">=": operator.ge,
+                             "<=": operator.le, "=": operator.eq, "!=": operator.ne}
+TEXT_FIELDS = {"kind", "backend", "status", "ref", "repo", "repo_id"}
+
+
+def parse_filter(expr: str) -> Callable[[Entry], bool]:
+    """``size>1GB``, ``used>7d`` (not used for 7 days), ``kind=model``, ``backend!=st``."""
+    m = _FILTER.match(expr)
+    if not m:
+        raise UsageError(f"bad filter {expr!r} (examples: size>1GB, used>7d, kind=model)")
+    key, op, value = m.groups()
+    compare = _OPS[op]
+    if key == "size":
+        try:
+            limit = parse_size(value)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        return lambda e: compare(e.size_bytes, limit)
+    if key in ("used", "accessed", "age"):
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        now = time.time()
+        return lambda e: compare(now - (e.last_used or 0), seconds)
+    if key == "dim":
+        if not value.isdigit():
+            raise UsageError(f"bad filter {expr!r}: dim takes a number")
+        return lambda e: e.dim is not None and compare(e.dim, int(value))
+    if key in TEXT_FIELDS and op in ("=", "!="):
+        attr = "repo_id" if key == "repo" else key
+        return lambda e: (fnmatch.fnmatch(str(getattr(e, attr) or ""), value)) == (op == "=")
+    raise UsageError(
+        f"bad filter {expr!r}: keys are size, used, dim (with < > <= >= = !=) and "
+        "kind, backend, status, ref, repo (with = or !=)"
+    )
+
+
+def select(entries: Iterable[Entry], pattern: str | None, filters: list[str], sort: str,
+           limit: int | None = None) -> list[Entry]:
+    checks = [parse_filter(f) for f in filters]
+    rows = [
+        e for e in entries
+        if (pattern is None or _matches(e, pattern)) and all(check(e) for check in checks)
+    ]
+    if sort == "size":
+        rows.sort(key=lambda e: -e.size_bytes)
+    elif sort == "used":
+        rows.sort(key=lambda e: -(e.last_used or 0))
+    else:
+        rows.sort(key=lambda e: (e.ref.lower(), e.kind))
+    return rows[:limit] if limit else rows
+
+
+def _matches(entry: Entry, pattern: str) -> bool:
+    names = [entry.ref, entry.repo_id or ""]
+    if any(c in pattern for c in "*?["):
+        return any(fnmatch.fnmatch(n.lower(), pattern.lower()) for n in names)
+    return any(pattern.lower() in n.lower() for n in names)
+
+
+def render_table(rows: list[Entry]) -> str:
+    header = ("REF", "KIND", "BACKEND", "REVISION", "DIM", "ITEMS", "SIZE", "LAST USED", "STATUS")
+    now = time.time()
+    lines = [header]
+    for e in rows:
+        lines.append((
+            e.ref,
+            e.kind,
+            e.backend or "-",
+            (e.revision or "-")[:8],
+            str(e.dim) if e.dim else "-",
+            f"{e.count:,}" if e.count is not None else "-",
+            human_size(e.size_bytes),
+            human_age(e.last_used, now),
+            e.status,
+        ))
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    right = {4, 5, 6}
+    out = []
+    for row in lines:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in
+                 enumerate(zip(row, widths, strict=True))]
+        out.append("  ".join(cells).rstrip())
+    return "\n".join(out)

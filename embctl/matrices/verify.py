@@ -1,0 +1,110 @@
+"""Checking a cached matrix: size, sha256 of the data, its .npy companions; optional repair."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from embctl.errors import EmbctlError
+from embctl.inventory import Entry
+from embctl.matrices.format import FormatError
+from embctl.matrices.scan import MatrixCheck, _files_of, glob_escape
+from embctl.matrices.store import MatrixInfo, read_info
+
+CHUNK = 8 << 20
+
+
+def rehash(info: MatrixInfo) -> tuple[str, int]:
+    """(sha256 of the data bytes, bytes found after the header)."""
+    h = hashlib.sha256()
+    got = 0
+    with open(info.path, "rb") as f:
+        f.seek(info.data_offset)
+        while buf := f.read(CHUNK):
+            h.update(buf)
+            got += len(buf)
+    return h.hexdigest(), got
+
+
+def _npy_problems(info: MatrixInfo, repair: bool) -> list[str]:
+    """An .npy whose header does not match the matrix is stale: it would feed wrong data."""
+    problems = []
+    for npy in sorted(info.path.parent.glob(f"{glob_escape(info.stem)}.*.npy")):
+        if not _npy_shape_ok(npy, info):
+            problems.append(f"{npy.name} does not match the matrix"
+                            + (" (deleted; recreated on demand)" if repair else ""))
+            if repair:
+                npy.unlink(missing_ok=True)
+    return problems
+
+
+def _npy_shape_ok(path: Path, info: MatrixInfo) -> bool:
+    import ast
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(6) != b"\x93NUMPY":
+                return False
+            major = f.read(2)[0]
+            n = struct.unpack("<H" if major == 1 else "<I", f.read(2 if major == 1 else 4))[0]
+            header = ast.literal_eval(f.read(n).decode("latin1"))
+            data_start = f.tell()
+        dtype = header["descr"].lstrip("<>|=")
+        item = {"f2": 2, "f4": 4, "f8": 8}.get(dtype)
+        return (tuple(header["shape"]) == tuple(info.shape) and item is not None and
+                path.stat().st_size == data_start + info.shape[0] * info.shape[1] * item)
+    except (OSError, ValueError, SyntaxError, KeyError, IndexError, struct.error):
+        return False
+
+
+def check_entry(entry: Entry, *, repair: bool = False) -> MatrixCheck:
+    check = MatrixCheck(entry, ok=True)
+    if entry.status == "incomplete":
+        check.ok = False
+        check.problems.append("interrupted pull; run `embctl pull "
+                              f"{entry.ref}` to finish it, or `embctl rm` it")
+        return check
+    try:
+        info = read_info(Path(entry.path))
+    except (OSError, FormatError) as exc:
+        check.ok = False
+        check.problems.append(f"cannot be read: {exc}")
+        return _repair(check, None) if repair else check
+    digest, got = rehash(info)
+    if got != info.nbytes:
+        check.ok = False
+        check.problems.append(f"data is {got:,} bytes, expected {info.nbytes:,}")
+    elif digest != info.sha256:
+        check.ok = False
+        check.problems.append(f"sha256 mismatch: {digest[:12]}... != {info.sha256[:12]}...")
+    if not check.ok:
+        return _repair(check, info) if repair else check
+    npy = _npy_problems(info, repair)
+    if npy:
+        check.problems += npy
+        check.ok = repair
+        check.repaired = repair
+    return check
+
+
+def _repair(check: MatrixCheck, info: MatrixInfo | None) -> MatrixCheck:
+    """Delete the bad matrix and pull it again (needs the network)."""
+    for p in _files_of(check.entry):
+        p.unlink(missing_ok=True)
+    if info is None:
+        check.problems.append("deleted; run `embctl pull` for it again")
+        return check
+    from embctl.backends import Model
+    from embctl.registry import get_backend
+
+    model = Model(info.ref, "matrix", "+".join(info.sources), info.requested_revision)
+    tensor = ",".join(info.tensors)
+    try:
+        get_backend("matrix").pull(model, {"cache_dir": None, "quiet": True, "tensor": tensor})
+    except EmbctlError as exc:
+        check.problems.append(f"deleted; pulling it again failed: {exc}")
+        return check
+    check.problems.append("deleted and pulled again")
+    check.ok = check.repaired = True
+    return check

@@ -1,0 +1,1 @@
+"""The model cache: pull, scan, usage, removal, verification, import and export."""

@@ -1,0 +1,220 @@
+"""Pulling a model into the Hugging Face cache.
+
+Only the files the backend needs are fetched, pinned to the commit the revision resolved to,
+by :mod:`embctl.models.download`: per-blob file locks shared with huggingface_hub (concurrent
+pulls move the bytes once), ``.incomplete`` files resumed with Range requests, content hashes
+checked, atomic renames (no snapshot link ever points at a partial blob).  On top of that:
+
+- ``refs/<branch>`` is written last, so a failed pull never moves a branch to a partial
+  snapshot; links a failed pull created are rolled back (complete blobs stay, so the next pull
+  resumes where this one stopped);
+- a pull record says which files the revision should have (``embctl ls`` shows partial pulls).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from embctl.backends import Backend, Model
+from embctl.errors import EmbctlError
+from embctl.models import records
+from embctl.models.hub import (
+    Listing,
+    RemoteFile,
+    hub_error,
+    is_commit,
+    is_offline,
+    list_revision,
+    read_ref,
+    repo_dir,
+    write_ref,
+)
+from embctl.progress import ByteProgress
+
+
+@dataclass
+class PullResult:
+    ref: str
+    repo_id: str
+    backend: str
+    commit: str
+    files: list[str]
+    total_bytes: int
+    downloaded_bytes: int = 0
+    downloaded_files: int = 0
+    up_to_date: bool = False
+    offline: bool = False
+    seconds: float = 0.0
+    path: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "ref": self.ref,
+            "repo_id": self.repo_id,
+            "backend": self.backend,
+            "revision": self.commit,
+            "files": self.files,
+            "size_bytes": self.total_bytes,
+            "downloaded_bytes": self.downloaded_bytes,
+            "downloaded_files": self.downloaded_files,
+            "up_to_date": self.up_to_date,
+            "path": self.path,
+            "seconds": round(self.seconds, 3),
+            **self.extra,
+        }
+
+
+def select(backend: Backend, paths: list[str], include: tuple[str, ...],
+           exclude: tuple[str, ...]) -> list[str]:
+    """The backend's files, plus what --include adds, minus what --exclude removes."""
+    chosen = backend.select_files(paths) if backend.select_files else list(paths)
+    chosen += [p for p in paths if p not in chosen and any(fnmatch.fnmatch(p, g) for g in include)]
+    return [p for p in chosen if not any(fnmatch.fnmatch(p, g) for g in exclude)]
+
+
+def _pointer(storage: Path, commit: str, path: str) -> Path:
+    return storage / "snapshots" / commit / Path(*path.split("/"))
+
+
+def _present(storage: Path, commit: str, path: str) -> bool:
+    return os.path.exists(_pointer(storage, commit, path))  # follows the link to the blob
+
+
+def _cached_offline(model: Model, cache_dir: Path, storage: Path) -> PullResult:
+    """Offline: succeed only if a complete pull of this revision is already cached."""
+    commit = model.revision if is_commit(model.revision) else read_ref(
+        storage, model.revision or "main")
+    record = records.read_record(model.repo_id, cache_dir)
+    entry = record.get("revisions", {}).get(commit or "", {})
+    files = list(entry.get("files", {}))
+    if commit and entry.get("complete") and all(_present(storage, commit, p) for p in files):
+        size = sum(entry["files"].values())
+        return PullResult(model.ref, model.repo_id, model.backend, commit, files, size,
+                          up_to_date=True, offline=True,
+                          path=str(storage / "snapshots" / commit))
+    raise EmbctlError(
+        f"{model.ref}: not in the cache and HF_HUB_OFFLINE=1 forbids downloading it"
+    )
+
+
+def pull(
+    model: Model,
+    backend: Backend,
+    cache_dir: Path,
+    *,
+    include: tuple[str, ...] = (),
+    exclude: tuple[str, ...] = (),
+    quiet: bool = False,
+    workers: int = 8,
+) -> PullResult:
+    start = time.monotonic()
+    storage = repo_dir(cache_dir, model.repo_id)
+    if is_offline():
+        return _cached_offline(model, cache_dir, storage)
+    listing = list_revision(model.repo_id, model.revision, model.ref)
+    wanted = select(backend, sorted(listing.files), include, exclude)
+    if not wanted:
+        raise EmbctlError(f"{model.ref}: no files to pull (check --include/--exclude)")
+    files = {p: listing.files[p] for p in wanted}
+    commit = listing.commit
+    total = sum(f.size for f in files.values())
+    records.update_record(model.repo_id, cache_dir, backend=model.backend, ref=model.ref,
+                          commit=commit, files={p: f.size for p, f in files.items()},
+                          complete=False)
+    missing = [p for p in wanted if not _present(storage, commit, p)]
+    result = PullResult(model.ref, model.repo_id, model.backend, commit, wanted, total,
+                        path=str(storage / "snapshots" / commit))
+    if missing:
+        _download(model, listing, files, missing, cache_dir, storage, quiet=quiet,
+                  workers=workers)
+        result.downloaded_files = len(missing)
+        result.downloaded_bytes = sum(files[p].size for p in missing)
+    else:
+        result.up_to_date = True
+    if not is_commit(model.revision):
+        write_ref(storage, model.revision or "main", commit)
+    records.update_record(model.repo_id, cache_dir, backend=model.backend, ref=model.ref,
+                          commit=commit, files={p: f.size for p, f in files.items()},
+                          complete=True)
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def _download(model: Model, listing: Listing, files: dict[str, RemoteFile], missing: list[str],
+              cache_dir: Path, storage: Path, *, quiet: bool, workers: int) -> None:
+    from embctl.models.download import fetch_file
+
+    commit = listing.commit
+    created_before = {p for p in files if _pointer(storage, commit, p).is_symlink()}
+    need = sum(files[p].size for p in missing)
+    stop = threading.Event()
+
+    def fetch(path: str) -> str:
+        if stop.is_set():
+            return path
+        fetch_file(model.repo_id, path, commit, cache_dir, storage)
+        return path
+
+    def bytes_on_disk() -> int:
+        done = 0
+        for p in missing:
+            etag = files[p].etag
+            if _present(storage, commit, p):
+                done += files[p].size
+            elif etag:
+                try:
+                    done += (storage / "blobs" / f"{etag}.incomplete").stat().st_size
+                except OSError:
+                    pass
+        return done
+
+    label = f"pulling {model.repo_id}"
+    with ByteProgress(label, need, quiet=quiet) as progress, ThreadPoolExecutor(
+        max_workers=max(1, min(workers, len(missing)))
+    ) as pool:
+        # Largest first: the long transfer starts at once, small files fill the gaps.
+        order = sorted(missing, key=lambda p: -files[p].size)
+        futures = [pool.submit(fetch, p) for p in order]
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
+            progress.update(bytes_on_disk())
+            failed = [f for f in futures if f.done() and f.exception() is not None]
+            if failed:
+                stop.set()
+                for f in futures:
+                    f.cancel()
+                wait(pending)
+                _rollback(model, cache_dir, storage, commit, created_before, files)
+                raise hub_error(model.ref, failed[0].exception())
+        progress.update(need)
+
+
+def _rollback(model: Model, cache_dir: Path, storage: Path, commit: str, created_before: set[str],
+              files: dict[str, RemoteFile]) -> None:
+    """Undo the snapshot links this failed pull created; keep blobs for the next pull."""
+    record = records.read_record(model.repo_id, cache_dir)
+    if record.get("revisions", {}).get(commit, {}).get("complete"):
+        return  # a concurrent pull finished this revision: its links are wanted
+    snapshot = storage / "snapshots" / commit
+    for path in files:
+        link = _pointer(storage, commit, path)
+        if path not in created_before and link.is_symlink():
+            link.unlink(missing_ok=True)
+    for folder in sorted((p for p in snapshot.rglob("*") if p.is_dir()), reverse=True):
+        _rmdir_if_empty(folder)
+    _rmdir_if_empty(snapshot)  # snapshots/ itself stays: scan_cache_dir requires it
+
+
+def _rmdir_if_empty(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:
+        pass

@@ -1,0 +1,93 @@
+"""Pull records: what each pull meant to fetch, kept beside the model in its cache folder.
+
+The Hugging Face cache cannot tell a complete snapshot from a partial one (hf #4419).  Before a
+pull downloads anything it records the commit and the files it wants; when every file is in
+place the record is marked complete.  ``ls`` uses this to flag partial models, ``verify``
+to know which files a model should have, and both to know which backend pulled it.
+
+The record is ``models--org--name/.embctl-pull.json``: it moves with the cache, and whatever
+deletes the repo folder (``hf cache rm`` included) deletes it too.  huggingface_hub ignores it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from embctl.paths import repo_folder_name
+
+
+RECORD_NAME = ".embctl-pull.json"
+
+
+def record_path(repo_id: str, cache_dir: Path) -> Path:
+    return Path(cache_dir) / repo_folder_name(repo_id) / RECORD_NAME
+
+
+def read_record(repo_id: str, cache_dir: Path) -> dict[str, Any]:
+    try:
+        with open(record_path(repo_id, cache_dir)) as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_atomic(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def update_record(
+    repo_id: str,
+    cache_dir: Path,
+    *,
+    backend: str,
+    ref: str,
+    commit: str,
+    files: dict[str, int],
+    complete: bool,
+) -> None:
+    """Record (or mark complete) one revision of a pull. Best effort: never fails a pull."""
+    from filelock import FileLock
+
+    path = record_path(repo_id, cache_dir)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = Path(cache_dir) / ".locks" / repo_folder_name(repo_id) / "embctl-pull.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(lock), timeout=30):
+            data = read_record(repo_id, cache_dir)
+            data.update(repo_id=repo_id, backend=backend, ref=ref)
+            revisions = data.setdefault("revisions", {})
+            entry = revisions.get(commit, {})
+            entry.update(files=files, complete=complete or entry.get("complete", False))
+            entry["updated_at"] = time.time()
+            revisions[commit] = entry
+            _write_atomic(path, data)
+    except OSError as exc:
+        from embctl.console import warn
+
+        warn(f"could not write pull record {path}: {exc}")
+
+
+def forget(repo_id: str, cache_dir: Path, commit: str | None = None) -> None:
+    """Drop the record of one revision, or of the whole repo."""
+    path = record_path(repo_id, cache_dir)
+    if commit is None:
+        path.unlink(missing_ok=True)
+        return
+    data = read_record(repo_id, cache_dir)
+    if data.get("revisions", {}).pop(commit, None) is not None:
+        _write_atomic(path, data)

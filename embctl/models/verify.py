@@ -1,0 +1,153 @@
+"""Verifying cached models offline, and repairing what is wrong.
+
+Each blob is hashed against its name (sha256 for LFS blobs, git blob sha1 for small files) in
+a thread pool: hashlib releases the GIL while hashing, so both cores work.  Each blob is
+hashed once however many revisions link to it.  Snapshot links to missing blobs are reported
+too.  ``--remote`` adds a comparison with the Hub's file listing; ``--repair`` re-downloads
+just the bad or missing files and checks them again.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from embctl.models import records
+from embctl.models.hashing import hash_blob, hash_kind
+from embctl.models.scan import CachedRepo
+from embctl.progress import ByteProgress
+
+
+@dataclass
+class Problem:
+    kind: str  # "model", "vectors", "matrix"
+    ref: str
+    path: str  # repo-relative file path, or a file on disk
+    problem: str  # hash_mismatch, missing_blob, missing_file, unexpected_file, ...
+    revision: str | None = None
+    blob: str | None = None
+    expected: str | None = None
+    actual: str | None = None
+    repaired: bool = False
+    detail: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        where = f"{self.ref}@{self.revision[:8]}" if self.revision else self.ref
+        text = f"{where}: {self.path}: {self.problem.replace('_', ' ')}"
+        if self.expected or self.actual:
+            text += f" (expected {self.expected}, got {self.actual})"
+        if self.detail:
+            text += f" ({self.detail})"
+        return text + (" [repaired]" if self.repaired else "")
+
+
+def _hash_jobs(repos: list[CachedRepo]) -> list[tuple[CachedRepo, str]]:
+    jobs = []
+    for repo in repos:
+        used = {f.blob for r in repo.revisions for f in r.files if f.blob and f.exists}
+        jobs += [(repo, name) for name in sorted(used) if hash_kind(name)]
+    return jobs
+
+
+def verify_models(repos: list[CachedRepo], names: dict[str, str], *, workers: int | None = None,
+                  quiet: bool = False) -> list[Problem]:
+    """Check every snapshot link and every linked blob. ``names`` maps repo_id -> display ref."""
+    problems: list[Problem] = []
+    for repo in repos:
+        for rev in repo.revisions:
+            for f in rev.files:
+                if not f.exists:
+                    problems.append(Problem("model", names.get(repo.repo_id, repo.repo_id),
+                                            f.path, "missing_blob", rev.commit, f.blob,
+                                            expected=f.blob))
+    jobs = _hash_jobs(repos)
+    total = sum(repo.blobs[name].size for repo, name in jobs)
+    bad: dict[tuple[str, str], str] = {}
+
+    def check(job: tuple[CachedRepo, str]) -> tuple[CachedRepo, str, str]:
+        repo, name = job
+        return repo, name, hash_blob(repo.blobs[name].path, hash_kind(name))
+
+    workers = workers or min(8, os.cpu_count() or 2)
+    done = 0
+    with ByteProgress("verifying", total, quiet=quiet, plain=False) as progress, ThreadPoolExecutor(
+        max_workers=workers
+    ) as pool:
+        for repo, name, actual in pool.map(check, jobs):
+            done += repo.blobs[name].size
+            progress.update(done)
+            if actual != name:
+                bad[(repo.repo_id, name)] = actual
+    for repo in repos:
+        for rev in repo.revisions:
+            for f in rev.files:
+                if f.blob and (repo.repo_id, f.blob) in bad:
+                    problems.append(Problem(
+                        "model", names.get(repo.repo_id, repo.repo_id), f.path, "hash_mismatch",
+                        rev.commit, f.blob, expected=f.blob, actual=bad[(repo.repo_id, f.blob)]))
+    return problems
+
+
+def missing_from_record(repos: list[CachedRepo], cache_dir: Path,
+                        names: dict[str, str]) -> list[Problem]:
+    """Files a pull meant to fetch that its snapshot does not have (an interrupted pull)."""
+    problems = []
+    for repo in repos:
+        revisions = records.read_record(repo.repo_id, cache_dir).get("revisions", {})
+        for rev in repo.revisions:
+            present = {f.path for f in rev.files}
+            for path in revisions.get(rev.commit, {}).get("files", {}):
+                if path not in present:
+                    problems.append(Problem("model", names.get(repo.repo_id, repo.repo_id), path,
+                                            "missing_file", rev.commit))
+    return problems
+
+
+def compare_remote(repo: CachedRepo, ref: str) -> list[Problem]:
+    """Compare each revision with the Hub's listing of that commit (--remote)."""
+    from embctl.models.hub import list_revision
+
+    problems = []
+    for rev in repo.revisions:
+        listing = list_revision(repo.repo_id, rev.commit, ref)
+        local = {f.path: f for f in rev.files}
+        for path, f in local.items():
+            remote = listing.files.get(path)
+            if remote is None:
+                problems.append(Problem("model", ref, path, "unexpected_file", rev.commit,
+                                        f.blob, detail="not in the Hub's listing"))
+            elif remote.etag and f.blob and remote.etag != f.blob:
+                problems.append(Problem("model", ref, path, "wrong_version", rev.commit, f.blob,
+                                        expected=remote.etag, actual=f.blob))
+        record = records.read_record(repo.repo_id, Path(repo.path).parent)
+        wanted = record.get("revisions", {}).get(rev.commit, {}).get("files", {})
+        for path in wanted:
+            if path not in local and path in listing.files:
+                problems.append(Problem("model", ref, path, "missing_file", rev.commit))
+    return problems
+
+
+def repair(repo: CachedRepo, problems: list[Problem], cache_dir: Path) -> None:
+    """Delete bad blobs and download the affected files again, pinned to their commit."""
+    from embctl.models.download import fetch_file
+    from embctl.models.hub import hub_error
+
+    for p in problems:
+        if p.problem in ("hash_mismatch", "wrong_version") and p.blob in repo.blobs:
+            Path(repo.blobs[p.blob].path).unlink(missing_ok=True)
+    for p in problems:
+        if p.problem not in ("hash_mismatch", "missing_blob", "missing_file", "wrong_version"):
+            continue
+        link = Path(repo.path, "snapshots", p.revision, *p.path.split("/"))
+        if link.is_symlink():
+            link.unlink()  # a stale link would shadow the fresh download
+        try:
+            fetch_file(repo.repo_id, p.path, p.revision, cache_dir, Path(repo.path))
+            p.repaired = True
+        except Exception as exc:  # reported, and the command exits 1
+            p.detail = str(hub_error(p.ref, exc))

@@ -1,0 +1,60 @@
+"""Where things live.
+
+Models live in the standard Hugging Face hub cache, resolved exactly as huggingface_hub resolves
+it (``HF_HUB_CACHE``, ``HUGGINGFACE_HUB_CACHE``, ``HF_HOME``, ``XDG_CACHE_HOME``), or in
+``SENTENCE_TRANSFORMERS_HOME`` when that is set, because sentence-transformers then uses it as
+its cache folder.  The resolution is re-implemented here, not imported, so that ``embctl ls``
+does not pay for importing huggingface_hub.
+
+embctl's own files (vector caches, extracted matrices, pull records) live under ``EMBCTL_HOME``,
+by default platformdirs' user cache directory for ``embctl``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _expand(path: str) -> Path:
+    return Path(os.path.expandvars(os.path.expanduser(path)))
+
+
+def hf_home() -> Path:
+    default = os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    return _expand(os.getenv("HF_HOME", default))
+
+
+def hub_cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """The model cache: ``--cache-dir``, else SENTENCE_TRANSFORMERS_HOME, else HF's hub cache."""
+    if override:
+        return _expand(os.fspath(override))
+    st_home = os.getenv("SENTENCE_TRANSFORMERS_HOME")
+    if st_home:
+        return _expand(st_home)
+    env = os.getenv("HF_HUB_CACHE") or os.getenv("HUGGINGFACE_HUB_CACHE")
+    if env:
+        return _expand(env)
+    return hf_home() / "hub"
+
+
+def embctl_home() -> Path:
+    env = os.getenv("EMBCTL_HOME")
+    if env:
+        return _expand(env)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("embctl", appauthor=False))
+
+
+def vectors_dir() -> Path:
+    return embctl_home() / "vectors"
+
+
+def matrices_dir() -> Path:
+    return embctl_home() / "matrices"
+
+
+def repo_folder_name(repo_id: str, repo_type: str = "model") -> str:
+    """``org/name`` -> ``models--org--name``, as huggingface_hub names cache folders."""
+    return "--".join([f"{repo_type}s", *repo_id.split("/")])

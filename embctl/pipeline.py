@@ -1,0 +1,762 @@
+"""``embctl embed``'s pipeline: JSONL (or text lines) in, vectors out, through the cache.
+
+    read lines -> windows of records -> cache lookup -> unique misses, sorted by length,
+    in batches -> embed (``Embedder.concurrency`` batches at a time) -> commit each batch
+    -> write the window in input order
+
+Memory is bounded by one window (``window_records`` records or ``window_bytes`` of input),
+whatever the input size.  Each finished batch is committed to the cache at once, so a killed
+run loses at most the batches in flight.  Within a window a text is embedded once however
+often it repeats; across windows repeats are cache hits.
+
+Backends plug in through :class:`embctl.backends.Embedder`; optional attributes the pipeline
+honours: ``concurrency`` (parallel ``embed`` calls, default 1), ``batch_size`` (preferred batch
+size when ``--batch-size`` is not given), ``input_kind`` and ``finish()`` (called once at the
+end, e.g. for the truncation warning); ``max_batch_tokens`` with ``count_tokens(text)`` (a
+batch is also cut before its estimated tokens pass that budget: API request limits).  What
+is keyed and what is passed to ``embed`` is decided by an :class:`InputAdapter`: texts
+today; images (path in, file bytes keyed) later.
+
+numpy is imported by the functions that run, not by this module's import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from embctl.console import warn
+from embctl.errors import EmbctlError, UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from embctl.backends import Embedder
+    from embctl.vectors.store import VectorStore
+
+BOM = b"\xef\xbb\xbf"
+MAX_SKIP_WARNINGS = 20
+NAMESPACE_VERSION = 1
+
+
+class InputError(EmbctlError):
+    """Bad input at a line; exit 1 under ``--on-error fail``."""
+
+
+# -- options and counters ------------------------------------------------------------------
+
+
+@dataclass
+class Options:
+    text_field: str = "text"
+    id_field: str = "id"
+    lines: bool = False  # plain text, one text per line
+    batch_size: int | None = None  # None: the embedder's preference, else 64
+    prefix: str = ""
+    on_error: str = "fail"  # "fail" or "skip"
+    store_text: bool = False
+    window_records: int | None = None  # None: 16 batches (at least 4 per concurrent call)
+    concurrency: int | None = None  # None: the embedder's preference, else 1
+    window_bytes: int = 8_000_000
+
+
+@dataclass
+class Stats:
+    read: int = 0  # lines read, blank and bad ones included
+    embedded: int = 0  # records written
+    hits: int = 0  # records served from the cache
+    computed: int = 0  # distinct inputs sent to the model
+    duplicates: int = 0  # records that reused a text embedded earlier in their window
+    skipped: int = 0  # bad lines skipped (--on-error skip)
+    blank: int = 0  # blank lines ignored
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        rate = self.read / self.seconds if self.seconds > 0 else 0.0
+        parts = [f"{self.read:,} lines read", f"{self.embedded:,} embedded "
+                 f"({self.hits:,} cache hits, {self.computed:,} computed"
+                 + (f", {self.duplicates:,} duplicates" if self.duplicates else "") + ")",
+                 f"{self.skipped:,} skipped"]
+        if self.blank:
+            parts.append(f"{self.blank:,} blank")
+        return f"embctl: {', '.join(parts)} in {self.seconds:.1f}s ({rate:,.0f} lines/s)"
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+# -- inputs --------------------------------------------------------------------------------
+
+
+@dataclass
+class Record:
+    line: int  # 1-based line number in the input
+    text: str  # the input (a text; for images, a file path)
+    raw: bytes | None = None  # the JSON object as read (JSONL mode), for verbatim passthrough
+    obj: dict[str, Any] | None = None
+
+
+class InputAdapter:
+    """What is keyed in the cache and what the embedder gets, for one input kind."""
+
+    kind = "text"
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+
+    def key_bytes(self, item: str) -> bytes:
+        return item.encode("utf-8", "surrogatepass")
+
+    def payload(self, item: str) -> Any:
+        return self.prefix + item if self.prefix else item
+
+    def size(self, item: str) -> int:
+        """Sort key for length-sorted batches."""
+        return len(item)
+
+
+def adapter_for(input_kind: str, prefix: str = "") -> InputAdapter:
+    if input_kind == "text":
+        return InputAdapter(prefix)
+    # An image adapter would key on the file's bytes and pass the path to embed().
+    raise UsageError(f"inputs of kind {input_kind!r} are not supported by embctl embed yet")
+
+
+def read_records(stream: IO[bytes], opts: Options, stats: Stats,
+                 on_bad: Callable[[int, str], None]) -> Iterator[Record]:
+    """Parse lines into records.  Bad lines go to ``on_bad(line, message)``, which raises
+    (fail) or counts (skip).  Accepted as documented: CRLF line ends, a UTF-8 byte-order mark
+    at the start of the input, blank lines (ignored and counted)."""
+    number = 0
+    for raw in stream:
+        number += 1
+        stats.read += 1
+        if raw.endswith(b"\n"):
+            raw = raw[:-1]
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if number == 1 and raw.startswith(BOM):
+            raw = raw[len(BOM):]
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            on_bad(number, f"invalid UTF-8 at byte {exc.start + 1}")
+            continue
+        if not line.strip():
+            stats.blank += 1
+            continue
+        if opts.lines:
+            yield Record(number, line)
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            if line.startswith("\ufeff"):
+                on_bad(number, "byte-order mark in the middle of the input")
+            else:
+                on_bad(number, f"invalid JSON: {exc}")
+            continue
+        if not isinstance(obj, dict):
+            on_bad(number, f"expected a JSON object, got {type(obj).__name__}")
+            continue
+        text = obj.get(opts.text_field)
+        if text is None:
+            on_bad(number, f"no {opts.text_field!r} field")
+            continue
+        if not isinstance(text, str):
+            on_bad(number, f"{opts.text_field!r} is {type(text).__name__}, not a string")
+            continue
+        if not text.strip():
+            on_bad(number, f"empty {opts.text_field!r}")
+            continue
+        yield Record(number, text, raw.rstrip(), obj)
+
+
+def windows(records: Iterable[Record], max_records: int, max_bytes: int) -> Iterator[list[Record]]:
+    window: list[Record] = []
+    size = 0
+    for record in records:
+        window.append(record)
+        size += len(record.text)
+        if len(window) >= max_records or size >= max_bytes:
+            yield window
+            window, size = [], 0
+    if window:
+        yield window
+
+
+# -- the cache-aware vectorizer -------------------------------------------------------------
+
+
+class Vectorizer:
+    """Vectors for a list of inputs: cache hits first, then unique misses in length-sorted
+    batches, each batch committed to the cache as soon as it is embedded."""
+
+    def __init__(self, embedder: Embedder, store: VectorStore | None, adapter: InputAdapter,
+                 *, batch_size: int | None = None, store_text: bool = False,
+                 on_progress: Callable[[int], None] | None = None,
+                 concurrency: int | None = None) -> None:
+        self.embedder = embedder
+        self.store = store
+        self.adapter = adapter
+        self.batch_size = max(1, batch_size or getattr(embedder, "batch_size", None) or 64)
+        self.concurrency = max(1, int(concurrency or getattr(embedder, "concurrency", 1) or 1))
+        self.store_text = store_text
+        self.on_progress = on_progress
+        self.dim: int | None = store.dim if store else None
+        from embctl.vectors.store import KeyMaker
+
+        self._key = store.key if store else KeyMaker("no-cache")
+        self._pool: ThreadPoolExecutor | None = None
+        self._warned = False
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        if self.store is not None:
+            self.store.close()
+
+    def _disable_cache(self, exc: BaseException) -> None:
+        if not self._warned:
+            warn(f"vector cache disabled: cannot write {self.store.path if self.store else ''}"
+                 f" ({exc}); continuing without it")
+            self._warned = True
+        if self.store is not None:
+            self.store.close()
+        self.store = None
+
+    def vectors(self, items: Sequence[str]) -> tuple[bytes, int, int, int]:
+        """-> (float32 LE matrix bytes in input order, hits, computed, duplicates)."""
+        keys = [self._key(self.adapter.key_bytes(item)) for item in items]
+        found: dict[bytes, bytes] = {}
+        if self.store is not None:
+            unique_keys = list(dict.fromkeys(keys))
+            try:
+                found = self.store.get_many(unique_keys)
+            except sqlite3.Error as exc:
+                self._disable_cache(exc)
+            if self.dim is None and found:
+                self.dim = len(next(iter(found.values()))) // 4
+            if self.dim is not None:
+                found = {k: v for k, v in found.items() if len(v) == self.dim * 4}
+        hits = sum(1 for k in keys if k in found)
+        misses: dict[bytes, str] = {}
+        for key, item in zip(keys, items, strict=True):
+            if key not in found and key not in misses:
+                misses[key] = item
+        computed = self._compute(misses, found, touched=[k for k in found])
+        duplicates = len(items) - hits - computed
+        return b"".join(found[k] for k in keys), hits, computed, duplicates
+
+    def _compute(self, misses: dict[bytes, str], out: dict[bytes, bytes],
+                 touched: list[bytes]) -> int:
+        if not misses:
+            if touched and self.store is not None:
+                self._commit([], touched)
+            return 0
+        order = sorted(misses, key=lambda k: -self.adapter.size(misses[k]))
+        batches = self._batches(order, misses)
+
+        def run(batch: list[bytes]) -> tuple[list[bytes], bytes]:
+            payloads = [self.adapter.payload(misses[k]) for k in batch]
+            return batch, self._embed(payloads)
+
+        first = True
+        if self.concurrency == 1:
+            results: Iterable[tuple[list[bytes], bytes]] = (run(b) for b in batches)
+        else:
+            results = self._parallel(run, batches)
+        for batch, blob in results:
+            step = len(blob) // len(batch)
+            rows = []
+            for i, key in enumerate(batch):
+                vec = blob[i * step:(i + 1) * step]
+                out[key] = vec
+                rows.append((key, vec, misses[key] if self.store_text else None))
+            if self.store is not None:
+                self._commit(rows, touched if first else [])
+            first = False
+            if self.on_progress:
+                self.on_progress(len(batch))
+        return len(misses)
+
+    def _batches(self, order: list[bytes], misses: dict[bytes, str]) -> list[list[bytes]]:
+        """``batch_size`` keys a batch; also cut at the embedder's ``max_batch_tokens`` budget
+        (estimated with its ``count_tokens``) when it declares one (API request limits)."""
+        budget = getattr(self.embedder, "max_batch_tokens", None)
+        count = getattr(self.embedder, "count_tokens", None)
+        if not budget or not callable(count):
+            return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        batches: list[list[bytes]] = []
+        batch: list[bytes] = []
+        tokens = 0
+        for key in order:
+            n = count(self.adapter.payload(misses[key]))
+            if batch and (len(batch) >= self.batch_size or tokens + n > budget):
+                batches.append(batch)
+                batch, tokens = [], 0
+            batch.append(key)
+            tokens += n
+        if batch:
+            batches.append(batch)
+        return batches
+
+    def _parallel(self, run, batches):
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.concurrency,
+                                            thread_name_prefix="embctl-embed")
+        pending: set[Future] = set()
+        queue = iter(batches)
+        for batch in queue:
+            pending.add(self._pool.submit(run, batch))
+            if len(pending) >= self.concurrency:
+                break
+        # On a failure, submit nothing more but still yield the batches in flight that succeed,
+        # so they are committed (paid-for vectors are never thrown away); then raise.
+        error: BaseException | None = None
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                exc = future.exception()
+                if exc is not None:
+                    error = error or exc
+                    continue
+                yield future.result()
+                nxt = next(queue, None) if error is None else None
+                if nxt is not None:
+                    pending.add(self._pool.submit(run, nxt))
+        if error is not None:
+            raise error
+
+    def _embed(self, payloads: list[Any]) -> bytes:
+        import numpy as np
+
+        vectors = np.asarray(self.embedder.embed(payloads), dtype="<f4")
+        if vectors.ndim != 2 or vectors.shape[0] != len(payloads):
+            raise EmbctlError(f"the backend returned shape {vectors.shape} for "
+                              f"{len(payloads)} inputs")
+        if self.dim is None:
+            self.dim = int(vectors.shape[1])
+        elif vectors.shape[1] != self.dim:
+            raise EmbctlError(f"the backend returned {vectors.shape[1]}-dim vectors; "
+                              f"the cache holds {self.dim}-dim ones")
+        return np.ascontiguousarray(vectors).tobytes()
+
+    def _commit(self, rows: list[tuple[bytes, bytes, str | None]], touched: list[bytes]) -> None:
+        try:
+            self.store.put_many(rows, touched)  # type: ignore[union-attr]
+        except (sqlite3.Error, OSError) as exc:
+            self._disable_cache(exc)
+
+    def embed_matrix(self, items: Sequence[str]) -> np.ndarray:
+        """The Python API's entry: a float32 (n, dim) array."""
+        import numpy as np
+
+        blob, *_ = self.vectors(items)
+        dim = self.dim or getattr(self.embedder, "dim", 0)
+        return np.frombuffer(blob, dtype="<f4").reshape(len(items), dim).astype(np.float32)
+
+
+def namespace_for(embedder: Embedder, adapter: InputAdapter) -> dict[str, Any]:
+    """The embedder's namespace plus what the pipeline itself changes (prefix)."""
+    ns = dict(embedder.namespace)
+    ns["prefix"] = adapter.prefix
+    ns["input_kind"] = adapter.kind
+    ns["v"] = NAMESPACE_VERSION
+    return ns
+
+
+def open_store(namespace: dict[str, Any], ref: str) -> VectorStore | None:
+    """The namespace's cache, or None (with one warning) when it cannot be opened."""
+    from embctl.vectors.store import VectorStore
+
+    try:
+        return VectorStore.open(namespace, ref=ref)
+    except (sqlite3.Error, OSError) as exc:
+        warn(f"vector cache unavailable ({exc}); embedding without it")
+        return None
+
+
+# -- outputs -------------------------------------------------------------------------------
+
+
+def _dumps_vector_factory() -> Callable[[np.ndarray], bytes]:
+    try:
+        import orjson
+
+        opt = orjson.OPT_SERIALIZE_NUMPY
+
+        def fast(row: np.ndarray) -> bytes:
+            return orjson.dumps(row, option=opt)
+
+        return fast
+    except ImportError:
+
+        def plain(row: np.ndarray) -> bytes:
+            return json.dumps(row.tolist()).encode()
+
+        return plain
+
+
+class Writer:
+    """Writes windows of records with their vectors; ``close(ok)`` finishes or discards."""
+
+    def write(self, records: list[Record], matrix: np.ndarray) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def close(self, ok: bool) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+
+class _Target:
+    """stdout, or a file written under a temporary name and renamed into place on success
+    (a failed run leaves no half-written file)."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        if path is None or path == "-":
+            self.path = None
+            self.fh: IO[bytes] = sys.stdout.buffer
+            self.tmp = None
+        else:
+            target = Path(path)
+            self.tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            self.fh = open(self.tmp, "wb")
+
+    def finish(self, ok: bool) -> None:
+        if self.tmp is None:
+            self.fh.flush()
+            return
+        self.fh.close()
+        if ok:
+            os.replace(self.tmp, self.path)  # type: ignore[arg-type]
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+class JsonlWriter(Writer):
+    def __init__(self, path: str | None, opts: Options) -> None:
+        self.target = _Target(path)
+        self.opts = opts
+        self.dumps = _dumps_vector_factory()
+
+    def write(self, records: list[Record], matrix: np.ndarray) -> None:
+        dumps = self.dumps
+        out = []
+        for record, row in zip(records, matrix, strict=True):
+            vec = dumps(row)
+            if record.raw is None:  # --lines
+                head = json.dumps({self.opts.id_field: record.line,
+                                   self.opts.text_field: record.text}, ensure_ascii=False)
+                out.append(head[:-1].encode() + b', "embedding": ' + vec + b"}\n")
+            elif "embedding" in record.obj or not record.obj:  # type: ignore[operator]
+                obj = dict(record.obj or {})
+                obj["embedding"] = None
+                head = json.dumps(obj, ensure_ascii=False).encode()
+                out.append(head[:-len(b"null}")] + vec + b"}\n")
+            else:  # the object's own bytes, verbatim, with the vector spliced in
+                out.append(record.raw[:-1] + b', "embedding": ' + vec + b"}\n")  # type: ignore[index]
+        self.target.fh.write(b"".join(out))
+        if self.target.tmp is None:
+            self.target.fh.flush()
+
+    def close(self, ok: bool) -> None:
+        self.target.finish(ok)
+
+
+def _record_id(record: Record, opts: Options) -> Any:
+    if record.obj is not None and opts.id_field in record.obj:
+        return record.obj[opts.id_field]
+    return record.line
+
+
+class NpyWriter(Writer):
+    """A float32 .npy matrix streamed to disk (the header's shape is fixed up at the end),
+    with ``<name>.ids.jsonl`` beside it: one id per row (the id field, else the line number)."""
+
+    HEADER_LEN = 128
+
+    def __init__(self, path: str, opts: Options, dim_hint: Callable[[], int]) -> None:
+        if path in (None, "-"):
+            raise UsageError("--format npy needs -o FILE (a .npy cannot be streamed to stdout)")
+        self.target = _Target(path)
+        self.opts = opts
+        self.dim: int | None = None
+        self.dim_hint = dim_hint
+        self.rows = 0
+        ids = Path(path)
+        ids_path = str(ids.with_name(ids.name[:-4] if ids.name.endswith(".npy") else ids.name))
+        self.ids = _Target(ids_path + ".ids.jsonl")
+        self.target.fh.write(b"\0" * self.HEADER_LEN)
+
+    def _header(self) -> bytes:
+        body = (f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({self.rows}, {self.dim}), }}"
+                .encode("latin1"))
+        pad = self.HEADER_LEN - 10 - len(body) - 1
+        return b"\x93NUMPY\x01\x00" + (self.HEADER_LEN - 10).to_bytes(2, "little") + body \
+            + b" " * pad + b"\n"
+
+    def write(self, records: list[Record], matrix: np.ndarray) -> None:
+        self.dim = int(matrix.shape[1])
+        self.rows += len(records)
+        self.target.fh.write(matrix.astype("<f4", copy=False).tobytes())
+        self.ids.fh.write("".join(json.dumps(_record_id(r, self.opts), ensure_ascii=False) + "\n"
+                                  for r in records).encode())
+
+    def close(self, ok: bool) -> None:
+        if ok:
+            if self.dim is None:
+                self.dim = self.dim_hint()
+            self.target.fh.seek(0)
+            self.target.fh.write(self._header())
+        self.target.finish(ok)
+        self.ids.finish(ok)
+
+
+class ParquetWriter(Writer):
+    """A table of id (string), line (int64) and embedding (fixed-size list of float32)."""
+
+    def __init__(self, path: str, opts: Options) -> None:
+        if path in (None, "-"):
+            raise UsageError("--format parquet needs -o FILE")
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise UsageError("parquet output needs pyarrow: pip install 'embctl[parquet]'") \
+                from None
+        self.target = _Target(path)
+        self.opts = opts
+        self.writer = None
+
+    def write(self, records: list[Record], matrix: np.ndarray) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        dim = int(matrix.shape[1])
+        ids = [v if isinstance(v := _record_id(r, self.opts), str) else json.dumps(v)
+               for r in records]
+        flat = pa.array(matrix.astype("<f4", copy=False).reshape(-1), type=pa.float32())
+        table = pa.table({"id": pa.array(ids, pa.string()),
+                          "line": pa.array([r.line for r in records], pa.int64()),
+                          "embedding": pa.FixedSizeListArray.from_arrays(flat, dim)})
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.target.fh, table.schema)
+        self.writer.write_table(table)
+
+    def close(self, ok: bool) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.target.finish(ok)
+
+
+def output_format(path: str | None, fmt: str | None) -> str:
+    if fmt:
+        return fmt
+    if path and path.endswith(".npy"):
+        return "npy"
+    if path and path.endswith(".parquet"):
+        return "parquet"
+    return "jsonl"
+
+
+def make_writer(path: str | None, fmt: str, opts: Options,
+                dim_hint: Callable[[], int]) -> Writer:
+    if fmt == "npy":
+        return NpyWriter(path, opts, dim_hint)  # type: ignore[arg-type]
+    if fmt == "parquet":
+        return ParquetWriter(path, opts)  # type: ignore[arg-type]
+    return JsonlWriter(path, opts)
+
+
+# -- progress ------------------------------------------------------------------------------
+
+
+class Progress:
+    """One self-overwriting line on stderr, only when stderr is a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.start = time.monotonic()
+        self._last = 0.0
+
+    def update(self, stats: Stats, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < 0.2:
+            return
+        self._last = now
+        rate = stats.read / max(now - self.start, 1e-9)
+        sys.stderr.write(f"\rembedding: {stats.read:,} lines, {rate:,.0f} lines/s, "
+                         f"{stats.hits:,} cache hits\x1b[K")
+        sys.stderr.flush()
+
+    def clear(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+def run(embedder: Embedder, store: VectorStore | None, stream: IO[bytes], writer_factory:
+        Callable[[Callable[[], int]], Writer], opts: Options, *, progress: bool = False,
+        input_kind: str = "text") -> Stats:
+    """Embed every record of ``stream``; return the counters.  Raises InputError on bad input
+    under ``--on-error fail`` (the output is then discarded or, on stdout, stops after the
+    last complete window)."""
+    stats = Stats()
+    start = time.monotonic()
+    adapter = adapter_for(input_kind, opts.prefix)
+    vectorizer = Vectorizer(embedder, store, adapter, batch_size=opts.batch_size,
+                            store_text=opts.store_text, concurrency=opts.concurrency)
+    if store is not None and opts.store_text:
+        try:
+            store.mark_stores_text()
+        except sqlite3.Error as exc:
+            vectorizer._disable_cache(exc)
+    shown = Progress(progress)
+    warned = 0
+
+    def on_bad(line: int, message: str) -> None:
+        nonlocal warned
+        if opts.on_error == "fail":
+            raise InputError(f"line {line}: {message} (use --on-error skip to skip bad lines)")
+        stats.skipped += 1
+        warned += 1
+        if warned <= MAX_SKIP_WARNINGS:
+            warn(f"line {line}: {message}; skipped")
+
+    def dim_hint() -> int:
+        return vectorizer.dim or int(embedder.dim)
+
+    import numpy as np
+
+    writer = writer_factory(dim_hint)
+    per_window = opts.window_records or vectorizer.batch_size * max(16, 4 * vectorizer.concurrency)
+    ok = False
+    try:
+        for window in windows(read_records(stream, opts, stats, on_bad), per_window,
+                              opts.window_bytes):
+            blob, hits, computed, duplicates = vectorizer.vectors([r.text for r in window])
+            stats.hits += hits
+            stats.computed += computed
+            stats.duplicates += duplicates
+            matrix = np.frombuffer(blob, dtype="<f4").reshape(len(window), -1)
+            writer.write(window, matrix)
+            stats.embedded += len(window)
+            shown.update(stats)
+        ok = True
+    finally:
+        shown.clear()
+        writer.close(ok)
+        vectorizer.close()
+        finish = getattr(embedder, "finish", None)
+        if callable(finish):
+            finish()
+        stats.seconds = time.monotonic() - start
+    if stats.skipped > MAX_SKIP_WARNINGS:
+        warn(f"{stats.skipped - MAX_SKIP_WARNINGS:,} more bad lines skipped")
+    return stats
+
+
+# -- dry run -------------------------------------------------------------------------------
+
+
+@dataclass
+class DryRun:
+    """What ``embed`` would send: nothing is embedded, nothing written."""
+
+    read: int = 0  # lines read
+    records: int = 0  # inputs (records) found
+    cached: int = 0  # records served by the cache
+    duplicates: int = 0  # records repeating an input seen earlier in the input
+    to_send: int = 0  # distinct inputs the model would get
+    batches: int = 0  # embed calls (requests, for API backends)
+    tokens: int | None = None  # estimated tokens to send; None: the backend cannot tell
+    tokens_exact: bool = False
+    over_limit: int = 0  # inputs whose count passes the backend's per-input limit
+    input_limit: int | None = None
+    skipped: int = 0
+    blank: int = 0
+
+    def summary(self) -> str:
+        parts = [f"{self.read:,} lines read", f"{self.records:,} inputs: {self.cached:,} cached",
+                 f"{self.to_send:,} would be sent in {self.batches:,} "
+                 f"{'request' if self.batches == 1 else 'requests'}"]
+        if self.duplicates:
+            parts.append(f"{self.duplicates:,} duplicates")
+        if self.tokens is not None:
+            how = "" if self.tokens_exact else " (estimated)"
+            parts.append(f"~{self.tokens:,} tokens{how}")
+        if self.skipped:
+            parts.append(f"{self.skipped:,} skipped")
+        line = f"embctl: dry run: {', '.join(parts)}; nothing sent"
+        if self.over_limit:
+            line += (f"\nembctl: warning: {self.over_limit:,} inputs may exceed the model's "
+                     f"{self.input_limit:,}-token limit")
+        return line
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def dry_run(embedder: Embedder, store: VectorStore | None, stream: IO[bytes], opts: Options,
+            *, input_kind: str = "text") -> DryRun:
+    """Count what :func:`run` would embed, batch by batch, without calling the model."""
+    result = Stats()
+    plan = DryRun()
+    adapter = adapter_for(input_kind, opts.prefix)
+    vectorizer = Vectorizer(embedder, store, adapter, batch_size=opts.batch_size,
+                            concurrency=opts.concurrency)
+    count = getattr(embedder, "count_tokens", None)
+    limit = getattr(embedder, "max_input_tokens", None)
+    plan.input_limit = limit
+    plan.tokens_exact = bool(getattr(embedder, "tokens_exact", False))
+    if callable(count):
+        plan.tokens = 0
+
+    def on_bad(line: int, message: str) -> None:
+        if opts.on_error == "fail":
+            raise InputError(f"line {line}: {message} (use --on-error skip to skip bad lines)")
+        result.skipped += 1
+
+    seen: set[bytes] = set()
+    per_window = opts.window_records or vectorizer.batch_size * max(16, 4 * vectorizer.concurrency)
+    for window in windows(read_records(stream, opts, result, on_bad), per_window,
+                          opts.window_bytes):
+        plan.records += len(window)
+        keys = [vectorizer._key(adapter.key_bytes(r.text)) for r in window]
+        unique = [k for k in dict.fromkeys(keys) if k not in seen]
+        found = store.get_many(unique) if store is not None else {}
+        misses = {}
+        for key, record in zip(keys, window, strict=True):
+            if key in found:
+                plan.cached += 1
+            elif key in seen or key in misses:
+                plan.duplicates += 1
+            else:
+                misses[key] = record.text
+        seen.update(unique)
+        order = sorted(misses, key=lambda k: -adapter.size(misses[k]))
+        plan.batches += len(vectorizer._batches(order, misses))
+        plan.to_send += len(misses)
+        if callable(count):
+            for text in misses.values():
+                n = count(adapter.payload(text))
+                plan.tokens += n  # type: ignore[operator]
+                if limit and n > limit:
+                    plan.over_limit += 1
+    if store is not None:
+        store.close()
+    plan.read, plan.skipped, plan.blank = result.read, result.skipped, result.blank
+    return plan

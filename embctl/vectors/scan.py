@@ -1,0 +1,211 @@
+"""Vector caches for ``ls``, ``du``, ``rm`` and ``verify``.
+
+Listing reads only each file's small ``meta`` table with the standard library's sqlite3 (no
+numpy, no row scans), so ``embctl ls`` stays fast however many vectors are cached.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from embctl.inventory import Entry
+from embctl.vectors import store
+
+if TYPE_CHECKING:
+    from embctl.backends import Model
+
+
+def _entry(path: Path) -> Entry:
+    size = store.file_size(path)
+    try:
+        conn = store.connect(path, readonly=True)
+        try:
+            info = store.info_from_meta(store.read_meta(conn))
+        finally:
+            conn.close()
+    except (sqlite3.Error, ValueError, OSError) as exc:
+        return Entry("vectors", path.stem, None, None, None, None, size, str(path),
+                     status="broken", extra={"namespace": path.stem, "error": str(exc)})
+    ns = info.namespace
+    backend = ns.get("backend")
+    repo_id = ns.get("repo_id")
+    ref = info.ref or (repo_id if backend in (None, "st") else f"{backend}:{repo_id}")
+    params = {k: v for k, v in ns.items() if k not in ("backend", "repo_id", "revision", "v")}
+    return Entry(
+        kind="vectors",
+        ref=ref or path.stem,
+        repo_id=repo_id,
+        backend=backend,
+        revision=ns.get("revision"),
+        dim=info.dim,
+        size_bytes=size,
+        path=str(path),
+        last_used=info.last_used,
+        count=info.count,
+        extra={"namespace": info.ns_id or path.stem, "params": params,
+               "stores_text": info.stores_text},
+    )
+
+
+def vector_entries(root: Path | None = None) -> list[Entry]:
+    """One Entry (kind "vectors") per cache file; unreadable files have status "broken"."""
+    return [_entry(path) for path in store.store_files(root)]
+
+
+def _matches(entry: Entry, model: Model | None, namespace: str | None) -> bool:
+    if namespace is not None and entry.extra.get("namespace") != namespace \
+            and not str(entry.extra.get("namespace", "")).startswith(namespace):
+        return False
+    if model is None:
+        return True
+    from embctl.models.hub import is_commit
+
+    if entry.repo_id != model.repo_id or entry.backend not in (None, model.backend):
+        return False
+    return not (is_commit(model.revision) and entry.revision != model.revision)
+
+
+def select_vectors(model: Model | None = None, namespace: str | None = None,
+                   root: Path | None = None) -> list[Entry]:
+    """Caches of ``model`` (any revision and options; one commit when the reference pins one),
+    or the one namespace (an id or unique prefix of one), or every cache when both are None."""
+    return [e for e in vector_entries(root) if _matches(e, model, namespace)]
+
+
+def remove_vectors(model: Model | None = None, namespace: str | None = None, *,
+                   dry_run: bool = False, root: Path | None = None) -> list[Entry]:
+    """Delete the selected caches (file, -wal, -shm) and return their entries, whose
+    ``size_bytes`` is what was (or, with ``dry_run``, would be) freed."""
+    chosen = select_vectors(model, namespace, root)
+    if not dry_run:
+        for entry in chosen:
+            entry.size_bytes = store.remove_files(Path(entry.path))
+    return chosen
+
+
+@dataclass
+class VectorCheck:
+    """The verdict on one cache file."""
+
+    entry: Entry
+    ok: bool
+    checked: int = 0  # vectors read
+    problems: list[str] = field(default_factory=list)  # one line each, for people
+    bad: dict[str, int] = field(default_factory=dict)  # "nan", "inf", "zero_norm", "wrong_dim"
+    removed: int = 0  # bad vectors deleted by repair
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "vectors", "ref": self.entry.ref, "path": self.entry.path,
+                "namespace": self.entry.extra.get("namespace"), "ok": self.ok,
+                "checked": self.checked, "problems": self.problems, "bad": self.bad,
+                "removed": self.removed}
+
+
+def _classify_numpy(rows: list[tuple[bytes, bytes]], dim: int) -> list[tuple[bytes, str]]:
+    import numpy as np
+
+    bad: list[tuple[bytes, str]] = []
+    good = []
+    for key, vec in rows:
+        if len(vec) != dim * 4:
+            bad.append((key, "wrong_dim"))
+        else:
+            good.append((key, vec))
+    if good:
+        mat = np.frombuffer(b"".join(v for _, v in good), dtype="<f4").reshape(len(good), dim)
+        nan = np.isnan(mat).any(axis=1)
+        inf = np.isinf(mat).any(axis=1)
+        with np.errstate(all="ignore"):
+            zero = ~nan & ~inf & (np.abs(mat).max(axis=1) == 0)
+        for i in np.flatnonzero(nan | inf | zero):
+            bad.append((good[i][0], "nan" if nan[i] else "inf" if inf[i] else "zero_norm"))
+    return bad
+
+
+def _classify_plain(rows: list[tuple[bytes, bytes]], dim: int) -> list[tuple[bytes, str]]:
+    import array
+
+    bad = []
+    for key, vec in rows:
+        if len(vec) != dim * 4:
+            bad.append((key, "wrong_dim"))
+            continue
+        arr = array.array("f", vec)
+        if sys.byteorder == "big":
+            arr.byteswap()
+        if any(math.isnan(x) for x in arr):
+            bad.append((key, "nan"))
+        elif any(math.isinf(x) for x in arr):
+            bad.append((key, "inf"))
+        elif not any(arr):
+            bad.append((key, "zero_norm"))
+    return bad
+
+
+def _check_one(entry: Entry, repair: bool) -> VectorCheck:
+    check = VectorCheck(entry, ok=True)
+    if entry.status == "broken":
+        check.ok = False
+        check.problems.append(f"cannot be read: {entry.extra.get('error')}")
+        return check
+    try:
+        conn = store.connect(Path(entry.path), readonly=not repair)
+    except sqlite3.Error as exc:
+        return VectorCheck(entry, ok=False, problems=[f"cannot be opened: {exc}"])
+    try:
+        result = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
+        if result != ["ok"]:
+            check.ok = False
+            check.problems.append("SQLite integrity check failed: " + "; ".join(result[:5]))
+            return check
+        try:
+            import numpy  # noqa: F401
+
+            classify = _classify_numpy
+        except ImportError:
+            classify = _classify_plain
+        dim = entry.dim
+        flagged: list[tuple[bytes, str]] = []
+        cur = conn.execute("SELECT key, vec FROM vectors")
+        while rows := cur.fetchmany(4096):
+            if dim is None:
+                dim = len(rows[0][1]) // 4
+            check.checked += len(rows)
+            flagged += classify(rows, dim)
+        actual = conn.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
+        if actual != entry.count:
+            check.problems.append(f"meta count {entry.count} != {actual} rows (fixed by repair)"
+                                  if not repair else f"count corrected to {actual}")
+            if repair:
+                with store._Txn(conn):
+                    conn.execute("UPDATE meta SET value = ? WHERE name = 'count'", (str(actual),))
+        for _, kind in flagged:
+            check.bad[kind] = check.bad.get(kind, 0) + 1
+        if flagged:
+            check.ok = False
+            details = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(check.bad.items()))
+            check.problems.append(f"{len(flagged)} bad vectors ({details})")
+            if repair:
+                with store._Txn(conn):
+                    check.removed = store._delete(conn, [k for k, _ in flagged])
+                check.problems.append(f"removed {check.removed} bad vectors; "
+                                      "they will be recomputed on the next embed")
+    except sqlite3.DatabaseError as exc:
+        check.ok = False
+        check.problems.append(f"unreadable: {exc}")
+    finally:
+        conn.close()
+    return check
+
+
+def verify_vectors(model: Model | None = None, namespace: str | None = None, *,
+                   repair: bool = False, root: Path | None = None) -> list[VectorCheck]:
+    """Run SQLite's integrity check on each selected cache and flag vectors with NaN, inf,
+    zero norm or the wrong dimension.  With ``repair``, delete the flagged vectors (the next
+    embed recomputes them); a file failing the integrity check is left for ``rm``."""
+    return [_check_one(entry, repair) for entry in select_vectors(model, namespace, root)]

@@ -1,0 +1,438 @@
+"""The vector cache: one SQLite file per namespace under ``vectors_dir()``.
+
+A *namespace* is everything that determines a vector besides the input itself: backend, repo
+id, the resolved commit hash, and every option that changes the output (normalize, prefix,
+truncated dims...).  Its canonical JSON is hashed into the file name, so a new model revision
+or a new option writes to a new file and never serves stale vectors.
+
+Within a file, the key of a vector is ``sha256(namespace id, 0x00, input bytes)``; vectors are
+little-endian float32 blobs.  Inputs (texts) are stored only when asked (``--store-text``).
+
+Concurrency and crashes: WAL mode, ``synchronous=NORMAL`` (a committed transaction survives a
+killed process), a long ``busy_timeout``, and every write in a ``BEGIN IMMEDIATE`` transaction,
+so several processes can fill one cache at once without "database is locked" failures.  Reads
+run in autocommit mode and never upgrade to writes (the upgrade is what fails under WAL).
+
+Only the standard library is imported here: ``embctl ls`` reads these files too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from embctl.paths import vectors_dir
+
+SCHEMA_VERSION = 1
+SUFFIX = ".sqlite"
+BUSY_TIMEOUT_MS = 60_000
+#: last_used is refreshed only when older than this, so warm runs write (almost) nothing.
+TOUCH_GRANULARITY_S = 3600
+_CHUNK = 500  # parameters per IN (...) query; SQLite's limit is far higher
+#: Rough per-row overhead (key, b-tree cells) used to estimate bytes freed by eviction.
+ROW_OVERHEAD = 64
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS vectors (
+    key BLOB PRIMARY KEY,
+    vec BLOB NOT NULL,
+    text TEXT,
+    last_used INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS vectors_last_used ON vectors (last_used);
+"""
+
+
+def canonical(namespace: dict[str, Any]) -> str:
+    return json.dumps(namespace, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def namespace_id(namespace: dict[str, Any]) -> str:
+    """A short stable id for a namespace: the file name of its cache."""
+    return hashlib.sha256(canonical(namespace).encode()).hexdigest()[:32]
+
+
+def store_path(namespace: dict[str, Any], root: Path | None = None) -> Path:
+    return (root or vectors_dir()) / f"{namespace_id(namespace)}{SUFFIX}"
+
+
+class KeyMaker:
+    """Computes item keys: ``sha256(namespace id || 0x00 || input)``."""
+
+    def __init__(self, ns_id: str) -> None:
+        self._prefix = hashlib.sha256(ns_id.encode() + b"\x00")
+
+    def __call__(self, data: bytes) -> bytes:
+        h = self._prefix.copy()
+        h.update(data)
+        return h.digest()
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open a cache file in autocommit mode with the pragmas every user needs."""
+    if readonly:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None,
+                               timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
+                               check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    if not readonly:
+        _retry(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+        conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+def _retry(fn, attempts: int = 20):
+    """Run fn, retrying on SQLITE_BUSY that busy_timeout does not cover (WAL setup)."""
+    delay = 0.01
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+    return None
+
+
+class _Txn:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on error."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        _retry(lambda: self.conn.execute("BEGIN IMMEDIATE"))
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            _retry(lambda: self.conn.execute("COMMIT"))
+        else:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+
+
+@dataclass
+class StoreInfo:
+    """What a cache file says about itself (the ``meta`` table)."""
+
+    namespace: dict[str, Any]
+    ns_id: str
+    dim: int | None
+    count: int
+    created: float | None
+    last_used: float | None
+    ref: str | None
+    stores_text: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def read_meta(conn: sqlite3.Connection) -> dict[str, str]:
+    return dict(conn.execute("SELECT name, value FROM meta").fetchall())
+
+
+def info_from_meta(meta: dict[str, str]) -> StoreInfo:
+    def num(name: str) -> float | None:
+        try:
+            return float(meta[name])
+        except (KeyError, ValueError):
+            return None
+
+    namespace = json.loads(meta.get("namespace", "{}"))
+    dim = num("dim")
+    return StoreInfo(
+        namespace=namespace,
+        ns_id=meta.get("ns_id", ""),
+        dim=int(dim) if dim else None,
+        count=int(num("count") or 0),
+        created=num("created"),
+        last_used=num("last_used"),
+        ref=meta.get("ref"),
+        stores_text=meta.get("stores_text") == "1",
+    )
+
+
+class VectorStore:
+    """One namespace's cache file.  Not thread-safe: use it from one thread."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, namespace: dict[str, Any],
+                 ns_id: str) -> None:
+        self.path = path
+        self.conn = conn
+        self.namespace = namespace
+        self.ns_id = ns_id
+        self.key = KeyMaker(ns_id)
+        self.dim: int | None = None
+        self._now = int(time.time())
+        meta = read_meta(conn)
+        if meta.get("dim"):
+            self.dim = int(meta["dim"])
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, namespace: dict[str, Any], *, ref: str | None = None,
+             root: Path | None = None) -> VectorStore:
+        """Open (creating if needed) the cache of ``namespace``.  Raises sqlite3.Error/OSError."""
+        ns_id = namespace_id(namespace)
+        path = store_path(namespace, root)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = connect(path)
+        try:
+            if not _has_schema(conn):
+                with _Txn(conn):
+                    _create(conn)
+                    now = str(time.time())
+                    rows = {"schema": str(SCHEMA_VERSION), "namespace": canonical(namespace),
+                            "ns_id": ns_id, "created": now, "last_used": now, "count": "0",
+                            "ref": ref or ""}
+                    conn.executemany("INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)",
+                                     rows.items())
+            else:
+                schema = conn.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
+                if schema and int(schema[0]) > SCHEMA_VERSION:
+                    raise sqlite3.DatabaseError(
+                        f"{path.name}: written by a newer embctl (schema {schema[0]})")
+        except BaseException:
+            conn.close()
+            raise
+        return cls(path, conn, namespace, ns_id)
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except sqlite3.Error:
+            pass
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get_many(self, keys: Sequence[bytes]) -> dict[bytes, bytes]:
+        """The stored vectors (raw float32 LE blobs) for those keys that are present."""
+        found: dict[bytes, bytes] = {}
+        for i in range(0, len(keys), _CHUNK):
+            chunk = keys[i:i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found.update(self.conn.execute(
+                f"SELECT key, vec FROM vectors WHERE key IN ({marks})", chunk).fetchall())
+        return found
+
+    def iter_rows(self, batch: int = 1000) -> Iterator[list[tuple[bytes, bytes, str | None]]]:
+        """All (key, vec, text) rows in key order, in lists of ``batch``.  Call inside
+        :meth:`snapshot` for a consistent view."""
+        cur = self.conn.execute("SELECT key, vec, text FROM vectors ORDER BY key")
+        while rows := cur.fetchmany(batch):
+            yield rows
+
+    def snapshot(self) -> _ReadTxn:
+        return _ReadTxn(self.conn)
+
+    def count(self) -> int:
+        row = self.conn.execute("SELECT value FROM meta WHERE name='count'").fetchone()
+        return int(row[0]) if row else 0
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def put_many(self, rows: Iterable[tuple[bytes, bytes, str | None]],
+                 touched: Sequence[bytes] = ()) -> int:
+        """Insert (key, vec, text) rows and refresh last_used of ``touched`` keys, in one
+        committed transaction.  Returns the number of new rows.
+
+        An existing key keeps its vector: same namespace and input means the same output.
+        """
+        rows = list(rows)
+        now = int(time.time())
+        with _Txn(self.conn) as conn:
+            inserted = 0
+            if rows:
+                before = conn.total_changes
+                conn.executemany(
+                    "INSERT INTO vectors (key, vec, text, last_used) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(key) DO NOTHING",
+                    [(k, v, t, now) for k, v, t in rows])
+                inserted = conn.total_changes - before
+                if self.dim is None:
+                    self.dim = len(rows[0][1]) // 4
+                    conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('dim', ?)",
+                                 (str(self.dim),))
+                if inserted:
+                    conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + ? "
+                                 "WHERE name = 'count'", (inserted,))
+            self._touch(conn, touched, now)
+        return inserted
+
+    def touch(self, keys: Sequence[bytes]) -> None:
+        """Mark keys as used now (cheap: only rows not touched within the last hour)."""
+        if not keys:
+            return
+        with _Txn(self.conn) as conn:
+            self._touch(conn, keys, int(time.time()))
+
+    def _touch(self, conn: sqlite3.Connection, keys: Sequence[bytes], now: int) -> None:
+        stale = now - TOUCH_GRANULARITY_S
+        for i in range(0, len(keys), _CHUNK):
+            chunk = keys[i:i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            conn.execute(f"UPDATE vectors SET last_used = ? WHERE last_used < ? AND key IN "
+                         f"({marks})", (now, stale, *chunk))
+        row = conn.execute("SELECT value FROM meta WHERE name='last_used'").fetchone()
+        if not row or float(row[0]) < now - 60:
+            conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('last_used', ?)",
+                         (str(time.time()),))
+
+    def mark_stores_text(self) -> None:
+        with _Txn(self.conn) as conn:
+            conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('stores_text', '1')")
+
+    def delete_keys(self, keys: Sequence[bytes]) -> int:
+        with _Txn(self.conn) as conn:
+            return _delete(conn, keys)
+
+
+class _ReadTxn:
+    """A read transaction: a consistent snapshot of the file under WAL."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN")
+        return self.conn
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error:
+            pass
+
+
+def _has_schema(conn: sqlite3.Connection) -> bool:
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if not {"meta", "vectors"} <= names:
+        return False
+    return conn.execute("SELECT 1 FROM meta WHERE name='ns_id'").fetchone() is not None
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _delete(conn: sqlite3.Connection, keys: Sequence[bytes]) -> int:
+    removed = 0
+    for i in range(0, len(keys), _CHUNK):
+        chunk = keys[i:i + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        removed += conn.execute(f"DELETE FROM vectors WHERE key IN ({marks})", chunk).rowcount
+    if removed:
+        conn.execute("UPDATE meta SET value = MAX(0, CAST(value AS INTEGER) - ?) "
+                     "WHERE name = 'count'", (removed,))
+    return removed
+
+
+# -- files, sizes and eviction -------------------------------------------------------------
+
+
+def store_files(root: Path | None = None) -> list[Path]:
+    folder = root or vectors_dir()
+    try:
+        return sorted(p for p in folder.iterdir() if p.name.endswith(SUFFIX) and p.is_file())
+    except OSError:
+        return []
+
+
+def file_size(path: Path) -> int:
+    """The cache file plus its WAL and shared-memory files."""
+    total = 0
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            total += os.stat(f"{path}{suffix}").st_size
+        except OSError:
+            pass
+    return total
+
+
+def remove_files(path: Path) -> int:
+    """Delete a cache file with its -wal and -shm; return the bytes freed."""
+    freed = file_size(path)
+    for suffix in ("-wal", "-shm", ""):
+        try:
+            os.unlink(f"{path}{suffix}")
+        except FileNotFoundError:
+            pass
+    return freed
+
+
+def _used_bytes(conn: sqlite3.Connection) -> int:
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    size = conn.execute("PRAGMA page_size").fetchone()[0]
+    return (pages - free) * size
+
+
+def enforce_cap(max_bytes: int, root: Path | None = None) -> tuple[int, int]:
+    """Evict least recently used vectors, across every namespace, until the caches' live data
+    fits in ``max_bytes``.  Returns (vectors evicted, bytes freed (estimated)).
+
+    Rows are grouped by their last_used second, so finding the global cut-off needs one
+    GROUP BY per file, not a sort of every row.  Freed pages are reused by later inserts
+    (files do not shrink without VACUUM; ``embctl rm`` reclaims whole namespaces).
+    """
+    conns: dict[Path, sqlite3.Connection] = {}
+    try:
+        used = 0
+        buckets: list[tuple[int, int, int, Path]] = []  # (last_used, rows, bytes, file)
+        for path in store_files(root):
+            try:
+                conn = connect(path)
+                used += _used_bytes(conn)
+                for last_used, rows, size in conn.execute(
+                        "SELECT last_used, COUNT(*), SUM(LENGTH(vec) + COALESCE(LENGTH(text), 0))"
+                        " FROM vectors GROUP BY last_used"):
+                    buckets.append((last_used, rows, size + rows * ROW_OVERHEAD, path))
+                conns[path] = conn
+            except sqlite3.Error:
+                continue
+        excess = used - max_bytes
+        evicted = freed = 0
+        for last_used, rows, size, path in sorted(buckets, key=lambda b: b[0]):
+            if excess <= 0:
+                break
+            conn = conns[path]
+            take = rows if size <= excess else max(1, -(-rows * excess // size))
+            with _Txn(conn):
+                keys = [r[0] for r in conn.execute(
+                    "SELECT key FROM vectors WHERE last_used = ? LIMIT ?", (last_used, take))]
+                removed = _delete(conn, keys)
+            part = size * removed // max(rows, 1)
+            evicted += removed
+            freed += part
+            excess -= part
+        return evicted, freed
+    finally:
+        for conn in conns.values():
+            conn.close()
+
+
+def blob_from_floats(values: Iterable[float]) -> bytes:
+    """Pack floats as a little-endian float32 blob without numpy (tests, fallbacks)."""
+    import array
+
+    arr = array.array("f", values)
+    if sys.byteorder == "big":
+        arr.byteswap()
+    return arr.tobytes()

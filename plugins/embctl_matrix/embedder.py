@@ -1,0 +1,100 @@
+"""Static embeddings from a token-embedding matrix.
+
+Tokenize without special tokens, look up the rows, mean-pool, L2-normalize (by default): the
+model2vec recipe without per-token weights.  The matrix stays memory-mapped (BF16 rows are
+widened to float32 only after the lookup), so loading costs no more than the tokenizer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embctl.backends import Model
+from embctl.errors import EmbctlError, UsageError
+from embctl.matrices import store
+from embctl.matrices.arrays import raw_memmap, to_float
+from embctl.models.hub import is_offline
+
+
+class StaticEmbedder:
+    def __init__(self, info: store.MatrixInfo, encode, *, normalize: bool = True) -> None:
+        self.info = info
+        self._matrix = raw_memmap(info)
+        self._encode = encode
+        self.normalize = normalize
+        self.dim = info.shape[1]
+        self.namespace: dict[str, Any] = {
+            "kind": "static-mean",
+            "matrix_sha256": info.sha256,
+            "sources": info.sources,
+            "revisions": info.revisions,
+            "tensors": info.tensors,
+            "dtype": info.dtype,
+            "tokenizer": info.metadata.get("tokenizer"),
+            "normalize": normalize,
+        }
+
+    def embed(self, inputs: Sequence[Any]) -> np.ndarray:
+        texts = [str(t) for t in inputs]  # the pipeline has already added any --prefix
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        ids = self._encode(texts)
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        flat = np.fromiter((i for x in ids for i in x), dtype=np.int64, count=int(lengths.sum()))
+        rows = self._matrix.shape[0]
+        if flat.size and int(flat.max()) >= rows:  # tokenizer larger than the matrix
+            keep = flat < rows
+            owner = np.repeat(np.arange(len(ids)), lengths)[keep]
+            flat = flat[keep]
+            lengths = np.bincount(owner, minlength=len(ids))
+        nonempty = lengths > 0
+        if flat.size:
+            vectors = to_float(self._matrix[flat], self.info.dtype).astype(np.float32,
+                                                                             copy=False)
+            starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))[nonempty]
+            sums = np.add.reduceat(vectors, starts, axis=0)
+            out[nonempty] = sums / lengths[nonempty, None]
+        if self.normalize:
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            np.divide(out, norms, out=out, where=norms > 0)
+        return out
+
+
+def load(model: Model, options: dict[str, Any]) -> StaticEmbedder:
+    """Backend ``load``: the cached matrix (pulled first when missing and online)."""
+    from embctl_matrix.tokenizer import load_tokenizer
+
+    if options.get("truncate_dim"):
+        raise UsageError("--truncate-dim is not supported by the matrix backend")
+    repo_ids = model.repo_id.split("+")
+    ref = store.display_ref(repo_ids, model.revision)
+    tensor = options.get("tensor")
+    info = store.find_matrix(ref, tensor=tensor)
+    if info is None:
+        if is_offline():
+            raise EmbctlError(f"{ref}: not in the cache and HF_HUB_OFFLINE=1 forbids "
+                              f"downloading it (run `embctl pull {ref}` while online)")
+        from embctl_matrix.fetch import pull_matrix
+
+        pull_matrix(model, {"cache_dir": options.get("cache_dir"), "tensor": tensor,
+                            "quiet": bool(options.get("quiet"))})
+        info = store.require_matrix(ref, tensor=tensor)
+    encode = load_tokenizer(info.tokenizer_path, _snapshot(info, options))
+    if encode is None:
+        raise EmbctlError(f"{ref}: no tokenizer for this matrix (the model has no "
+                          "tokenizer.json; pull it again, or install transformers)")
+    normalize = options.get("normalize")
+    return StaticEmbedder(info, encode, normalize=True if normalize is None else bool(normalize))
+
+
+def _snapshot(info: store.MatrixInfo, options: dict[str, Any]) -> Path | None:
+    from embctl.paths import hub_cache_dir, repo_folder_name
+
+    cache = Path(options.get("cache_dir") or hub_cache_dir())
+    path = cache / repo_folder_name(info.sources[0]) / "snapshots" / info.revisions[0]
+    return path if path.is_dir() else None

@@ -1,0 +1,101 @@
+"""One embeddings request through the official openai client, retried, parsed and checked."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from embctl.errors import EmbctlError
+from embctl_openai.faults import classify
+from embctl_openai.redact import install_log_filter
+from embctl_openai.retry import RetryPolicy, Throttle, call_with_retries
+from embctl_openai.settings import Settings
+from embctl_openai.validate import MalformedResponse, parse_embeddings
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# Sent when no key is set and the base URL is not OpenAI's: local servers (vLLM, Ollama, TEI)
+# usually need none, but the openai client insists on one.
+NO_KEY = "embctl-no-key"
+
+
+def make_client(settings: Settings) -> Any:
+    """An ``openai.OpenAI`` with its own retries off (see retry.py) and our timeout."""
+    if not settings.api_key and settings.is_default_endpoint:
+        raise EmbctlError(
+            "OPENAI_API_KEY is not set (for an OpenAI-compatible server, set OPENAI_BASE_URL "
+            "or --base-url)"
+        )
+    install_log_filter(settings.api_key)
+    import openai
+
+    return openai.OpenAI(
+        api_key=settings.api_key or NO_KEY,
+        base_url=settings.base_url,
+        max_retries=0,
+        timeout=openai.Timeout(settings.timeout_s, connect=min(settings.timeout_s, 10.0)),
+        organization=None,
+        project=None,
+    )
+
+
+class EmbeddingsClient:
+    """Thread-safe: the openai client is shared by the pipeline's worker threads."""
+
+    def __init__(self, settings: Settings, notify: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self.notify = notify
+        self.policy = RetryPolicy(
+            max_attempts=settings.max_attempts,
+            backoff_s=settings.backoff_s,
+            max_backoff_s=settings.max_backoff_s,
+            max_retry_after_s=settings.max_retry_after_s,
+        )
+        self.throttle = Throttle()
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.tokens = 0
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = make_client(self.settings)
+            return self._client
+
+    def _post(self, inputs: list[str]) -> bytes:
+        from openai import omit
+
+        s = self.settings
+        raw = self.client.embeddings.with_raw_response.create(
+            input=inputs,
+            model=s.model,
+            dimensions=s.dimensions if s.dimensions is not None else omit,
+            encoding_format="base64",
+        )
+        with self._lock:
+            self.requests += 1
+        return raw.http_response.content
+
+    def embed(self, inputs: Sequence[str], dim: int | None) -> np.ndarray:
+        """Vectors for ``inputs`` in one request (retried), shape (len(inputs), d)."""
+        batch = list(inputs)
+        body = call_with_retries(
+            lambda: self._post(batch),
+            lambda exc: classify(exc, self.settings, batch),
+            self.policy,
+            throttle=self.throttle,
+            notify=self.notify,
+        )
+        try:
+            vectors, tokens = parse_embeddings(body, len(batch), dim)
+        except MalformedResponse as exc:
+            raise MalformedResponse(
+                f"malformed response from {self.settings.host}: {exc} (nothing of it was cached)"
+            ) from None
+        with self._lock:
+            self.tokens += tokens
+        return vectors

@@ -1,0 +1,90 @@
+"""Checking an embeddings response before anything of it is used or cached.
+
+The body is parsed here, not by the openai client's models (which accept almost anything
+without strict validation), so a malformed answer is rejected with a message saying what is
+wrong: not JSON, no ``data`` list, the wrong number of vectors, duplicate or missing indexes,
+vectors of the wrong or of differing dimension, non-numbers, NaN or infinity.  Vectors may be
+JSON lists of numbers or base64 float32 (``encoding_format="base64"``, the client's default).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import TYPE_CHECKING, Any
+
+from embctl.errors import EmbctlError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class MalformedResponse(EmbctlError):
+    """The server answered 200 with something that is not the embeddings asked for."""
+
+
+def _vector(item: Any, position: int) -> np.ndarray:
+    import numpy as np
+
+    if not isinstance(item, dict) or "embedding" not in item:
+        raise MalformedResponse(f"data[{position}] has no 'embedding'")
+    emb = item["embedding"]
+    if isinstance(emb, str):
+        try:
+            raw = base64.b64decode(emb, validate=True)
+        except (binascii.Error, ValueError):
+            raise MalformedResponse(f"data[{position}].embedding is not base64") from None
+        if len(raw) % 4:
+            raise MalformedResponse(f"data[{position}].embedding is not float32 data")
+        return np.frombuffer(raw, dtype="<f4")
+    if not isinstance(emb, list):
+        raise MalformedResponse(f"data[{position}].embedding is a {type(emb).__name__}, "
+                                "not a list of numbers")
+    arr = np.asarray(emb) if emb else np.zeros(0, dtype=np.float32)
+    if arr.ndim != 1 or arr.dtype.kind not in "fiu":
+        raise MalformedResponse(f"data[{position}].embedding holds non-numbers")
+    return arr
+
+
+def parse_embeddings(body: bytes | str, count: int, dim: int | None) -> tuple[np.ndarray, int]:
+    """(float32 array of shape (count, d), prompt tokens used or 0) from a response body.
+
+    ``dim`` is the expected dimension when known (``--dimensions`` or the model's own).
+    """
+    import numpy as np
+
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedResponse("the response is not JSON") from None
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(data, list):
+        raise MalformedResponse("the response has no 'data' list")
+    if len(data) != count:
+        raise MalformedResponse(f"{len(data)} vectors for {count} inputs")
+    order: list[int] = []
+    for position, item in enumerate(data):
+        index = item.get("index", position) if isinstance(item, dict) else position
+        if type(index) is not int or not 0 <= index < count:
+            raise MalformedResponse(f"data[{position}] has a bad index {index!r}")
+        order.append(index)
+    if len(set(order)) != count:
+        raise MalformedResponse("duplicate vector indexes")
+    vectors = [_vector(item, position) for position, item in enumerate(data)]
+    dims = {len(v) for v in vectors}
+    if len(dims) > 1:
+        raise MalformedResponse(f"vectors of differing dimensions {sorted(dims)}")
+    got = dims.pop() if dims else 0
+    if got == 0:
+        raise MalformedResponse("empty vectors")
+    if dim and got != dim:
+        raise MalformedResponse(f"vectors have {got} dimensions, expected {dim}")
+    out = np.empty((count, got), dtype=np.float32)
+    for index, vec in zip(order, vectors, strict=True):
+        out[index] = vec
+    if not np.isfinite(out).all():
+        raise MalformedResponse("vectors hold NaN or infinite values")
+    usage = payload.get("usage")
+    tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    return out, tokens if type(tokens) is int else 0

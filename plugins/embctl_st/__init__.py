@@ -1,0 +1,64 @@
+"""Built-in sentence-transformers backend (``st:``), registered through the ``embctl`` group.
+
+Nothing heavy is imported here: sentence_transformers and torch are imported by ``load`` when
+the first model is needed.
+"""
+
+from __future__ import annotations
+
+from embctl.backends import Alias, Backend
+from embctl.hookspecs import hookimpl
+from embctl_st.files import select_files
+
+MB = 1_000_000
+
+
+def _load(model, options):
+    from embctl_st.model import load
+
+    return load(model, options)
+
+
+@hookimpl
+def register_backends(register):
+    register(
+        Backend(
+            name="st",
+            description="sentence-transformers models from the Hugging Face Hub",
+            default=True,
+            bare_org="sentence-transformers",
+            select_files=select_files,
+            load=_load,
+        )
+    )
+
+
+@hookimpl
+def register_aliases(register):
+    for name, target, dim, seq, size, desc in (
+        (
+            "all-MiniLM-L6-v2",
+            "st:sentence-transformers/all-MiniLM-L6-v2",
+            384, 256, 80 * MB,
+            "Fast general-purpose English sentence embeddings (6 layers).",
+        ),
+        (
+            "all-mpnet-base-v2",
+            "st:sentence-transformers/all-mpnet-base-v2",
+            768, 384, 420 * MB,
+            "Best-quality general-purpose sentence-transformers model (MPNet base).",
+        ),
+        (
+            "bge-small-en-v1.5",
+            "st:BAAI/bge-small-en-v1.5",
+            384, 512, 130 * MB,
+            "BAAI's small English retrieval model; strong on MTEB for its size.",
+        ),
+        (
+            "e5-small-v2",
+            "st:intfloat/e5-small-v2",
+            384, 512, 130 * MB,
+            "intfloat's small E5; prefix inputs with 'query: ' or 'passage: '.",
+        ),
+    ):
+        register(Alias(name, target, desc, dim=dim, max_seq_length=seq, size_bytes=size))

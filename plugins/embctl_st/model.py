@@ -1,0 +1,243 @@
+"""Loading sentence-transformers models for ``embctl embed`` and ``embctl.load``.
+
+``load`` is cheap: it finds the model's snapshot in the Hugging Face cache (pulling it when it
+is missing, unless HF_HUB_OFFLINE=1) and reads its dimension from the config files.  torch and
+sentence_transformers are imported only when the first batch is embedded, so a run whose
+vectors are all cached never loads the model at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from embctl.backends import Model
+from embctl.console import warn
+from embctl.errors import EmbctlError
+
+#: Loaded SentenceTransformer objects, by (model directory, device): once per process.
+_LOADED: dict[tuple[str, str], Any] = {}
+_LOCK = threading.Lock()
+
+
+def _snapshot_in_cache(model: Model, cache_dir: Path) -> tuple[Path, str] | None:
+    """(snapshot dir, commit) when the revision is already in the cache."""
+    from embctl.models.hub import is_commit, read_ref, repo_dir
+
+    storage = repo_dir(cache_dir, model.repo_id)
+    commit = model.revision if is_commit(model.revision) else read_ref(
+        storage, model.revision or "main")
+    if not commit:
+        return None
+    snapshot = storage / "snapshots" / commit
+    if (snapshot / "config.json").exists() or (snapshot / "modules.json").exists():
+        return snapshot, commit
+    return None
+
+
+def locate(model: Model, cache_dir: Path | None = None, *, quiet: bool = False) -> tuple[Path, str]:
+    """The model directory and its revision id; pulls the model when it is not cached."""
+    if model.local_path:
+        path = Path(model.local_path)
+        if not (path / "config.json").exists() and not (path / "modules.json").exists():
+            raise EmbctlError(f"{model.ref}: no config.json or modules.json; not a model directory")
+        return path, "local-" + _dir_fingerprint(path)
+    from embctl.paths import hub_cache_dir
+
+    cache = hub_cache_dir(cache_dir)
+    found = _snapshot_in_cache(model, cache)
+    if found:
+        return found
+    from embctl.models.pull import pull
+    from embctl.registry import get_backend
+
+    result = pull(model, get_backend(model.backend), cache, quiet=quiet)
+    return Path(result.path), result.commit
+
+
+def _dir_fingerprint(path: Path) -> str:
+    """Identify a local model directory's content by its files' paths, sizes and mtimes."""
+    h = hashlib.sha256()
+    for folder, dirs, names in os.walk(path):
+        dirs.sort()
+        for name in sorted(names):
+            full = Path(folder) / name
+            st = full.stat()
+            h.update(f"{full.relative_to(path).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n"
+                     .encode())
+    return h.hexdigest()[:16]
+
+
+def config_dim(path: Path) -> int | None:
+    """The output dimension, read from modules.json and module configs; None if unsure."""
+    try:
+        modules = json.loads((path / "modules.json").read_text())
+    except (OSError, ValueError):
+        return None
+    dim = None
+    for module in modules:
+        kind = str(module.get("type", ""))
+        try:
+            cfg = json.loads((path / module.get("path", "") / "config.json").read_text())
+        except (OSError, ValueError):
+            cfg = {}
+        if kind.endswith("Pooling"):
+            modes = [k for k, v in cfg.items() if k.startswith("pooling_mode_") and v is True]
+            if modes != ["pooling_mode_mean_tokens"] and modes != ["pooling_mode_cls_token"] \
+                    and modes != ["pooling_mode_max_tokens"]:
+                return None  # concatenated modes: let the model say
+            dim = cfg.get("word_embedding_dimension")
+        elif kind.endswith("Dense"):
+            dim = cfg.get("out_features")
+        elif kind.endswith(("Normalize", "Transformer")):
+            continue
+        else:
+            return None
+    return int(dim) if dim else None
+
+
+def pick_device(requested: str | None) -> str:
+    if requested:
+        return requested
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class STEmbedder:
+    """A sentence-transformers model, loaded on first use.
+
+    ``namespace`` and (usually) ``dim`` are known without loading anything.
+    """
+
+    input_kind = "text"
+    concurrency = 1
+    batch_size = 64
+
+    def __init__(self, model: Model, path: Path, revision: str, options: dict[str, Any]) -> None:
+        self.model = model
+        self.path = path
+        self.revision = revision
+        self.device_request: str | None = options.get("device")
+        self.normalize = bool(options.get("normalize", False))
+        self.truncate_dim: int | None = options.get("truncate_dim")
+        self.truncated = 0  # inputs longer than max_seq_length, counted as they are embedded
+        self._st = None
+        self._dim = config_dim(path)
+        if self._dim and self.truncate_dim:
+            self._dim = min(self._dim, self.truncate_dim)
+        self.namespace: dict[str, Any] = {
+            "backend": model.backend,
+            "repo_id": model.repo_id,
+            "revision": revision,
+            "normalize": self.normalize,
+            "truncate_dim": self.truncate_dim,
+        }
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self._dim = int(self._load().get_sentence_embedding_dimension())
+        return self._dim
+
+    @property
+    def max_seq_length(self) -> int | None:
+        return getattr(self._load(), "max_seq_length", None)
+
+    def _load(self):
+        if self._st is None:
+            with _LOCK:
+                device = pick_device(self.device_request)
+                key = (str(self.path), device)
+                if key not in _LOADED:
+                    _LOADED[key] = _load_st(self.path, device, self.model.ref)
+                self._st = _LOADED[key]
+        return self._st
+
+    def embed(self, inputs: Sequence[str]):
+        import numpy as np
+
+        st = self._load()
+        texts = self._clip(st, list(inputs))
+        vectors = st.encode(texts, batch_size=max(len(texts), 1),
+                            normalize_embeddings=self.normalize, convert_to_numpy=True,
+                            show_progress_bar=False, truncate_dim=self.truncate_dim)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def _clip(self, st, texts: list[str]) -> list[str]:
+        """Count the texts the model will truncate, and cut very long ones short.
+
+        A token covers at least one UTF-8 byte, so only texts longer than max_seq_length
+        (less room for special tokens) can be truncated; only those are tokenized, and only
+        their head (32 characters a token).  When the head alone has clearly more tokens than
+        the model keeps, the model's output is the same for the head as for the whole text,
+        so the head is what it gets: a 50 MB line is not tokenized whole (which takes minutes
+        and gigabytes).
+        """
+        limit = getattr(st, "max_seq_length", None)
+        if not limit:
+            return texts
+        head = limit * 32
+        long = [i for i, t in enumerate(texts) if len(t) > limit - 4 or len(t.encode()) > limit - 4]
+        if not long:
+            return texts
+        counts = st.tokenizer([texts[i][:head] for i in long], add_special_tokens=True,
+                              truncation=False)["input_ids"]
+        out = list(texts)
+        for i, ids in zip(long, counts, strict=True):
+            if len(ids) > limit:
+                self.truncated += 1
+                if len(texts[i]) > head and len(ids) > limit + 16:
+                    out[i] = texts[i][:head]
+        return out
+
+    def finish(self) -> None:
+        """Called once at the end of a run: the one truncation warning."""
+        if self.truncated and self._st is not None:
+            limit = self._st.max_seq_length
+            warn(f"{self.truncated:,} input{'s' if self.truncated > 1 else ''} longer than "
+                 f"{self.model.ref}'s max_seq_length ({limit} tokens) "
+                 f"{'were' if self.truncated > 1 else 'was'} truncated")
+            self.truncated = 0
+
+    def info(self) -> dict[str, Any]:
+        return {"ref": self.model.ref, "backend": self.model.backend,
+                "repo_id": self.model.repo_id, "revision": self.revision,
+                "path": str(self.path), "dim": self._dim, "normalize": self.normalize}
+
+
+def _load_st(path: Path, device: str, ref: str):
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import logging
+
+    for name in ("sentence_transformers", "transformers"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise EmbctlError(
+            "the st backend needs sentence-transformers: pip install 'embctl[st]'") from None
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" bars are noise on stderr
+    except ImportError:
+        pass
+    try:
+        return SentenceTransformer(str(path), device=device, local_files_only=True)
+    except Exception as exc:  # a broken snapshot, a bad device name...
+        text = " ".join(str(exc).split())[:300]
+        raise EmbctlError(f"{ref}: cannot load the model on {device}: {text}") from None
+
+
+def load(model: Model, options: dict[str, Any]) -> STEmbedder:
+    """Backend.load for ``st``: options are device, normalize, truncate_dim, cache_dir,
+    quiet."""
+    path, revision = locate(model, options.get("cache_dir"), quiet=bool(options.get("quiet")))
+    return STEmbedder(model, path, revision, options)
