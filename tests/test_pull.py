@@ -242,3 +242,29 @@ def test_pull_from_directory_imports_for_offline_use(embctl, hub, tmp_path):
     assert embctl("verify", "my-org/my-minilm").returncode == 0
     proc = embctl("pull", "x/y", "--from", str(tmp_path / "missing"))
     assert proc.returncode == 2
+
+
+def _seed_partial(embctl, hub, hub_root, data_from) -> Path:
+    etag = hub.snapshot(MINILM).files["model.safetensors"].etag
+    blobs = embctl.repo_dir / "blobs"
+    blobs.mkdir(parents=True)
+    partial = blobs / f"{etag}.incomplete"
+    partial.write_bytes(data_from((hub_root / MINILM / "model.safetensors").read_bytes()))
+    return partial
+
+
+def test_server_ignoring_range_restarts_the_file(embctl, hub, hub_root):
+    _seed_partial(embctl, hub, hub_root, lambda real: real[:5_000_000])
+    hub.set_fault(MINILM, "model.safetensors", ignore_range=True, methods=["GET"])
+    proc = embctl("pull", "all-MiniLM-L6-v2")
+    assert proc.returncode == 0, proc.stderr
+    assert embctl("verify").returncode == 0
+
+
+def test_corrupt_partial_file_is_caught_and_discarded(embctl, hub, hub_root):
+    partial = _seed_partial(embctl, hub, hub_root, lambda real: b"\0" * 5_000_000)
+    proc = embctl("pull", "all-MiniLM-L6-v2")
+    assert proc.returncode == 1 and "corrupt" in one_line_error(proc)
+    assert not partial.exists()
+    assert embctl("pull", "all-MiniLM-L6-v2").returncode == 0
+    assert embctl("verify").returncode == 0

@@ -43,7 +43,7 @@ class LazyGroup(click.Group):
             if exc.name == f"embctl.cli.{cmd_name}":
                 return None
             raise
-        return getattr(module, "command")
+        return module.command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Short help comes from COMMANDS, so `embctl --help` imports no command module.

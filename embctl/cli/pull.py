@@ -19,7 +19,8 @@ from embctl.cli.options import cache_dir_option, json_option, resolve_cache_dir
               help="Skip files matching GLOB. Repeatable.")
 @click.option("--from", "from_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Import a local model directory into the cache under REF.")
-@click.option("--tensor", default=None, help="matrix: the tensor to extract (default: found by name).")
+@click.option("--tensor", default=None,
+              help="matrix: the tensor to extract (default: found by name).")
 @cache_dir_option
 @json_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")

@@ -37,8 +37,10 @@ def command(refs, repair, remote, jobs, cache_dir, as_json, quiet):
     from embctl.models.verify import (
         compare_remote,
         missing_from_record,
-        repair as repair_repo,
         verify_models,
+    )
+    from embctl.models.verify import (
+        repair as repair_repo,
     )
     from embctl.registry import resolve
 

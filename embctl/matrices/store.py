@@ -9,7 +9,8 @@ names), so the same extraction always lands on the same file and a new commit on
     <slug>.<key16>.safetensors.incomplete / .part<i>[.incomplete]   while pulling
 
 The header's ``__metadata__`` holds (as strings; lists JSON-encoded): ``format``, ``ref``,
-``sources``, ``requested_revision``, ``revisions``, ``tensors``, ``source_dtypes``,
+``sources``, ``requested_revision``, ``revisions``, ``tensors``, ``tensor_choice`` (auto or
+explicit), ``source_dtypes``,
 ``source_shapes``, ``dtype``, ``shape``, ``sha256`` (of the data bytes), ``tokenizer``
 (fingerprints), ``created``.  A file is renamed into place only after its data is complete and
 hashed, so a file without ``.incomplete`` is always whole.
@@ -73,7 +74,7 @@ def display_ref(repo_ids: list[str], requested_revision: str | None) -> str:
 
 def build_metadata(sources: list[Source], *, requested_revision: str | None, dtype: str,
                    shape: tuple[int, int], sha256: str, tokenizer: list[str | None],
-                   created: int) -> dict[str, str]:
+                   created: int, explicit_tensor: bool = False) -> dict[str, str]:
     return {
         "format": FORMAT,
         "ref": display_ref([s.repo_id for s in sources], requested_revision),
@@ -81,6 +82,7 @@ def build_metadata(sources: list[Source], *, requested_revision: str | None, dty
         "requested_revision": requested_revision or "",
         "revisions": json.dumps([s.commit for s in sources]),
         "tensors": json.dumps([s.tensor for s in sources]),
+        "tensor_choice": "explicit" if explicit_tensor else "auto",
         "source_dtypes": json.dumps([s.dtype for s in sources]),
         "source_shapes": json.dumps([list(s.shape) for s in sources]),
         "dtype": dtype,
@@ -213,7 +215,10 @@ def find_matrix(ref: str, *, tensor: str | None = None) -> MatrixInfo | None:
             return max(by_key, key=lambda i: i.created)
     repo_ids, revision = parse_matrix_ref(ref)
     hits = [i for i in infos if _matches(i, repo_ids, revision, tensor)]
-    return max(hits, key=lambda i: (i.created, i.path.name)) if hits else None
+    # Without --tensor, a matrix whose tensor was found by name wins over a chosen one.
+    return max(hits, key=lambda i: (tensor is not None or
+                                    i.metadata.get("tensor_choice") != "explicit",
+                                    i.created, i.path.name)) if hits else None
 
 
 def require_matrix(ref: str, *, tensor: str | None = None) -> MatrixInfo:

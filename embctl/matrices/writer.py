@@ -39,6 +39,8 @@ class PendingFile:
                 f.write(self.prefix)
             have = 0
         self._f = open(self.tmp, "r+b")
+        if self._hash is not None:
+            self._hash = hashlib.sha256()  # of the bytes on disk, whatever came before
         if have and self._hash is not None:
             self._f.seek(len(self.prefix))
             left = have

@@ -4,18 +4,63 @@ huggingface_hub 2.x no longer resumes: each download writes a process-unique tem
 that is deleted on failure and orphaned by a kill.  embctl keeps the cache layout and the lock
 files huggingface_hub uses (so both can download into one cache at once) but writes
 ``blobs/<etag>.incomplete`` itself, resumes it with a Range request (huggingface_hub's
-``http_get``), checks the finished file's content hash against its etag, and only then renames
-it into place and links it from the snapshot.  A kill at any moment leaves at most an
+``http_get``), hashes it as it is written and checks the hash against its etag, and only
+then renames it into place and links it from the snapshot.  A kill at any moment leaves at most an
 ``.incomplete`` file that the next pull continues.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 from embctl.errors import EmbctlError
-from embctl.models.hashing import hash_blob, hash_kind
+from embctl.models.hashing import hash_kind
+
+
+class HashingWriter:
+    """A file wrapper that hashes what is written, so a download is checked without a second
+    pass over the file.  Bytes already on disk (a resumed download) are hashed first; if the
+    server ignores the Range request, huggingface_hub seeks back and truncates, and the hash
+    starts over from what is left."""
+
+    def __init__(self, f: BinaryIO, kind: str | None, total: int, existing: int) -> None:
+        self.f = f
+        self.kind = kind
+        self.total = total
+        self.h = None
+        self._restart_at(existing)
+
+    def _restart_at(self, position: int) -> None:
+        if self.kind is None:
+            return
+        self.h = hashlib.sha256() if self.kind == "sha256" else hashlib.sha1()
+        if self.kind == "git-sha1":
+            self.h.update(f"blob {self.total}\0".encode())
+        self.f.flush()
+        with open(self.f.name, "rb") as r:
+            remaining = position
+            while remaining > 0 and (chunk := r.read(min(remaining, 4 << 20))):
+                self.h.update(chunk)
+                remaining -= len(chunk)
+
+    def write(self, data: bytes) -> int:
+        if self.h is not None:
+            self.h.update(data)
+        return self.f.write(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        position = self.f.seek(offset, whence)
+        self._restart_at(position)
+        return position
+
+    def hexdigest(self) -> str | None:
+        return self.h.hexdigest() if self.h is not None else None
+
+    def __getattr__(self, name: str):
+        return getattr(self.f, name)
 
 
 def _umask() -> int:
@@ -67,14 +112,15 @@ def fetch_file(repo_id: str, path: str, commit: str, cache_dir: Path, storage: P
             if resume > meta.size:
                 resume = 0
                 incomplete.unlink()
+            kind = hash_kind(etag)
             with open(incomplete, "ab") as f:
-                hf.file_download.http_get(meta.location, f, resume_size=resume,
+                writer = HashingWriter(f, kind, meta.size, resume)
+                hf.file_download.http_get(meta.location, writer, resume_size=resume,
                                           headers=headers, expected_size=meta.size,
                                           displayed_filename=path)
             received = meta.size - resume
-            kind = hash_kind(etag)
             if kind is not None:
-                actual = hash_blob(incomplete, kind)
+                actual = writer.hexdigest()
                 if actual != etag:
                     incomplete.unlink(missing_ok=True)
                     raise EmbctlError(

@@ -91,7 +91,8 @@ def hub_error(ref: str, exc: BaseException) -> EmbctlError:
         return EmbctlError(f"{ref}: not in the cache and HF_HUB_OFFLINE=1 forbids downloading it")
     if isinstance(exc, e.GatedRepoError):
         return EmbctlError(
-            f"{ref}: gated repo; accept its terms on the Hub and log in (HF_TOKEN or `hf auth login`)"
+            f"{ref}: gated repo; accept its terms on the Hub and log in "
+            "(HF_TOKEN or `hf auth login`)"
         )
     if isinstance(exc, e.RevisionNotFoundError):
         return EmbctlError(f"{ref}: revision not found on the Hub")

@@ -20,7 +20,6 @@ from typing import Any
 
 from embctl.paths import repo_folder_name
 
-
 RECORD_NAME = ".embctl-pull.json"
 
 

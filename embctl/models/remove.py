@@ -169,11 +169,12 @@ def execute(plan: RemovalPlan) -> None:
 
 def _tidy(plan: RemovalPlan) -> None:
     """Drop repos left with nothing in them, so the cache has no empty shells."""
-    repo_dirs = {
-        os.path.join(plan.cache_dir, Path(p).relative_to(plan.cache_dir).parts[0])
-        for p in [*plan.dirs, *plan.files]
-        if Path(p).is_relative_to(plan.cache_dir) and len(Path(p).relative_to(plan.cache_dir).parts) > 1
-    }
+    repo_dirs = set()
+    for p in [*plan.dirs, *plan.files]:
+        parts = Path(p).relative_to(plan.cache_dir).parts if Path(p).is_relative_to(
+            plan.cache_dir) else ()
+        if len(parts) > 1:
+            repo_dirs.add(os.path.join(plan.cache_dir, parts[0]))
     for repo_dir in repo_dirs:
         repo = scan_repo(repo_dir) if os.path.isdir(repo_dir) else None
         if repo is None:

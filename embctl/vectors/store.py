@@ -37,8 +37,6 @@ BUSY_TIMEOUT_MS = 60_000
 #: last_used is refreshed only when older than this, so warm runs write (almost) nothing.
 TOUCH_GRANULARITY_S = 3600
 _CHUNK = 500  # parameters per IN (...) query; SQLite's limit is far higher
-#: Rough per-row overhead (key, b-tree cells) used to estimate bytes freed by eviction.
-ROW_OVERHEAD = 64
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -85,10 +83,17 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     else:
         conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
                                check_same_thread=False)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    if not readonly:
-        _retry(lambda: conn.execute("PRAGMA journal_mode = WAL"))
-        conn.execute("PRAGMA synchronous = NORMAL")
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if not readonly:
+            # 8 KiB pages hold five 384-dim rows where 4 KiB pages hold two (no effect on an
+            # existing file).
+            conn.execute("PRAGMA page_size = 8192")
+            _retry(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+            conn.execute("PRAGMA synchronous = NORMAL")
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
@@ -399,12 +404,14 @@ def enforce_cap(max_bytes: int, root: Path | None = None) -> tuple[int, int]:
         for path in store_files(root):
             try:
                 conn = connect(path)
-                used += _used_bytes(conn)
-                for last_used, rows, size in conn.execute(
-                        "SELECT last_used, COUNT(*), SUM(LENGTH(vec) + COALESCE(LENGTH(text), 0))"
-                        " FROM vectors GROUP BY last_used"):
-                    buckets.append((last_used, rows, size + rows * ROW_OVERHEAD, path))
                 conns[path] = conn
+                file_used = _used_bytes(conn)
+                used += file_used
+                groups = conn.execute("SELECT last_used, COUNT(*) FROM vectors "
+                                      "GROUP BY last_used").fetchall()
+                per_row = file_used / max(1, sum(n for _, n in groups))  # pages, not payload
+                for last_used, rows in groups:
+                    buckets.append((last_used, rows, int(rows * per_row), path))
             except sqlite3.Error:
                 continue
         excess = used - max_bytes

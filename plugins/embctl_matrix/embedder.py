@@ -21,6 +21,9 @@ from embctl.models.hub import is_offline
 
 
 class StaticEmbedder:
+    #: Inputs per call the pipeline should use: a lookup is cheap, per-call overhead is not.
+    batch_size = 512
+
     def __init__(self, info: store.MatrixInfo, encode, *, normalize: bool = True) -> None:
         self.info = info
         self._matrix = raw_memmap(info)
@@ -52,13 +55,16 @@ class StaticEmbedder:
             owner = np.repeat(np.arange(len(ids)), lengths)[keep]
             flat = flat[keep]
             lengths = np.bincount(owner, minlength=len(ids))
-        nonempty = lengths > 0
         if flat.size:
             vectors = to_float(self._matrix[flat], self.info.dtype).astype(np.float32,
                                                                              copy=False)
-            starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))[nonempty]
-            sums = np.add.reduceat(vectors, starts, axis=0)
-            out[nonempty] = sums / lengths[nonempty, None]
+            # A slice sum per text: several times faster than np.add.reduceat on rows.
+            start = 0
+            for i, n in enumerate(lengths.tolist()):
+                if n:
+                    np.sum(vectors[start:start + n], axis=0, out=out[i])
+                    out[i] /= n
+                    start += n
         if self.normalize:
             norms = np.linalg.norm(out, axis=1, keepdims=True)
             np.divide(out, norms, out=out, where=norms > 0)

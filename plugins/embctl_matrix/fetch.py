@@ -73,7 +73,7 @@ def pull_matrix(model: Model, options: dict[str, Any]) -> dict[str, Any]:
         located.append(_locate(ref, listing, tensor, files, cache_dir, counter))
     dtype = _check_compatible(ref, located)
     info = _build(ref, model.revision, located, dtype, counter,
-                  quiet=bool(options.get("quiet")))
+                  quiet=bool(options.get("quiet")), explicit=bool(options.get("tensor")))
     _keep_tokenizer(info, located[0])
     summary = _summary(info, began, downloaded=counter.header_bytes + counter.tensor_bytes,
                        up_to_date=False)
@@ -207,7 +207,7 @@ def _check_compatible(ref: str, located: list[Located]) -> str:
 
 
 def _build(ref: str, revision: str | None, located: list[Located], dtype: str,
-           counter: remote.Counter, *, quiet: bool) -> store.MatrixInfo:
+           counter: remote.Counter, *, quiet: bool, explicit: bool) -> store.MatrixInfo:
     from filelock import FileLock
 
     from embctl.progress import ByteProgress
@@ -221,7 +221,8 @@ def _build(ref: str, revision: str | None, located: list[Located], dtype: str,
 
     def header(sha: str, created: int) -> bytes:
         meta = store.build_metadata(sources, requested_revision=revision, dtype=dtype,
-                                    shape=shape, sha256=sha, tokenizer=prints, created=created)
+                                    shape=shape, sha256=sha, tokenizer=prints, created=created,
+                                    explicit_tensor=explicit)
         return encode_header(store.TENSOR, dtype, list(shape), meta)
 
     with FileLock(str(locks / f"{final.name}.lock")):

@@ -24,7 +24,6 @@ from embctl.matrices.format import (
 from embctl.matrices.writer import PendingFile
 from embctl.models.hub import hub_error, import_hf
 
-CHUNK = 1 << 20
 ATTEMPTS = 4
 
 
@@ -77,6 +76,12 @@ def _get(url: str, start: int, end: int):
         yield response
 
 
+def _ignored_range(ref: str, url: str, status: int) -> EmbctlError:
+    name = url.rsplit("/", 1)[-1]
+    return EmbctlError(f"{ref}: the server ignored the Range request for {name} (HTTP "
+                       f"{status}); refusing to download whole shards")
+
+
 def _content_range(response) -> tuple[int, int | None]:
     """(first byte, total size) from a 206's Content-Range."""
     value = response.headers.get("Content-Range", "")
@@ -90,21 +95,15 @@ def _content_range(response) -> tuple[int, int | None]:
 
 
 def _read_exact(ref: str, url: str, start: int, length: int) -> tuple[bytes, int | None]:
-    """Exactly ``length`` bytes at ``start``; tolerates a 200 by reading only what it needs."""
+    """Exactly ``length`` bytes at ``start``."""
     with _get(url, start, start + length - 1) as response:
-        total = None
-        if response.status_code == 206:
-            first, total = _content_range(response)
-            if first != start:
-                raise EmbctlError(f"{ref}: the server answered the wrong byte range")
-            skip = 0
-        else:
-            skip = start  # a 200: the body starts at byte 0
+        if response.status_code != 206:
+            raise _ignored_range(ref, url, response.status_code)
+        first, total = _content_range(response)
+        if first != start:
+            raise EmbctlError(f"{ref}: the server answered the wrong byte range")
         buf = bytearray()
-        for chunk in response.iter_bytes(CHUNK):
-            if skip:
-                cut = min(skip, len(chunk))
-                chunk, skip = chunk[cut:], skip - cut
+        for chunk in response.iter_bytes():
             buf += chunk
             if len(buf) >= length:
                 break
@@ -149,13 +148,11 @@ def download_range(ref: str, repo_id: str, path: str, commit: str, start: int,
         try:
             with _get(url, offset, start + sink.size - 1) as response:
                 if response.status_code != 206:
-                    raise EmbctlError(
-                        f"{ref}: the server ignored the Range request for {path} "
-                        f"(HTTP {response.status_code}); refusing to download the whole shard")
+                    raise _ignored_range(ref, url, response.status_code)
                 first, _ = _content_range(response)
                 if first != offset:
                     raise EmbctlError(f"{ref}: the server answered the wrong byte range")
-                for chunk in response.iter_bytes(CHUNK):
+                for chunk in response.iter_bytes():  # as received: a drop loses nothing
                     take = chunk[: sink.size - sink.have]
                     sink.write(take)
                     counter.tensor_bytes += len(take)

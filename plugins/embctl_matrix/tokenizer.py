@@ -58,8 +58,11 @@ def load_tokenizer(tokenizer_json: Path | None, snapshot: Path | None):
         tok.no_padding()
         tok.no_truncation()
 
+        # encode_batch_fast (tokenizers >= 0.20) skips the character offsets we do not use.
+        batch = getattr(tok, "encode_batch_fast", tok.encode_batch)
+
         def encode(texts: list[str]) -> list[list[int]]:
-            return [e.ids for e in tok.encode_batch(texts, add_special_tokens=False)]
+            return [e.ids for e in batch(texts, add_special_tokens=False)]
 
         return encode
     if snapshot is not None and snapshot.is_dir():
