@@ -441,3 +441,55 @@ def test_plugin_and_listing_import_nothing_heavy(run):
     proc = python(run, code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def test_embed_pulls_a_missing_matrix_and_offline_fails_cleanly(run, mhub):
+    offline = run("embed", f"matrix:{LLM}", "--lines", input="hello\n",
+                  env={"HF_HUB_OFFLINE": "1"})
+    assert offline.returncode == 1
+    assert "HF_HUB_OFFLINE=1" in one_line_error(offline)
+    proc = run("embed", f"matrix:{LLM}", "--lines", "-q", input="hello\n")
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)["embedding"]) == 64
+    assert len(cached(run)) == 1
+
+
+def test_tensor_list_must_match_the_models(run):
+    proc = run("pull", f"matrix:{LLM}+{LLM_B}", "--tensor", "a,b,c")
+    assert proc.returncode == 2
+    assert "one per model (2)" in one_line_error(proc)
+    ok = pull_json(run, f"matrix:{LLM}+{LLM_B}", "--tensor", f"{EMBED_NAME},lm_head.weight")
+    assert ok["tensors"] == [EMBED_NAME, "lm_head.weight"] and ok["shape"] == [VOCAB, 96]
+
+
+def test_dead_connection_fails_cleanly_with_nothing_cached(run, mhub, repos):
+    mhub.set_fault(LLM, embed_shard(repos[LLM]).name, drop_after=0, methods=["GET"])
+    proc = run("pull", f"matrix:{LLM}")
+    assert proc.returncode == 1
+    assert "tiny-llm" in one_line_error(proc)
+    assert cached(run) == []
+
+
+def test_interrupted_concatenation_is_listed_and_removable(run, mhub, repos):
+    mhub.set_fault(LLM_B, embed_shard(repos[LLM_B]).name, delay_s=0.05, chunk_size=64 * 1024)
+    proc = run.popen("pull", f"matrix:{LLM}+{LLM_B}")
+    root = run.home / "embctl" / "matrices"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        part = list(root.glob("*.part1.incomplete")) if root.is_dir() else []
+        if part and part[0].stat().st_size > 200_000:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the download never started")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert cached(run) == []
+    code = ("from embctl.matrices.scan import matrix_entries, remove_matrices\n"
+            "print([e.status for e in matrix_entries()])\n"
+            "removed = remove_matrices()\n"
+            "print(len(removed), [e.status for e in matrix_entries()])\n")
+    out = python(run, code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["['incomplete']", "1 []"]
+    assert list((run.home / "embctl" / "matrices").glob("*.*")) == []

@@ -14,6 +14,12 @@ from embctl.cli.options import cache_dir_option, json_option, resolve_cache_dir
 @click.argument("refs", nargs=-1, metavar="[REF]...", shell_complete=complete_cached)
 @click.option("--revision", "-r", default=None,
               help="Remove only this revision (branch, tag or commit) of each REF.")
+@click.option("--vectors", "only_vectors", is_flag=True,
+              help="Remove the vector caches of each REF (every namespace) instead of its model.")
+@click.option("--namespace", "namespaces", multiple=True, metavar="ID",
+              help="Remove one vector cache by namespace id or unique prefix (see ls --json).")
+@click.option("--all", "everything", is_flag=True,
+              help="Remove each REF's model files, matrices and vector caches.")
 @click.option("--prune", is_flag=True,
               help="Also remove incomplete downloads, revisions no ref points to and blobs "
               "nothing references (in REFs, or the whole cache when none are given).")
@@ -21,48 +27,76 @@ from embctl.cli.options import cache_dir_option, json_option, resolve_cache_dir
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @cache_dir_option
 @json_option
-def command(refs, revision, prune, dry_run, yes, cache_dir, as_json):
-    """Remove models from the cache and report the space freed.
+def command(refs, revision, only_vectors, namespaces, everything, prune, dry_run, yes, cache_dir,
+            as_json):
+    """Remove models, matrices or vector caches and report the space freed.
 
-    REF takes the same forms as pull: an alias, org/name, BACKEND:ID, REF@REV.
-    Without a terminal, -y is required (embctl never waits on a prompt in scripts).
+    REF takes the same forms as pull: an alias, org/name, BACKEND:ID, REF@REV. By default
+    the model's files go (for matrix: refs, the matrix; for remote APIs such as openai:,
+    which keep no files, the vector caches). Computed vectors are kept unless --vectors or
+    --all asks for them. Without a terminal, -y is required: embctl never waits on a prompt
+    in scripts.
 
     \b
     Examples:
       embctl rm all-MiniLM-L6-v2 -y
       embctl rm BAAI/bge-small-en-v1.5@v1.0 --dry-run
-      embctl rm --prune -y                      # incomplete, orphaned, detached
+      embctl rm all-MiniLM-L6-v2 --vectors -y    # its vector caches, not the model
+      embctl rm --prune -y                       # incomplete, orphaned, detached
     """
     from dataclasses import replace
 
     from embctl.console import human_size, info, print_json
     from embctl.errors import EmbctlError, UsageError
+    from embctl.matrices.scan import remove_matrices
     from embctl.models.hub import repo_dir
     from embctl.models.remove import RemovalPlan, execute, plan_prune, plan_repo, plan_revision
     from embctl.models.scan import scan_repo
     from embctl.registry import get_backend, resolve
+    from embctl.vectors.scan import remove_vectors
 
-    if not refs and not prune:
-        raise UsageError("nothing to remove: give a REF, or --prune")
+    if not refs and not prune and not namespaces:
+        raise UsageError("nothing to remove: give a REF, --namespace or --prune")
+    if only_vectors and everything:
+        raise UsageError("--vectors and --all cannot be combined")
     cache = resolve_cache_dir(cache_dir)
     models = [resolve(r) for r in refs]
     if revision:
         models = [replace(m, revision=revision) for m in models]
     plan = RemovalPlan(cache)
     repos = []
-    api_caches = _api_vector_caches(models)  # API models (openai:): their vector caches
-    models = [m for m in models if get_backend(m.backend).hub]
-    plan.items += [{"kind": "vectors", "ref": e.ref, "repo_id": e.repo_id, "revision": None,
-                    "path": e.path, "freed_bytes": e.size_bytes} for e in api_caches]
-    plan.freed_bytes += sum(e.size_bytes for e in api_caches)
+    later = []  # (kind, model, namespace, entry): vector caches and matrices
     for model in models:
-        repo = scan_repo(repo_dir(cache, model.repo_id))
-        if repo is None:
-            raise EmbctlError(f"{model.ref}: not in the cache {cache}")
-        repos.append(repo)
-        name = model.alias or model.repo_id
-        plan.merge(plan_revision(cache, repo, model.revision, name) if model.revision
-                   else plan_repo(cache, repo, name))
+        backend = get_backend(model.backend)
+        found = False
+        if not only_vectors and backend.hub:
+            repo = scan_repo(repo_dir(cache, model.repo_id))
+            if repo is not None:
+                found = True
+                repos.append(repo)
+                name = model.alias or model.repo_id
+                plan.merge(plan_revision(cache, repo, model.revision, name) if model.revision
+                           else plan_repo(cache, repo, name))
+            for entry in remove_matrices(model, dry_run=True):
+                found = True
+                later.append(("matrix", model, None, entry))
+        if only_vectors or everything or not backend.hub:
+            for entry in remove_vectors(model, dry_run=True):
+                found = True
+                later.append(("vectors", model, entry.extra.get("namespace"), entry))
+        if not found:
+            raise EmbctlError(f"{model.ref}: no vector caches" if only_vectors
+                              else f"{model.ref}: not in the cache {cache}")
+    for ns in namespaces:
+        chosen = remove_vectors(None, ns, dry_run=True)
+        if len(chosen) != 1:
+            raise EmbctlError(f"--namespace {ns}: {'several' if chosen else 'no'} vector caches "
+                              "match")
+        later.append(("vectors", None, chosen[0].extra.get("namespace"), chosen[0]))
+    for kind, _model, _ns, entry in later:
+        plan.items.append({"kind": kind, "ref": entry.ref, "repo_id": entry.repo_id,
+                           "revision": None, "path": entry.path, "freed_bytes": entry.size_bytes})
+        plan.freed_bytes += entry.size_bytes
     if prune:
         plan.merge(plan_prune(cache, repos or None))
     if not plan.items:
@@ -88,36 +122,13 @@ def command(refs, revision, prune, dry_run, yes, cache_dir, as_json):
             raise EmbctlError("nothing removed")
     if not dry_run:
         execute(plan)
-        _remove_files(api_caches)
+        for kind, model, ns, entry in later:
+            if kind == "vectors":
+                remove_vectors(None, ns)
+            else:
+                remove_matrices(model, key=entry.extra.get("key"))
     if as_json:
         print_json({"removed": plan.items, "freed_bytes": plan.freed_bytes, "dry_run": dry_run})
     else:
         done = "would free" if dry_run else "freed"
         info(f"{done} {human_size(plan.freed_bytes)} ({plan.freed_bytes:,} bytes)")
-
-
-def _api_vector_caches(models) -> list:
-    """The vector caches of models of API backends (no model files: nothing else is local)."""
-    from embctl.errors import EmbctlError
-    from embctl.registry import get_backend
-    from embctl.vectors.scan import select_vectors
-
-    found = []
-    for model in models:
-        if get_backend(model.backend).hub:
-            continue
-        entries = select_vectors(model)
-        if not entries:
-            raise EmbctlError(f"{model.ref}: no vector cache of this {model.backend} model "
-                              "(the backend keeps no model files)")
-        found += entries
-    return found
-
-
-def _remove_files(entries) -> None:
-    from pathlib import Path
-
-    from embctl.vectors.store import remove_files
-
-    for entry in entries:
-        remove_files(Path(entry.path))

@@ -44,19 +44,29 @@ def command(refs, repair, remote, jobs, cache_dir, as_json, quiet):
     )
     from embctl.registry import resolve
 
+    from embctl.matrices.scan import select_matrices, verify_matrices
+    from embctl.registry import get_backend
+    from embctl.vectors.scan import select_vectors, verify_vectors
+
     cache = resolve_cache_dir(cache_dir)
     names: dict[str, str] = {}
+    others = []  # (verify function, model) for vector caches and matrices
     if refs:
         repos = []
         for text in refs:
             model = resolve(text)
-            repo = scan_repo(repo_dir(cache, model.repo_id))
-            if repo is None:
+            repo = scan_repo(repo_dir(cache, model.repo_id)) if get_backend(
+                model.backend).hub else None
+            found = [select_vectors(model), select_matrices(model)]
+            if repo is None and not any(found):
                 raise EmbctlError(f"{model.ref}: not in the cache {cache}")
-            repos.append(repo)
-            names[repo.repo_id] = model.alias or model.repo_id
+            if repo is not None:
+                repos.append(repo)
+                names[repo.repo_id] = model.alias or model.repo_id
+            others += [(verify_vectors, model), (verify_matrices, model)]
     else:
         repos = [r for r in scan_cache(cache) if r.repo_type == "model"]
+        others = [(verify_vectors, None), (verify_matrices, None)]
     quiet = quiet or as_json
 
     def check(repos):
@@ -85,17 +95,30 @@ def command(refs, repair, remote, jobs, cache_dir, as_json, quiet):
                 p.repaired = False
         problems += [q for q in remaining if not any(
             q.path == p.path and q.revision == p.revision for p in problems)]
-    ok = all(p.repaired for p in problems)
+    checks = [c for fn, model in others for c in fn(model, repair=repair)]
+    bad_checks = [c for c in checks if not c.ok]
+    ok = all(p.repaired for p in problems) and all(c.ok or c.repaired for c in checks)
     files = sum(len(r.files) for repo in repos for r in repo.revisions)
+    n_vectors = sum(1 for c in checks if c.to_json()["kind"] == "vectors")
+    n_matrices = len(checks) - n_vectors
     if as_json:
-        print_json({"ok": ok, "checked": {"models": len(repos), "files": files},
-                    "problems": [p.to_json() for p in problems]})
+        print_json({"ok": ok,
+                    "checked": {"models": len(repos), "files": files, "vector_caches": n_vectors,
+                                "matrices": n_matrices},
+                    "problems": [p.to_json() for p in problems]
+                    + [c.to_json() for c in bad_checks]})
     else:
         for p in problems:
             click.echo(p.describe())
+        for c in bad_checks:
+            for line in c.problems:
+                click.echo(f"{c.entry.ref} ({c.to_json()['kind']} {c.entry.path}): {line}")
+        count = len(problems) + len(bad_checks)
         if not quiet:
-            info(f"checked {len(repos)} model(s), {files} file(s): "
-                 + ("all OK" if ok else f"{len(problems)} problem(s)"
-                    + ("" if repair else "; run with --repair to fix")))
+            info(f"checked {len(repos)} model(s) ({files} files), {n_vectors} vector cache(s), "
+                 f"{n_matrices} matri{'x' if n_matrices == 1 else 'ces'}: "
+                 + ("all OK" if ok and not count else
+                    f"{count} problem(s)" + (", repaired" if ok else "")
+                    + ("" if repair or ok else "; run with --repair to fix")))
     if not ok:
         raise SystemExit(1)

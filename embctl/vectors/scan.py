@@ -98,6 +98,7 @@ class VectorCheck:
     problems: list[str] = field(default_factory=list)  # one line each, for people
     bad: dict[str, int] = field(default_factory=dict)  # "nan", "inf", "zero_norm", "wrong_dim"
     removed: int = 0  # bad vectors deleted by repair
+    repaired: bool = False  # repair deleted every bad vector (the next embed recomputes them)
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": "vectors", "ref": self.entry.ref, "path": self.entry.path,
@@ -193,6 +194,7 @@ def _check_one(entry: Entry, repair: bool) -> VectorCheck:
             if repair:
                 with store._Txn(conn):
                     check.removed = store._delete(conn, [k for k, _ in flagged])
+                check.repaired = check.removed == len(flagged)
                 check.problems.append(f"removed {check.removed} bad vectors; "
                                       "they will be recomputed on the next embed")
     except sqlite3.DatabaseError as exc:

@@ -112,15 +112,25 @@ def _read_exact(ref: str, url: str, start: int, length: int) -> tuple[bytes, int
     return bytes(buf[:length]), total
 
 
+def _read_retrying(ref: str, url: str, start: int, length: int) -> tuple[bytes, int | None]:
+    for attempt in range(ATTEMPTS):
+        try:
+            return _read_exact(ref, url, start, length)
+        except Exception as exc:
+            if attempt == ATTEMPTS - 1 or not _is_network_error(exc):
+                raise
+    raise AssertionError("unreachable")
+
+
 def read_header(ref: str, repo_id: str, path: str, commit: str, counter: Counter
                 ) -> RemoteHeader:
     """Fetch and parse the JSON header of a remote safetensors file (8 + N bytes)."""
     url = _url(repo_id, path, commit)
     try:
-        first, total = _read_exact(ref, url, 0, 8)
+        first, total = _read_retrying(ref, url, 0, 8)
         counter.header_bytes += 8
         length = parse_header_length(first)
-        raw, _ = _read_exact(ref, url, 8, length)
+        raw, _ = _read_retrying(ref, url, 8, length)
         counter.header_bytes += length
         header = parse_header_json(raw)
     except FormatError as exc:
