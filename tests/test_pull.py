@@ -268,3 +268,56 @@ def test_corrupt_partial_file_is_caught_and_discarded(embctl, hub, hub_root):
     assert not partial.exists()
     assert embctl("pull", "all-MiniLM-L6-v2").returncode == 0
     assert embctl("verify").returncode == 0
+
+
+def test_sentence_transformers_home_and_cache_dir(embctl, hub, tmp_path):
+    st_home = tmp_path / "st-home"
+    proc = embctl("pull", "all-MiniLM-L6-v2", "-q", env={"SENTENCE_TRANSFORMERS_HOME":
+                                                         str(st_home)})
+    assert proc.returncode == 0, proc.stderr
+    assert (st_home / "models--sentence-transformers--all-MiniLM-L6-v2").is_dir()
+    assert not embctl.cache.exists()
+    code = ("from sentence_transformers import SentenceTransformer\n"
+            "print(SentenceTransformer('all-MiniLM-L6-v2').encode(['x']).shape[1])\n")
+    env = {**embctl.env, "HF_HUB_OFFLINE": "1", "SENTENCE_TRANSFORMERS_HOME": str(st_home)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "384", out.stderr
+    custom = tmp_path / "custom"
+    assert embctl("pull", "all-MiniLM-L6-v2", "-q", "--cache-dir", str(custom)).returncode == 0
+    rows = json.loads(embctl("ls", "--json", "--cache-dir", str(custom)).stdout)
+    assert [r["repo_id"] for r in rows] == [MINILM]
+    assert embctl("verify", "--cache-dir", str(custom)).returncode == 0
+
+
+def _run_with_tty_stderr(embctl, *args) -> str:
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "embctl", *args], env=embctl.env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=300)
+    os.close(master)
+    assert proc.returncode == 0
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise(embctl, hub):
+    hub.set_fault(MINILM, "model.safetensors", delay_s=0.02, chunk_size=2 * 1024 * 1024)
+    tty = _run_with_tty_stderr(embctl, "pull", "all-MiniLM-L6-v2")
+    assert "━" in tty and "MB" in tty  # rich's bar with bytes
+    embctl("rm", "all-MiniLM-L6-v2", "-y", check=True)
+    plain = embctl("pull", "all-MiniLM-L6-v2")
+    assert plain.returncode == 0
+    assert "━" not in plain.stderr and "\r" not in plain.stderr
+    assert 2 <= len(plain.stderr.splitlines()) <= 6, plain.stderr
