@@ -66,6 +66,7 @@ class Options:
     window_records: int | None = None  # None: 16 batches (at least 4 per concurrent call)
     concurrency: int | None = None  # None: the embedder's preference, else 1
     window_bytes: int = 8_000_000
+    base_dir: str | None = None  # image inputs: where relative paths start (see pipeline_images)
 
 
 @dataclass
@@ -122,11 +123,19 @@ class InputAdapter:
         """Sort key for length-sorted batches."""
         return len(item)
 
+    def prepare(self, windows: Iterable[list[Record]], vectorizer: Vectorizer | None,
+                on_bad: Callable[[int, str], None]) -> Iterable[list[Record]]:
+        """Check (and possibly pre-compute) windows before they are keyed; texts: as is."""
+        return windows
 
-def adapter_for(input_kind: str, prefix: str = "") -> InputAdapter:
+
+def adapter_for(input_kind: str, prefix: str = "", base_dir: str | None = None) -> InputAdapter:
     if input_kind == "text":
         return InputAdapter(prefix)
-    # An image adapter would key on the file's bytes and pass the path to embed().
+    if input_kind == "image":  # keyed on the file's bytes; see embctl/pipeline_images.py
+        from embctl.pipeline_images import ImageAdapter
+
+        return ImageAdapter(base_dir)
     raise UsageError(f"inputs of kind {input_kind!r} are not supported by embctl embed yet")
 
 
@@ -329,10 +338,10 @@ class Vectorizer:
                 if exc is not None:
                     error = error or exc
                     continue
-                yield future.result()
                 nxt = next(queue, None) if error is None else None
-                if nxt is not None:
+                if nxt is not None:  # before the commit: keep `concurrency` calls in flight
                     pending.add(self._pool.submit(run, nxt))
+                yield future.result()
         if error is not None:
             raise error
 
@@ -459,7 +468,8 @@ class JsonlWriter(Writer):
                 out.append(head[:-1].encode() + b', "embedding": ' + vec + b"}\n")
             elif "embedding" in record.obj or not record.obj:  # type: ignore[operator]
                 obj = dict(record.obj or {})
-                obj["embedding"] = None
+                obj.pop("embedding", None)
+                obj["embedding"] = None  # last, so the vector is spliced in before the "}"
                 head = json.dumps(obj, ensure_ascii=False).encode()
                 out.append(head[:-len(b"null}")] + vec + b"}\n")
             else:  # the object's own bytes, verbatim, with the vector spliced in
@@ -616,7 +626,7 @@ def run(embedder: Embedder, store: VectorStore | None, stream: IO[bytes], writer
     last complete window)."""
     stats = Stats()
     start = time.monotonic()
-    adapter = adapter_for(input_kind, opts.prefix)
+    adapter = adapter_for(input_kind, opts.prefix, opts.base_dir)
     vectorizer = Vectorizer(embedder, store, adapter, batch_size=opts.batch_size,
                             store_text=opts.store_text, concurrency=opts.concurrency)
     if store is not None and opts.store_text:
@@ -645,8 +655,8 @@ def run(embedder: Embedder, store: VectorStore | None, stream: IO[bytes], writer
     per_window = opts.window_records or vectorizer.batch_size * max(16, 4 * vectorizer.concurrency)
     ok = False
     try:
-        for window in windows(read_records(stream, opts, stats, on_bad), per_window,
-                              opts.window_bytes):
+        for window in adapter.prepare(windows(read_records(stream, opts, stats, on_bad),
+                                              per_window, opts.window_bytes), vectorizer, on_bad):
             blob, hits, computed, duplicates = vectorizer.vectors([r.text for r in window])
             stats.hits += hits
             stats.computed += computed
@@ -715,7 +725,7 @@ def dry_run(embedder: Embedder, store: VectorStore | None, stream: IO[bytes], op
     """Count what :func:`run` would embed, batch by batch, without calling the model."""
     result = Stats()
     plan = DryRun()
-    adapter = adapter_for(input_kind, opts.prefix)
+    adapter = adapter_for(input_kind, opts.prefix, opts.base_dir)
     vectorizer = Vectorizer(embedder, store, adapter, batch_size=opts.batch_size,
                             concurrency=opts.concurrency)
     count = getattr(embedder, "count_tokens", None)
@@ -732,8 +742,8 @@ def dry_run(embedder: Embedder, store: VectorStore | None, stream: IO[bytes], op
 
     seen: set[bytes] = set()
     per_window = opts.window_records or vectorizer.batch_size * max(16, 4 * vectorizer.concurrency)
-    for window in windows(read_records(stream, opts, result, on_bad), per_window,
-                          opts.window_bytes):
+    for window in adapter.prepare(windows(read_records(stream, opts, result, on_bad), per_window,
+                                          opts.window_bytes), None, on_bad):
         plan.records += len(window)
         keys = [vectorizer._key(adapter.key_bytes(r.text)) for r in window]
         unique = [k for k in dict.fromkeys(keys) if k not in seen]

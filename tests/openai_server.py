@@ -63,15 +63,27 @@ def count_tokens(text: str) -> int:
     return max(1, -(-len(text.encode("utf-8")) // 4))
 
 
+def expected_vectors(
+    texts: list[str], model: str = "test-embed", dimensions: int | None = None,
+    native: int | None = None,
+) -> np.ndarray:
+    """The float32 vectors the server returns for ``texts``: from the SHAKE-256 of the model
+    name and each text, cut to ``dimensions`` and L2-normalised."""
+    native = native or DEFAULT_MODELS[model]
+    prefix = model.encode() + b"\0"
+    raw = b"".join(
+        hashlib.shake_256(prefix + t.encode("utf-8")).digest(4 * native) for t in texts
+    )
+    vecs = np.frombuffer(raw, dtype="<u4").reshape(len(texts), native)[:, : dimensions or native]
+    vecs = vecs.astype(np.float64) / 2**31 - 1.0
+    return (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
+
+
 def expected_vector(
     text: str, model: str = "test-embed", dimensions: int | None = None, native: int | None = None
 ) -> np.ndarray:
     """The float32 vector the server returns for ``text``."""
-    native = native or DEFAULT_MODELS[model]
-    raw = hashlib.shake_256(model.encode() + b"\0" + text.encode("utf-8")).digest(4 * native)
-    vec = np.frombuffer(raw, dtype="<u4").astype(np.float64) / 2**31 - 1.0
-    vec = vec[: dimensions or native]
-    return (vec / np.linalg.norm(vec)).astype(np.float32)
+    return expected_vectors([text], model, dimensions, native)[0]
 
 
 @dataclass
@@ -109,6 +121,9 @@ class _State:
     latency_s: float
     max_input_tokens: int
     faults: list[Fault] = field(default_factory=list)
+    # (model, dimensions, text) -> base64 vector; None: no cache.  For benchmarks: a remote
+    # API's compute does not share the client's CPU cores; this server's would.
+    b64_cache: dict[tuple[str, int | None, str], bytes] | None = None
     log: list[RequestRecord] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -309,14 +324,34 @@ class _Handler(BaseHTTPRequestHandler):
                 f"however you requested {worst} tokens ({worst} in your prompt; 0 for the "
                 "completion). Please reduce your prompt; or completion length.",
             )
-        vectors = np.stack([expected_vector(t, model, dims, native) for t in inputs])
+        delay = fault.delay_s if fault else 0.0
+        if st.b64_cache is not None and fmt == "base64" and fault is None:
+            body = self._cached_b64(model, inputs, dims, native, sum(counts))
+            return 200, lambda: self._send(200, None, raw=body)
+        vectors = expected_vectors(inputs, model, dims, native)
         payload = self._payload(
             model, vectors, fmt == "base64", sum(counts), fault.malformed if fault else None
         )
-        delay = fault.delay_s if fault else 0.0
         if isinstance(payload, bytes):
             return 200, lambda: self._send(200, None, raw=payload, delay_s=delay)
         return 200, lambda: self._send(200, payload, delay_s=delay)
+
+    def _cached_b64(self, model: str, inputs: list[str], dims: int | None, native: int,
+                    tokens: int) -> bytes:
+        cache = self.state.b64_cache
+        assert cache is not None
+        missing = [t for t in dict.fromkeys(inputs) if (model, dims, t) not in cache]
+        if missing:
+            vecs = expected_vectors(missing, model, dims, native).astype("<f4")
+            for text, vec in zip(missing, vecs, strict=True):
+                cache[(model, dims, text)] = base64.b64encode(vec.tobytes())
+        items = b",".join(
+            b'{"object":"embedding","index":%d,"embedding":"%s"}' % (i, cache[(model, dims, t)])
+            for i, t in enumerate(inputs)
+        )
+        usage = b'"usage":{"prompt_tokens":%d,"total_tokens":%d}' % (tokens, tokens)
+        head = b'{"object":"list","data":['
+        return head + items + b'],"model":' + json.dumps(model).encode() + b"," + usage + b"}"
 
     @staticmethod
     def _payload(
@@ -324,6 +359,19 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> Any:
         if malformed == "json":
             return b"<html><body>502 Bad Gateway</body></html>"
+        if malformed is None and b64:  # the common case, built fast (the benchmark's)
+            raw = vectors.astype("<f4", copy=False).tobytes()
+            step = len(raw) // len(vectors)
+            items = b",".join(
+                b'{"object":"embedding","index":%d,"embedding":"%s"}'
+                % (i, base64.b64encode(raw[i * step : (i + 1) * step]))
+                for i in range(len(vectors))
+            )
+            usage = b'"usage":{"prompt_tokens":%d,"total_tokens":%d}' % (tokens, tokens)
+            model_json = json.dumps(model).encode()
+            head = b'{"object":"list","data":['
+            return head + items + b'],"model":' + model_json + b"," + usage + b"}"
+
         if malformed == "all_dim":
             vectors = vectors[:, :-1]
         rows: list[Any] = [
@@ -368,8 +416,11 @@ class OpenAIServer:
         max_input_tokens: int = 8192,
         host: str = "127.0.0.1",
         port: int = 0,
+        cache_vectors: bool = False,
     ) -> None:
         self.state = _State(dict(models or DEFAULT_MODELS), api_key, latency_s, max_input_tokens)
+        if cache_vectors:
+            self.state.b64_cache = {}
         handler = type("Handler", (_Handler,), {"state": self.state})
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
@@ -446,9 +497,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--api-key", default=None)
+    parser.add_argument("--cache-vectors", action="store_true",
+                        help="Keep encoded vectors in memory (benchmarks: compute off the CPU).")
     args = parser.parse_args(argv)
     server = OpenAIServer(
-        api_key=args.api_key, latency_s=args.latency_ms / 1000, host=args.host, port=args.port
+        api_key=args.api_key, latency_s=args.latency_ms / 1000, host=args.host, port=args.port,
+        cache_vectors=args.cache_vectors,
     )
     print(f"URL {server.url}", flush=True)
     try:

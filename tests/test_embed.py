@@ -59,12 +59,14 @@ def count_rows(path: Path) -> int:
 
 def test_vectors_match_encode_and_second_run_needs_no_model(pulled, reference):
     rows = [{"id": i, "text": t, "meta": {"n": i, "f": 1.5}} for i, t in enumerate(TEXTS)]
+    rows[1] = {"embedding": "stale", **rows[1]}  # an existing field is replaced, not doubled
     proc = pulled("embed", MODEL, input=jsonl(rows))
     assert proc.returncode == 0, proc.stderr
     out = parse(proc.stdout)
     assert [r["id"] for r in out] == list(range(len(TEXTS)))  # order kept
     for row, src in zip(out, rows, strict=True):
         assert row["meta"] == src["meta"] and row["text"] == src["text"]  # passthrough
+        assert list(row)[-1] == "embedding"
         got = np.asarray(row["embedding"], dtype=np.float32)
         assert got.shape == (384,)
         assert np.abs(got - reference[src["text"]]).max() < 1e-5
@@ -211,7 +213,9 @@ def test_four_concurrent_embeds_share_one_cache(pulled, tmp_path):
         part = texts[k * 20:k * 20 + 100]
         src = tmp_path / f"in{k}.jsonl"
         src.write_text(jsonl([{"id": t, "text": t} for t in part]))
-        procs.append(pulled.popen("embed", MODEL, "-i", str(src), "--batch-size", "8"))
+        # One thread each: four processes on a small CI machine would otherwise oversubscribe.
+        procs.append(pulled.popen("embed", MODEL, "-i", str(src), "--batch-size", "8",
+                                  env={"OMP_NUM_THREADS": "1"}))
     results = [p.communicate(timeout=600) for p in procs]
     vectors: dict[str, list] = {}
     for p, (out, err) in zip(procs, results, strict=True):

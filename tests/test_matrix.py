@@ -492,4 +492,30 @@ def test_interrupted_concatenation_is_listed_and_removable(run, mhub, repos):
     out = python(run, code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["['incomplete']", "1 []"]
-    assert list((run.home / "embctl" / "matrices").glob("*.*")) == []
+    root = run.home / "embctl" / "matrices"
+    assert [p.name for p in root.iterdir() if p.name != ".locks"] == []
+    assert list((root / ".locks").iterdir()) == []  # its lock file went too
+
+
+def test_cli_verify_and_rm_cover_matrices(run, repos):
+    pull_json(run, f"matrix:{LLM}")
+    assert run("verify").returncode == 0
+    [path] = cached(run)
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 1
+    path.write_bytes(bytes(data))
+    bad = run("verify", "--json")
+    assert bad.returncode == 1
+    problems = json.loads(bad.stdout)["problems"]
+    assert [p["kind"] for p in problems] == ["matrix"]
+    assert run("verify", f"matrix:{LLM}", "--repair").returncode == 0
+    assert run("verify").returncode == 0
+    models_before = [e for e in json.loads(run("ls", "--json").stdout) if e["kind"] == "model"]
+    proc = run("rm", f"matrix:{LLM}", "-y")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(run("ls", "--json").stdout)
+    assert not [e for e in rows if e["kind"] == "matrix"]
+    # The Hub repo it borrowed config and tokenizer from is a different thing: left alone.
+    assert [e for e in rows if e["kind"] == "model"] == models_before
+    again = run("rm", f"matrix:{LLM}", "-y")
+    assert again.returncode == 1

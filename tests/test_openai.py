@@ -122,6 +122,14 @@ def test_base_url_option_and_jsonl_input(oa, fake, tmp_path):
     assert [json.loads(line)["id"] for line in proc.stdout.splitlines()] == list(range(5))
 
 
+def test_float_encoding_for_servers_without_base64(oa, fake):
+    items = texts(7)
+    proc = embed(oa, items, env={"EMBCTL_OPENAI_ENCODING": "float"})
+    assert proc.returncode == 0, proc.stderr
+    assert [r.encoding_format for r in fake.log] == ["float"]
+    check_vectors(proc.stdout, items)
+
+
 # -- faults --------------------------------------------------------------------------------
 
 

@@ -15,14 +15,19 @@ CAP_ENV = "EMBCTL_VECTOR_CACHE_MAX_SIZE"
 
 @click.command("embed")
 @click.argument("ref")
-@click.option("-i", "--input", "input_path", default="-", metavar="FILE|-",
-              help="JSONL input (default: stdin).")
+@click.option("-i", "--input", "input_path", default="-", metavar="FILE|DIR|-",
+              help="JSONL input (default: stdin); image backends: or a folder of images.")
 @click.option("-o", "--output", "output_path", default="-", metavar="FILE|-",
               help="Output (default: stdout). .npy and .parquet pick the format.")
 @click.option("--text-field", default="text", show_default=True, help="Field holding the text.")
 @click.option("--id-field", default="id", show_default=True,
               help="Field holding the id (for .npy/.parquet ids and --lines output).")
 @click.option("--lines", is_flag=True, help="Input is plain text, one text per line.")
+@click.option("--path-field", default="path", show_default=True,
+              help="Image backends: field holding the image path (relative to the JSONL file).")
+@click.option("--image-range", default=None, metavar="minmax|LO:HI",
+              help="Image backends: how >8-bit (infrared) images map to 0..255: per-image "
+              "min/max (default) or a fixed range, e.g. 0:16383.")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=None,
               help="Inputs per model call (default: the backend's preference, 64 for st).")
 @click.option("--normalize/--no-normalize", default=None,
@@ -56,7 +61,8 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
             truncate_dim: int | None, device: str | None, no_cache: bool, store_text: bool,
             on_error: str, fmt: str | None, max_cache_size: str | None, cache_dir,
             concurrency: int | None = None, dimensions: int | None = None,
-            base_url: str | None = None, dry_run: bool = False, quiet: bool = False) -> None:
+            base_url: str | None = None, dry_run: bool = False, quiet: bool = False,
+            path_field: str = "path", image_range: str | None = None) -> None:
     """Embed JSONL from stdin (or -i FILE) with model REF.
 
     Each output line is the input object with an "embedding" list added, in input order.
@@ -85,12 +91,17 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
     opts = pipeline.Options(text_field=text_field, id_field=id_field, lines=lines,
                             batch_size=batch_size, prefix=prefix, on_error=on_error,
                             store_text=store_text, concurrency=concurrency)
-    stream = _open_input(input_path)
+    if backend.input_kind == "image":  # image inputs: see embctl/cli/embed_images.py
+        from embctl.cli.embed_images import image_input
+
+        stream = image_input(opts, input_path, path_field)
+    else:
+        stream = _open_input(input_path)
     embedder = backend.load(model, {"device": device, "normalize": normalize,
                                     "truncate_dim": truncate_dim, "quiet": quiet,
                                     "cache_dir": cache_dir, "dimensions": dimensions,
                                     "base_url": base_url, "concurrency": concurrency,
-                                    "batch_size": batch_size})
+                                    "batch_size": batch_size, "image_range": image_range})
     if dry_run:
         _dry_run(embedder, backend, stream, opts, ref, no_cache)
         return

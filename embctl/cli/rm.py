@@ -69,7 +69,9 @@ def command(refs, revision, only_vectors, namespaces, everything, prune, dry_run
     for model in models:
         backend = get_backend(model.backend)
         found = False
-        if not only_vectors and backend.hub:
+        # A backend with its own pull (matrix:) keeps its models under EMBCTL_HOME; the
+        # Hub repo of the same name holds only what it borrowed, and is not what REF names.
+        if not only_vectors and backend.hub and backend.pull is None:
             repo = scan_repo(repo_dir(cache, model.repo_id))
             if repo is not None:
                 found = True
@@ -77,6 +79,7 @@ def command(refs, revision, only_vectors, namespaces, everything, prune, dry_run
                 name = model.alias or model.repo_id
                 plan.merge(plan_revision(cache, repo, model.revision, name) if model.revision
                            else plan_repo(cache, repo, name))
+        if not only_vectors:
             for entry in remove_matrices(model, dry_run=True):
                 found = True
                 later.append(("matrix", model, None, entry))

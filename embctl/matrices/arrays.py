@@ -62,23 +62,6 @@ def iter_rows(info: MatrixInfo, dtype: str, chunk_bytes: int = CHUNK_BYTES):
             yield start, to_float(raw, info.dtype).astype(dtype, copy=False)
 
 
-def data_sha256(info: MatrixInfo, chunk_bytes: int = CHUNK_BYTES) -> str:
-    """Re-hash the data bytes of a cached matrix."""
-    h = hashlib.sha256()
-    remaining = info.nbytes
-    with open(info.path, "rb") as f:
-        f.seek(info.data_offset)
-        while remaining:
-            buf = f.read(min(chunk_bytes, remaining))
-            if not buf:
-                break
-            h.update(buf)
-            remaining -= len(buf)
-    if remaining:
-        raise EmbctlError(f"{info.path}: truncated matrix data ({remaining} bytes missing)")
-    return h.hexdigest()
-
-
 def ensure_npy(info: MatrixInfo, dtype: str | None = None) -> Path:
     """Create ``<stem>.<dtype>.npy`` if missing (chunked, atomic); return its path."""
     name = _target(info, dtype)

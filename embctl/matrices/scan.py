@@ -107,7 +107,7 @@ def _matches(entry: Entry, model: Model | None, key: str | None) -> bool:
         return False
     if model is None:
         return True
-    if entry.repo_id != model.repo_id:
+    if entry.repo_id != model.repo_id or entry.backend not in (None, model.backend):
         return False
     revision = model.revision
     if not revision or entry.status != "ok":

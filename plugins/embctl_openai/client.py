@@ -74,7 +74,7 @@ class EmbeddingsClient:
             input=inputs,
             model=s.model,
             dimensions=s.dimensions if s.dimensions is not None else omit,
-            encoding_format="base64",
+            encoding_format=s.encoding_format,
         )
         with self._lock:
             self.requests += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from embctl_openai.redact import one_line, scrub
 from embctl_openai.retry import Verdict, parse_retry_after
@@ -61,7 +62,7 @@ def classify(exc: BaseException, settings: Settings, inputs: Sequence[str] = ())
     import openai
 
     host = settings.host
-    secrets = (settings.api_key,)
+    secrets = (settings.api_key, urlsplit(settings.base_url).password)
     if isinstance(exc, openai.APITimeoutError):
         return Verdict(f"request to {host} timed out after {settings.timeout_s:g} s", True)
     if isinstance(exc, openai.APIConnectionError):

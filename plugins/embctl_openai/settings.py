@@ -43,6 +43,7 @@ class Settings:
     max_backoff_s: float = 30.0
     max_retry_after_s: float = 120.0  # a longer Retry-After fails the run instead of hanging
     timeout_s: float = 60.0
+    encoding_format: str = "base64"  # "float" for servers that reject base64
     quiet: bool = False
 
     @property
@@ -116,6 +117,9 @@ def from_options(model: str, options: Mapping[str, Any] | None = None) -> Settin
         if dimensions > native:
             raise UsageError(f"--dimensions: {model} has at most {native} dimensions")
     batch_size = _opt(options, "batch_size", "EMBCTL_OPENAI_BATCH_SIZE", 512, int)
+    encoding = os.environ.get("EMBCTL_OPENAI_ENCODING") or "base64"
+    if encoding not in ("base64", "float"):
+        raise UsageError(f"EMBCTL_OPENAI_ENCODING: expected base64 or float, got {encoding!r}")
     return Settings(
         model=model,
         base_url=base_url,
@@ -126,7 +130,8 @@ def from_options(model: str, options: Mapping[str, Any] | None = None) -> Settin
             _opt(options, "max_batch_tokens", "EMBCTL_OPENAI_MAX_BATCH_TOKENS", 100_000, int),
             API_MAX_TOKENS,
         ),
-        concurrency=_opt(options, "concurrency", "EMBCTL_OPENAI_CONCURRENCY", 4, int),
+        concurrency=min(_opt(options, "concurrency", "EMBCTL_OPENAI_CONCURRENCY", 4, int), 64),
+        encoding_format=encoding,
         max_attempts=1 + _opt(options, "max_retries", "EMBCTL_OPENAI_MAX_RETRIES", 5, int, 0),
         backoff_s=_opt(options, "backoff", "EMBCTL_OPENAI_BACKOFF", 0.5, float, 0),
         timeout_s=_opt(options, "timeout", "EMBCTL_OPENAI_TIMEOUT", 60.0, float, 0.001),
