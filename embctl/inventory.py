@@ -34,9 +34,35 @@ class Entry:
         return data
 
 
+def _has_files(path) -> bool:
+    try:
+        return any(path.iterdir())
+    except OSError:
+        return False
+
+
+def vector_entries() -> list[Entry]:
+    """Vector caches; sqlite3 and the store are imported only when there are some."""
+    from embctl.paths import vectors_dir
+
+    if not _has_files(vectors_dir()):
+        return []
+    from embctl.vectors.scan import vector_entries as scan
+
+    return scan()
+
+
+def matrix_entries() -> list[Entry]:
+    from embctl.paths import matrices_dir
+
+    if not _has_files(matrices_dir()):
+        return []
+    from embctl.matrices.scan import matrix_entries as scan
+
+    return scan()
+
+
 def all_entries(cache_dir) -> list[Entry]:
-    from embctl.matrices.scan import matrix_entries
     from embctl.models.scan import model_entries
-    from embctl.vectors.scan import vector_entries
 
     return [*model_entries(cache_dir), *vector_entries(), *matrix_entries()]

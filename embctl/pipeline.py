@@ -261,7 +261,8 @@ class Vectorizer:
         for key, item in zip(keys, items, strict=True):
             if key not in found and key not in misses:
                 misses[key] = item
-        computed = self._compute(misses, found, touched=[k for k in found])
+        stale = self.store.take_stale() if self.store is not None else []
+        computed = self._compute(misses, found, touched=stale)
         duplicates = len(items) - hits - computed
         return b"".join(found[k] for k in keys), hits, computed, duplicates
 

@@ -32,6 +32,7 @@ def command(refs, repair, remote, jobs, cache_dir, as_json, quiet):
     """
     from embctl.console import info, print_json
     from embctl.errors import EmbctlError
+    from embctl.matrices.scan import select_matrices, verify_matrices
     from embctl.models.hub import repo_dir
     from embctl.models.scan import scan_cache, scan_repo
     from embctl.models.verify import (
@@ -42,10 +43,7 @@ def command(refs, repair, remote, jobs, cache_dir, as_json, quiet):
     from embctl.models.verify import (
         repair as repair_repo,
     )
-    from embctl.registry import resolve
-
-    from embctl.matrices.scan import select_matrices, verify_matrices
-    from embctl.registry import get_backend
+    from embctl.registry import get_backend, resolve
     from embctl.vectors.scan import select_vectors, verify_vectors
 
     cache = resolve_cache_dir(cache_dir)

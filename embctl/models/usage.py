@@ -12,8 +12,7 @@ from embctl.models.scan import scan_cache
 
 
 def disk_usage(cache_dir: Path) -> dict[str, int]:
-    from embctl.matrices.scan import matrix_entries
-    from embctl.vectors.scan import vector_entries
+    from embctl.inventory import matrix_entries, vector_entries
 
     seen: set[tuple[int, int]] = set()
     models = incomplete = 0
