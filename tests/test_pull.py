@@ -32,6 +32,8 @@ def test_pull_fetches_only_needed_files_and_loads_offline(embctl, hub):
     assert not set(sent) & set(MINILM_DECOYS)
     snap = hub.snapshot(MINILM)
     assert sum(sent.values()) == sum(snap.files[p].size for p in MINILM_NEEDED)
+    # The listing's hashes stand in for per-file HEAD requests; each download is checked.
+    assert not [r for r in hub.requests if r.method == "HEAD"]
     # What pull put in the cache is what sentence-transformers loads, offline, in a fresh process.
     code = (
         "from sentence_transformers import SentenceTransformer\n"

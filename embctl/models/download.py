@@ -81,8 +81,13 @@ def link_blob(blob: Path, pointer: Path) -> None:
     os.replace(tmp, pointer)
 
 
-def fetch_file(repo_id: str, path: str, commit: str, cache_dir: Path, storage: Path) -> int:
-    """Download ``path`` of ``repo_id`` at ``commit`` into the cache. Returns bytes received."""
+def fetch_file(repo_id: str, path: str, commit: str, cache_dir: Path, storage: Path,
+               known: tuple[str | None, int] | None = None) -> int:
+    """Download ``path`` of ``repo_id`` at ``commit`` into the cache. Returns bytes received.
+
+    ``known`` is the (etag, size) the repo listing already gave: when the etag is a content
+    hash, the per-file HEAD request is skipped (the download is checked against it anyway).
+    """
     from filelock import FileLock
 
     from embctl.models.hub import import_hf
@@ -92,10 +97,13 @@ def fetch_file(repo_id: str, path: str, commit: str, cache_dir: Path, storage: P
 
     url = hf.hf_hub_url(repo_id, path, revision=commit)
     headers = build_hf_headers()
-    meta = hf.get_hf_file_metadata(url, headers=headers)
-    if not meta.etag or meta.size is None:
-        raise EmbctlError(f"{repo_id}: the server sent no ETag or size for {path}")
-    etag = meta.etag
+    if known and known[0] and hash_kind(known[0]):
+        etag, size, location = known[0], known[1], url
+    else:
+        meta = hf.get_hf_file_metadata(url, headers=headers)
+        if not meta.etag or meta.size is None:
+            raise EmbctlError(f"{repo_id}: the server sent no ETag or size for {path}")
+        etag, size, location = meta.etag, meta.size, meta.location
     if "/" in etag or etag.startswith("."):
         raise EmbctlError(f"{repo_id}: the server sent an unusable ETag for {path}")
     blobs = storage / "blobs"
@@ -109,16 +117,16 @@ def fetch_file(repo_id: str, path: str, commit: str, cache_dir: Path, storage: P
         if not blob.exists():
             incomplete = blobs / f"{etag}.incomplete"
             resume = incomplete.stat().st_size if incomplete.exists() else 0
-            if resume > meta.size:
+            if resume > size:
                 resume = 0
                 incomplete.unlink()
             kind = hash_kind(etag)
             with open(incomplete, "ab") as f:
-                writer = HashingWriter(f, kind, meta.size, resume)
-                hf.file_download.http_get(meta.location, writer, resume_size=resume,
-                                          headers=headers, expected_size=meta.size,
+                writer = HashingWriter(f, kind, size, resume)
+                hf.file_download.http_get(location, writer, resume_size=resume,
+                                          headers=headers, expected_size=size,
                                           displayed_filename=path)
-            received = meta.size - resume
+            received = size - resume
             if kind is not None:
                 actual = writer.hexdigest()
                 if actual != etag:

@@ -159,7 +159,8 @@ def _download(model: Model, listing: Listing, files: dict[str, RemoteFile], miss
     def fetch(path: str) -> str:
         if stop.is_set():
             return path
-        fetch_file(model.repo_id, path, commit, cache_dir, storage)
+        fetch_file(model.repo_id, path, commit, cache_dir, storage,
+                   known=(files[path].etag, files[path].size))
         return path
 
     def bytes_on_disk() -> int:
