@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import common  # noqa: F401  (a fair environment for timing; see common.py)
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 

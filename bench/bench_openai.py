@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import common  # noqa: F401  (a fair environment for timing; see common.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-bench-not-a-real-key-000000"
 MODEL = "text-embedding-3-small"

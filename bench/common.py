@@ -11,6 +11,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# Measure what users run: an installed package keeps compiled bytecode. A development shell with
+# PYTHONDONTWRITEBYTECODE=1 would recompile embctl's (editable) modules on every start while the
+# baselines' site-packages keep theirs, which is not a fair race.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 sys.path.insert(0, str(ROOT / "tests"))
 
 

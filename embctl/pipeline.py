@@ -139,11 +139,29 @@ def adapter_for(input_kind: str, prefix: str = "", base_dir: str | None = None) 
     raise UsageError(f"inputs of kind {input_kind!r} are not supported by embctl embed yet")
 
 
+def _json_loads() -> Callable[[str], Any]:
+    """orjson's parser when installed (about 3x faster), falling back to json's for what
+    orjson refuses and json accepts (integers past 64 bits, NaN), and for its error text."""
+    try:
+        import orjson
+    except ImportError:
+        return json.loads
+
+    def loads(text: str) -> Any:
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return json.loads(text)
+
+    return loads
+
+
 def read_records(stream: IO[bytes], opts: Options, stats: Stats,
                  on_bad: Callable[[int, str], None]) -> Iterator[Record]:
     """Parse lines into records.  Bad lines go to ``on_bad(line, message)``, which raises
     (fail) or counts (skip).  Accepted as documented: CRLF line ends, a UTF-8 byte-order mark
     at the start of the input, blank lines (ignored and counted)."""
+    loads = _json_loads()
     number = 0
     for raw in stream:
         number += 1
@@ -166,7 +184,7 @@ def read_records(stream: IO[bytes], opts: Options, stats: Stats,
             yield Record(number, line)
             continue
         try:
-            obj = json.loads(line)
+            obj = loads(line)
         except ValueError as exc:
             if line.startswith("\ufeff"):
                 on_bad(number, "byte-order mark in the middle of the input")
