@@ -12,48 +12,37 @@ from embctl.plugins import PluginInfo, call_each, plugin_manager, warn
 from embctl.refs import parse_ref, validate_api_model, validate_repo_id
 
 
-@lru_cache(maxsize=1)
-def backends() -> dict[str, Backend]:
-    found: dict[str, Backend] = {}
+def _collect(hook: str, kind: type, field: str) -> dict:
+    """Call ``hook`` on every plugin; keep the first object registered under each name."""
+    found: dict = {}
     infos = plugin_manager()[1]
 
     def register_for(plugin: str):
-        def register(backend: Backend) -> None:
-            if not isinstance(backend, Backend):
-                raise TypeError(f"register_backends expects a Backend, got {type(backend)!r}")
-            if backend.name in found:
-                warn(f"plugin {plugin!r}: backend {backend.name!r} already registered; ignored")
+        def register(obj) -> None:
+            if not isinstance(obj, kind):
+                raise TypeError(f"{hook} expects a {kind.__name__}, got {type(obj)!r}")
+            if obj.name in found:
+                warn(f"plugin {plugin!r}: {kind.__name__.lower()} {obj.name!r} already "
+                     "registered; ignored")
                 return
-            found[backend.name] = replace(backend, plugin=plugin)
+            found[obj.name] = replace(obj, plugin=plugin)
             if plugin in infos:
-                infos[plugin].backends.append(backend.name)
+                getattr(infos[plugin], field).append(obj.name)
 
         return register
 
-    call_each("register_backends", register_for)
+    call_each(hook, register_for)
     return found
+
+
+@lru_cache(maxsize=1)
+def backends() -> dict[str, Backend]:
+    return _collect("register_backends", Backend, "backends")
 
 
 @lru_cache(maxsize=1)
 def aliases() -> dict[str, Alias]:
-    found: dict[str, Alias] = {}
-    infos = plugin_manager()[1]
-
-    def register_for(plugin: str):
-        def register(alias: Alias) -> None:
-            if not isinstance(alias, Alias):
-                raise TypeError(f"register_aliases expects an Alias, got {type(alias)!r}")
-            if alias.name in found:
-                warn(f"plugin {plugin!r}: alias {alias.name!r} already registered; ignored")
-                return
-            found[alias.name] = replace(alias, plugin=plugin)
-            if plugin in infos:
-                infos[plugin].aliases.append(alias.name)
-
-        return register
-
-    call_each("register_aliases", register_for)
-    return found
+    return _collect("register_aliases", Alias, "aliases")
 
 
 def plugin_infos() -> list[PluginInfo]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from embctl.backends import Backend, Model
 from embctl.errors import EmbctlError
 from embctl.models import records
+from embctl.models.download import link_blob
 from embctl.models.hashing import blob_name_for
 from embctl.models.hub import is_commit, repo_dir, write_ref
 from embctl.models.pull import PullResult, select
@@ -59,15 +60,7 @@ def import_dir(model: Model, backend: Backend, cache_dir: Path, source: Path, *,
     commit = hashlib.sha1(b"embctl import\n" + listing.encode()).hexdigest()
     snapshot = storage / "snapshots" / commit
     for path, blob in names.items():
-        link = snapshot / Path(*path.split("/"))
-        link.parent.mkdir(parents=True, exist_ok=True)
-        target = os.path.relpath(blobs / blob, link.parent)
-        if link.is_symlink() and os.readlink(link) == target:
-            continue
-        tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
-        tmp.unlink(missing_ok=True)
-        os.symlink(target, tmp)
-        os.replace(tmp, link)
+        link_blob(blobs / blob, snapshot / Path(*path.split("/")))
     branch = model.revision if model.revision and not is_commit(model.revision) else "main"
     write_ref(storage, branch, commit)
     records.update_record(model.repo_id, cache_dir, backend=model.backend, ref=model.ref,
