@@ -75,7 +75,7 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
       embctl embed e5-small-v2 --prefix 'query: ' --text-field q < queries.jsonl
       embctl embed openai:text-embedding-3-small --dimensions 256 --dry-run < docs.jsonl
     """
-    from embctl import pipeline
+    from embctl import outputs, pipeline
     from embctl.console import stderr_is_tty
     from embctl.registry import get_backend, resolve
 
@@ -87,7 +87,7 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
     if backend.hub and (dimensions or base_url):
         raise UsageError("--dimensions and --base-url apply to API backends (openai:); "
                          "for local models use --truncate-dim")
-    fmt = pipeline.output_format(output_path, fmt)
+    fmt = outputs.output_format(output_path, fmt)
     opts = pipeline.Options(text_field=text_field, id_field=id_field, lines=lines,
                             batch_size=batch_size, prefix=prefix, on_error=on_error,
                             store_text=store_text, concurrency=concurrency)
@@ -111,7 +111,7 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
         store = pipeline.open_store(pipeline.namespace_for(embedder, adapter), ref)
 
     def writer(dim_hint):
-        return pipeline.make_writer(output_path, fmt, opts, dim_hint)
+        return outputs.make_writer(output_path, fmt, opts, dim_hint)
 
     try:
         stats = pipeline.run(embedder, store, stream, writer, opts,
