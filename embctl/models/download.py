@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,8 +24,9 @@ from embctl.models.hashing import hash_kind
 
 class HashingWriter:
     """A file wrapper that hashes what is written, so a download is checked without a second
-    pass over the file.  Bytes already on disk (a resumed download) are hashed first; if the
-    server ignores the Range request, huggingface_hub seeks back and truncates, and the hash
+    pass over the file.  Chunks are hashed on a thread of their own (hashlib releases the GIL),
+    beside the network reads.  Bytes already on disk (a resumed download) are hashed first; if
+    the server ignores the Range request, huggingface_hub seeks back and truncates, and the hash
     starts over from what is left."""
 
     def __init__(self, f: BinaryIO, kind: str | None, total: int, existing: int) -> None:
@@ -31,11 +34,25 @@ class HashingWriter:
         self.kind = kind
         self.total = total
         self.h = None
+        self._queue: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
         self._restart_at(existing)
+
+    @staticmethod
+    def _drain(chunks: queue.Queue, h) -> None:
+        while (chunk := chunks.get()) is not None:
+            h.update(chunk)
+
+    def _stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)  # type: ignore[union-attr]
+            self._thread.join()
+            self._thread = self._queue = None
 
     def _restart_at(self, position: int) -> None:
         if self.kind is None:
             return
+        self._stop()
         self.h = hashlib.sha256() if self.kind == "sha256" else hashlib.sha1()
         if self.kind == "git-sha1":
             self.h.update(f"blob {self.total}\0".encode())
@@ -45,10 +62,14 @@ class HashingWriter:
             while remaining > 0 and (chunk := r.read(min(remaining, 4 << 20))):
                 self.h.update(chunk)
                 remaining -= len(chunk)
+        self._queue = queue.Queue(maxsize=8)
+        self._thread = threading.Thread(target=self._drain, args=(self._queue, self.h),
+                                        daemon=True, name="embctl-hash")
+        self._thread.start()
 
     def write(self, data: bytes) -> int:
-        if self.h is not None:
-            self.h.update(data)
+        if self._queue is not None:
+            self._queue.put(bytes(data))
         return self.f.write(data)
 
     def seek(self, offset: int, whence: int = 0) -> int:
@@ -57,7 +78,11 @@ class HashingWriter:
         return position
 
     def hexdigest(self) -> str | None:
+        self._stop()
         return self.h.hexdigest() if self.h is not None else None
+
+    def close_hasher(self) -> None:
+        self._stop()
 
     def __getattr__(self, name: str):
         return getattr(self.f, name)
@@ -123,9 +148,12 @@ def fetch_file(repo_id: str, path: str, commit: str, cache_dir: Path, storage: P
             kind = hash_kind(etag)
             with open(incomplete, "ab") as f:
                 writer = HashingWriter(f, kind, size, resume)
-                hf.file_download.http_get(location, writer, resume_size=resume,
-                                          headers=headers, expected_size=size,
-                                          displayed_filename=path)
+                try:
+                    hf.file_download.http_get(location, writer, resume_size=resume,
+                                              headers=headers, expected_size=size,
+                                              displayed_filename=path)
+                finally:
+                    writer.close_hasher()
             received = size - resume
             if kind is not None:
                 actual = writer.hexdigest()
