@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from embctl.pipeline import Options, Record
 
 
-def _dumps_vector_factory() -> Callable[[np.ndarray], bytes]:
+def dumps_vector_factory() -> Callable[[np.ndarray], bytes]:
     try:
         import orjson
 
@@ -77,7 +77,7 @@ class JsonlWriter(Writer):
     def __init__(self, path: str | None, opts: Options) -> None:
         self.target = _Target(path)
         self.opts = opts
-        self.dumps = _dumps_vector_factory()
+        self.dumps = dumps_vector_factory()
 
     def write(self, records: list[Record], matrix: np.ndarray) -> None:
         dumps = self.dumps

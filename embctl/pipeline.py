@@ -87,7 +87,8 @@ class Stats:
                  f"{self.skipped:,} skipped"]
         if self.blank:
             parts.append(f"{self.blank:,} blank")
-        return f"embctl: {', '.join(parts)} in {self.seconds:.1f}s ({rate:,.0f} lines/s)"
+        shown = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2g}"
+        return f"embctl: {', '.join(parts)} in {self.seconds:.1f}s ({shown} lines/s)"
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)

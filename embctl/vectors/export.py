@@ -144,11 +144,11 @@ class _Safetensors:
 
 class _Jsonl:
     def __init__(self, fh: IO[bytes], count: int, dim: int, info, texts: bool) -> None:
-        from embctl.pipeline import _dumps_vector_factory
+        from embctl.outputs import dumps_vector_factory
 
         self.fh = fh
         self.texts = texts
-        self.dumps = _dumps_vector_factory()
+        self.dumps = dumps_vector_factory()
 
     def rows(self, rows, matrix) -> None:
         out = []
