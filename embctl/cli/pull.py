@@ -68,6 +68,8 @@ def command(refs, revision, include, exclude, from_dir, tensor, cache_dir, as_js
             if not quiet and not as_json:
                 info(summary.get("message", f"pulled {model.ref}"))
             continue
+        if tensor is not None:
+            raise UsageError(f"{model.ref}: --tensor applies to matrix: references only")
         if not backend.hub:
             raise UsageError(f"{model.ref}: the {backend.name} backend has nothing to pull")
         if from_dir is not None:

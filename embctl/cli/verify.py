@@ -35,14 +35,7 @@ def command(refs, repair, remote, jobs, cache_dir, as_json, quiet):
     from embctl.matrices.scan import select_matrices, verify_matrices
     from embctl.models.hub import repo_dir
     from embctl.models.scan import scan_cache, scan_repo
-    from embctl.models.verify import (
-        compare_remote,
-        missing_from_record,
-        verify_models,
-    )
-    from embctl.models.verify import (
-        repair as repair_repo,
-    )
+    from embctl.models.verify import check_and_repair, check_models
     from embctl.registry import get_backend, resolve
     from embctl.vectors.scan import select_vectors, verify_vectors
 
@@ -67,32 +60,15 @@ def command(refs, repair, remote, jobs, cache_dir, as_json, quiet):
         others = [(verify_vectors, None), (verify_matrices, None)]
     quiet = quiet or as_json
 
-    def check(repos):
-        problems = verify_models(repos, names, workers=jobs, quiet=quiet)
-        problems += missing_from_record(repos, cache, names)
-        if remote:
-            for repo in repos:
-                problems += compare_remote(repo, names.get(repo.repo_id, repo.repo_id))
-        return problems
+    if repair:
+        def announce(repo, problems):
+            if not quiet:
+                info(f"repairing {len(problems)} file(s) of {repo.repo_id}")
 
-    problems = check(repos)
-    if repair and problems:
-        by_repo = {}
-        for p in problems:
-            by_repo.setdefault(p.ref, []).append(p)
-        for repo in repos:
-            mine = by_repo.get(names.get(repo.repo_id, repo.repo_id), [])
-            if mine:
-                if not quiet:
-                    info(f"repairing {len(mine)} file(s) of {repo.repo_id}")
-                repair_repo(repo, mine, cache)
-        repos = [r for r in (scan_repo(r.path) for r in repos) if r is not None]
-        remaining = check(repos)
-        for p in problems:
-            if any(q.path == p.path and q.revision == p.revision for q in remaining):
-                p.repaired = False
-        problems += [q for q in remaining if not any(
-            q.path == p.path and q.revision == p.revision for p in problems)]
+        repos, problems = check_and_repair(repos, cache, names, remote=remote, workers=jobs,
+                                           quiet=quiet, on_repair=announce)
+    else:
+        problems = check_models(repos, cache, names, remote=remote, workers=jobs, quiet=quiet)
     checks = [c for fn, model in others for c in fn(model, repair=repair)]
     bad_checks = [c for c in checks if not c.ok]
     ok = all(p.repaired for p in problems) and all(c.ok or c.repaired for c in checks)

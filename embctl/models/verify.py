@@ -151,3 +151,44 @@ def repair(repo: CachedRepo, problems: list[Problem], cache_dir: Path) -> None:
             p.repaired = True
         except Exception as exc:  # reported, and the command exits 1
             p.detail = str(hub_error(p.ref, exc))
+
+
+def check_models(repos: list[CachedRepo], cache_dir: Path, names: dict[str, str], *,
+                 remote: bool = False, workers: int | None = None,
+                 quiet: bool = False) -> list[Problem]:
+    """Every offline check (and the Hub comparison with ``remote``) over ``repos``."""
+    problems = verify_models(repos, names, workers=workers, quiet=quiet)
+    problems += missing_from_record(repos, cache_dir, names)
+    if remote:
+        for repo in repos:
+            problems += compare_remote(repo, names.get(repo.repo_id, repo.repo_id))
+    return problems
+
+
+def check_and_repair(repos: list[CachedRepo], cache_dir: Path, names: dict[str, str], *,
+                     remote: bool = False, workers: int | None = None, quiet: bool = False,
+                     on_repair=None) -> tuple[list[CachedRepo], list[Problem]]:
+    """Check, repair what is wrong, check again.  Returns the rescanned repos and every problem
+    found, each marked ``repaired`` only if the second check no longer finds it."""
+    from embctl.models.scan import scan_repo
+
+    def same(a: Problem, b: Problem) -> bool:
+        return a.path == b.path and a.revision == b.revision and a.ref == b.ref
+
+    kwargs = {"remote": remote, "workers": workers, "quiet": quiet}
+    problems = check_models(repos, cache_dir, names, **kwargs)
+    if not problems:
+        return repos, problems
+    for repo in repos:
+        mine = [p for p in problems if p.ref == names.get(repo.repo_id, repo.repo_id)]
+        if mine:
+            if on_repair is not None:
+                on_repair(repo, mine)
+            repair(repo, mine, cache_dir)
+    repos = [r for r in (scan_repo(r.path) for r in repos) if r is not None]
+    remaining = check_models(repos, cache_dir, names, **kwargs)
+    for p in problems:
+        if any(same(p, q) for q in remaining):
+            p.repaired = False
+    problems += [q for q in remaining if not any(same(p, q) for p in problems)]
+    return repos, problems
