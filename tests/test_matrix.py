@@ -58,6 +58,24 @@ def run(tmp_path, mhub) -> Embctl:
     return Embctl(base_env(tmp_path, mhub.url), tmp_path)
 
 
+def kill_when_partial(proc: subprocess.Popen, run: Embctl, pattern: str, size: int) -> Path:
+    """kill -9 the pull once a partial file matching ``pattern`` holds ``size`` bytes."""
+    root = run.home / "embctl" / "matrices"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        assert proc.poll() is None, f"the pull ended early: {proc.stderr.read()}"
+        for path in root.glob(pattern) if root.is_dir() else []:
+            try:
+                if path.stat().st_size > size:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    return path
+            except FileNotFoundError:
+                continue
+        time.sleep(0.05)
+    raise AssertionError("the download never started")
+
+
 def weight_bytes(hub: HubServer) -> dict[tuple[str, str], int]:
     return {k: n for k, n in hub.bytes_by_path.items() if k[1].endswith(".safetensors") and n}
 
@@ -248,17 +266,7 @@ def test_kill_mid_pull_leaves_no_complete_looking_file_then_resumes(run, mhub, r
     shard = embed_shard(repos[LLM])
     mhub.set_fault(LLM, shard.name, delay_s=0.05, chunk_size=64 * 1024)
     proc = run.popen("pull", f"matrix:{LLM}")
-    root = run.home / "embctl" / "matrices"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        partial = list(root.glob("*.incomplete")) if root.is_dir() else []
-        if partial and partial[0].stat().st_size > 500_000:
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError("the download never started")
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    partial = [kill_when_partial(proc, run, "*.incomplete", 500_000)]
     assert cached(run) == []
     listed = [e for e in json.loads(run("ls", "--json").stdout) if e["kind"] == "matrix"]
     assert [e["status"] for e in listed] == ["incomplete"]
@@ -473,17 +481,7 @@ def test_dead_connection_fails_cleanly_with_nothing_cached(run, mhub, repos):
 def test_interrupted_concatenation_is_listed_and_removable(run, mhub, repos):
     mhub.set_fault(LLM_B, embed_shard(repos[LLM_B]).name, delay_s=0.05, chunk_size=64 * 1024)
     proc = run.popen("pull", f"matrix:{LLM}+{LLM_B}")
-    root = run.home / "embctl" / "matrices"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        part = list(root.glob("*.part1.incomplete")) if root.is_dir() else []
-        if part and part[0].stat().st_size > 200_000:
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError("the download never started")
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when_partial(proc, run, "*.part1.incomplete", 200_000)
     assert cached(run) == []
     code = ("from embctl.matrices.scan import matrix_entries, remove_matrices\n"
             "print([e.status for e in matrix_entries()])\n"
