@@ -154,6 +154,17 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
     return errors[0]
 
 
+def settle(server: HubServer) -> None:
+    """Wait until the server's byte counter stops moving: after a client is killed, the server
+    thread of its connection may still push a chunk into the dead socket."""
+    import time
+
+    settled, last = 0, -1
+    while settled < 3:
+        time.sleep(0.2)
+        settled, last = (settled + 1, last) if server.bytes_sent == last else (0, server.bytes_sent)
+
+
 def resolve_gets(server: HubServer, repo: str = MINILM) -> dict[str, int]:
     """Body bytes the server sent per file of ``repo``."""
     return {path: n for (r, path), n in server.bytes_by_path.items() if r == repo and n}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MINILM, Embctl, base_env, one_line_error
+from conftest import MINILM, Embctl, base_env, one_line_error, settle
 from hubserver import HubServer
 from matrix_fixtures import (
     BIN_ONLY,
@@ -272,6 +272,7 @@ def test_kill_mid_pull_leaves_no_complete_looking_file_then_resumes(run, mhub, r
     assert [e["status"] for e in listed] == ["incomplete"]
     already = partial[0].stat().st_size
     mhub.clear_faults()
+    settle(mhub)  # count only what the resumed pull costs
     mhub.reset_stats()
     summary = pull_json(run, f"matrix:{LLM}")
     raw = tensor_bytes(shard, EMBED_NAME)

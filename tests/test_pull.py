@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import MINILM, MINILM_NEEDED, one_line_error, resolve_gets
+from conftest import MINILM, MINILM_NEEDED, one_line_error, resolve_gets, settle
 from hubserver import MINILM_DECOYS, _minilm_source, make_repo
 
 
@@ -93,6 +93,7 @@ def test_kill_9_mid_pull_then_resume_and_verify(embctl, hub):
     assert [e["status"] for e in listed] == ["partial"] or listed == []
     already = incomplete.stat().st_size
     hub.clear_faults()
+    settle(hub)  # count only what the resumed pull costs
     hub.reset_stats()
     proc = embctl("pull", "all-MiniLM-L6-v2")
     assert proc.returncode == 0, proc.stderr
