@@ -55,9 +55,10 @@ def parse_filter(expr: str) -> Callable[[Entry], bool]:
     )
 
 
-def select(entries: Iterable[Entry], pattern: str | None, filters: list[str], sort: str,
+def select(entries: Iterable[Entry], pattern: str | None,
+           checks: list[Callable[[Entry], bool]], sort: str,
            limit: int | None = None) -> list[Entry]:
-    checks = [parse_filter(f) for f in filters]
+    """Rows matching ``pattern`` and every check (from :func:`parse_filter`), sorted."""
     rows = [
         e for e in entries
         if (pattern is None or _matches(e, pattern)) and all(check(e) for check in checks)

@@ -43,13 +43,18 @@ def hub_server(hub_root):
         yield server
 
 
+def cleared(server: HubServer):
+    """Yield a shared server with faults and counters cleared; clear its faults afterwards."""
+    server.clear_faults()
+    server.reset_stats()
+    yield server
+    server.clear_faults()
+
+
 @pytest.fixture
 def hub(hub_server):
     """The session's hub, with faults and counters cleared for this test."""
-    hub_server.clear_faults()
-    hub_server.reset_stats()
-    yield hub_server
-    hub_server.clear_faults()
+    yield from cleared(hub_server)
 
 
 def base_env(tmp: Path, hub_url: str) -> dict[str, str]:

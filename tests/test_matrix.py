@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MINILM, Embctl, base_env, one_line_error, settle
+from conftest import MINILM, Embctl, base_env, cleared, one_line_error, settle
 from hubserver import HubServer
 from matrix_fixtures import (
     BIN_ONLY,
@@ -47,10 +47,7 @@ def mhub_server(repos):
 
 @pytest.fixture
 def mhub(mhub_server):
-    mhub_server.clear_faults()
-    mhub_server.reset_stats()
-    yield mhub_server
-    mhub_server.clear_faults()
+    yield from cleared(mhub_server)
 
 
 @pytest.fixture

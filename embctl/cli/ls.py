@@ -36,9 +36,8 @@ def command(pattern, sort, filters, limit, cache_dir, as_json):
     from embctl.inventory import all_entries
     from embctl.listing import parse_filter, render_table, select
 
-    for expr in filters:
-        parse_filter(expr)  # usage errors before any scanning
-    rows = select(all_entries(resolve_cache_dir(cache_dir)), pattern, list(filters), sort, limit)
+    checks = [parse_filter(expr) for expr in filters]  # usage errors before any scanning
+    rows = select(all_entries(resolve_cache_dir(cache_dir)), pattern, checks, sort, limit)
     if as_json:
         print_json([e.to_json() for e in rows])
     elif rows:
