@@ -137,10 +137,14 @@ class NpyWriter(Writer):
             + b" " * pad + b"\n"
 
     def write(self, records: list[Record], matrix: np.ndarray) -> None:
+        import numpy as np
+
         self.dim = int(matrix.shape[1])
         self.rows += len(records)
-        self.target.fh.write(matrix.astype("<f4", copy=False).tobytes())
-        self.ids.fh.write("".join(json.dumps(_record_id(r, self.opts), ensure_ascii=False) + "\n"
+        # The array itself is the buffer written: no copy of the matrix as bytes.
+        self.target.fh.write(np.ascontiguousarray(matrix, dtype="<f4").data)
+        self.ids.fh.write("".join(f"{v}\n" if type(v := _record_id(r, self.opts)) is int
+                                  else json.dumps(v, ensure_ascii=False) + "\n"
                                   for r in records).encode())
 
     def close(self, ok: bool) -> None:

@@ -12,7 +12,8 @@ often it repeats; across windows repeats are cache hits.
 Backends plug in through :class:`embctl.backends.Embedder`; optional attributes the pipeline
 honours: ``concurrency`` (parallel ``embed`` calls, default 1), ``batch_size`` (preferred batch
 size when ``--batch-size`` is not given), ``input_kind`` and ``finish()`` (called once at the
-end, e.g. for the truncation warning); ``max_batch_tokens`` with ``count_tokens(text)`` (a
+end, e.g. for the truncation warning); ``expected_dim`` (the vector size when known before
+the model runs: a new cache file's page size is chosen for it); ``max_batch_tokens`` with ``count_tokens(text)`` (a
 batch is also cut before its estimated tokens pass that budget: API request limits).  What
 is keyed and what is passed to ``embed`` is decided by an :class:`InputAdapter`: texts
 today; images (path in, file bytes keyed) later.
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
     from embctl.backends import Embedder
     from embctl.outputs import Writer
+    from embctl.vectors.committer import Committer
     from embctl.vectors.store import VectorStore
 
 BOM = b"\xef\xbb\xbf"
@@ -243,19 +245,44 @@ class Vectorizer:
 
         self._key = store.key if store else KeyMaker("no-cache")
         self._pool: ThreadPoolExecutor | None = None
+        self._committer: Committer | None = None  # started by the first commit
         self._warned = False
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+        if self._committer is not None:
+            self._committer.close()
+            if self._committer.error is not None and self.store is not None:
+                self._disable_cache(self._committer.error)
         if self.store is not None:
             self.store.close()
+
+    def lookup(self, keys: Sequence[bytes]) -> dict[bytes, bytes]:
+        """The cached vectors of ``keys``, committed or still queued; {} without a cache."""
+        if self.store is None:
+            return {}
+        queued: dict[bytes, bytes] = {}
+        if self._committer is not None:  # queued first: see embctl/vectors/committer.py
+            queued = self._committer.pending(keys)
+            if queued:
+                keys = [k for k in keys if k not in queued]
+        try:
+            found = self.store.get_many(keys)
+        except sqlite3.Error as exc:
+            self._disable_cache(exc)
+            return queued
+        found.update(queued)
+        return found
 
     def _disable_cache(self, exc: BaseException) -> None:
         if not self._warned:
             warn(f"vector cache disabled: cannot write {self.store.path if self.store else ''}"
                  f" ({exc}); continuing without it")
             self._warned = True
+        committer, self._committer = self._committer, None
+        if committer is not None:
+            committer.close()
         if self.store is not None:
             self.store.close()
         self.store = None
@@ -265,11 +292,7 @@ class Vectorizer:
         keys = [self._key(self.adapter.key_bytes(item)) for item in items]
         found: dict[bytes, bytes] = {}
         if self.store is not None:
-            unique_keys = list(dict.fromkeys(keys))
-            try:
-                found = self.store.get_many(unique_keys)
-            except sqlite3.Error as exc:
-                self._disable_cache(exc)
+            found = self.lookup(list(dict.fromkeys(keys)))
             if self.dim is None and found:
                 self.dim = len(next(iter(found.values()))) // 4
             if self.dim is not None:
@@ -304,9 +327,10 @@ class Vectorizer:
             results = self._parallel(run, batches)
         for batch, blob in results:
             step = len(blob) // len(batch)
+            view = memoryview(blob)  # rows are views of the batch's bytes, not copies
             rows = []
             for i, key in enumerate(batch):
-                vec = blob[i * step:(i + 1) * step]
+                vec = view[i * step:(i + 1) * step]
                 out[key] = vec
                 rows.append((key, vec, misses[key] if self.store_text else None))
             if self.store is not None:
@@ -379,10 +403,22 @@ class Vectorizer:
         return np.ascontiguousarray(vectors).tobytes()
 
     def _commit(self, rows: list[tuple[bytes, bytes, str | None]], touched: list[bytes]) -> None:
-        try:
-            self.store.put_many(rows, touched)  # type: ignore[union-attr]
-        except (sqlite3.Error, OSError) as exc:
-            self._disable_cache(exc)
+        """Queue a batch for the committer thread (its vectors are served from memory until
+        then); a commit that failed disables the cache here."""
+        if self.store is None:
+            return
+        if self._committer is None:
+            from embctl.vectors.committer import Committer
+
+            try:
+                self._committer = Committer(self.store)
+            except (sqlite3.Error, OSError) as exc:
+                self._disable_cache(exc)
+                return
+        if self._committer.error is not None:
+            self._disable_cache(self._committer.error)
+            return
+        self._committer.submit(rows, touched)
 
     def embed_matrix(self, items: Sequence[str]) -> np.ndarray:
         """The Python API's entry: a float32 (n, dim) array."""
@@ -402,12 +438,14 @@ def namespace_for(embedder: Embedder, adapter: InputAdapter) -> dict[str, Any]:
     return ns
 
 
-def open_store(namespace: dict[str, Any], ref: str) -> VectorStore | None:
+def open_store(namespace: dict[str, Any], ref: str, embedder: Embedder | None = None
+               ) -> VectorStore | None:
     """The namespace's cache, or None (with one warning) when it cannot be opened."""
     from embctl.vectors.store import VectorStore
 
     try:
-        return VectorStore.open(namespace, ref=ref)
+        return VectorStore.open(namespace, ref=ref,
+                                dim=getattr(embedder, "expected_dim", None))
     except (sqlite3.Error, OSError) as exc:
         warn(f"vector cache unavailable ({exc}); embedding without it")
         return None

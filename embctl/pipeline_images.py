@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
@@ -160,13 +159,9 @@ class ImageAdapter(InputAdapter):
         """Queue decoding of the chunk's distinct files whose vectors are not cached."""
         digests = list(dict.fromkeys(c.digest for c in checked))
         cached: set[bytes] = set()
-        store = vectorizer.store if vectorizer is not None else None
-        if store is not None and digests:
-            keys = {vectorizer._key(b"sha256:" + d): d for d in digests}  # type: ignore[union-attr]
-            try:
-                cached = {keys[k] for k in store.get_many(list(keys))}
-            except sqlite3.Error:  # the Vectorizer reports cache trouble itself
-                cached = set()
+        if vectorizer is not None and vectorizer.store is not None and digests:
+            keys = {vectorizer._key(b"sha256:" + d): d for d in digests}
+            cached = {keys[k] for k in vectorizer.lookup(list(keys))}
         jobs: dict[bytes, Future] = {}
         for item in checked:
             if item.digest not in cached and item.digest not in jobs \

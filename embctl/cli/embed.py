@@ -108,7 +108,7 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
     store = None
     if not no_cache:
         adapter = pipeline.adapter_for(backend.input_kind, prefix)
-        store = pipeline.open_store(pipeline.namespace_for(embedder, adapter), ref)
+        store = pipeline.open_store(pipeline.namespace_for(embedder, adapter), ref, embedder)
 
     def writer(dim_hint):
         return outputs.make_writer(output_path, fmt, opts, dim_hint)

@@ -26,6 +26,7 @@ class OpenAIEmbedder:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.dim: int = settings.dimensions or settings.native_dim or 0  # 0: unknown until used
+        self.expected_dim: int | None = self.dim or None  # sizes the cache file's pages
         self.namespace: dict[str, Any] = {
             "backend": "openai",
             "repo_id": settings.model,  # the API model name (the key ls/rm/export match on)

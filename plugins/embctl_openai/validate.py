@@ -9,15 +9,37 @@ JSON lists of numbers or base64 float32 (``encoding_format="base64"``, the clien
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from embctl.errors import EmbctlError
 
 if TYPE_CHECKING:
     import numpy as np
+
+
+def _b64decoder() -> Callable[[str], bytes]:
+    """pybase64's SIMD decoder when installed (about 20x the standard library's, which is a
+    third of a cold run's CPU time for 1,536-dim vectors), else binascii; both strict."""
+    try:
+        import pybase64
+    except ImportError:
+        return lambda text: binascii.a2b_base64(text, strict_mode=True)
+    return lambda text: pybase64.b64decode(text, validate=True)
+
+
+def _json_loads() -> Callable[[bytes | str], Any]:
+    try:
+        import orjson
+    except ImportError:
+        return json.loads
+    return orjson.loads
+
+
+_decode_b64: Callable[[str], bytes] | None = None
+_loads: Callable[[bytes | str], Any] | None = None
 
 
 class MalformedResponse(EmbctlError):
@@ -32,8 +54,8 @@ def _vector(item: Any, position: int) -> np.ndarray:
     emb = item["embedding"]
     if isinstance(emb, str):
         try:
-            raw = base64.b64decode(emb, validate=True)
-        except (binascii.Error, ValueError):
+            raw = _decode_b64(emb)  # type: ignore[misc]
+        except (binascii.Error, ValueError, TypeError):
             raise MalformedResponse(f"data[{position}].embedding is not base64") from None
         if len(raw) % 4:
             raise MalformedResponse(f"data[{position}].embedding is not float32 data")
@@ -54,9 +76,12 @@ def parse_embeddings(body: bytes | str, count: int, dim: int | None) -> tuple[np
     """
     import numpy as np
 
+    global _decode_b64, _loads
+    if _loads is None:
+        _decode_b64, _loads = _b64decoder(), _json_loads()
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        payload = _loads(body)
+    except (ValueError, UnicodeDecodeError):  # orjson's JSONDecodeError is a ValueError
         raise MalformedResponse("the response is not JSON") from None
     data = payload.get("data") if isinstance(payload, dict) else None
     if not isinstance(data, list):
