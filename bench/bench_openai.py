@@ -9,7 +9,8 @@ a real API computes them on its own machines, not on the client's CPU cores:
 * script:  ``client.embeddings.create(input=batch, model=...)`` once per 100 inputs in a loop,
            vectors kept in memory (the obvious hand-written way);
 * embctl:  ``embctl embed openai:text-embedding-3-small --lines -o out.npy`` with a fresh
-           (cold) vector cache every run, in its default configuration and in variants.
+           (cold) vector cache and a new output file every run, in its default configuration
+           and in variants.
 
 Every run is a whole process (Python start, ``import openai``, the run), timed by wall clock;
 the table shows the median of ``--runs`` runs and inputs/s.  Usage::
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -71,6 +73,13 @@ def start_server(latency_ms: float) -> tuple[subprocess.Popen, str]:
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:
+    """Wall time of one run.  Each run writes a new output file next to its fresh cache
+    (replacing the last run's 61 MB file would add the old file's deletion to the run)."""
+    home = Path(env["EMBCTL_HOME"]) if "EMBCTL_HOME" in env else None
+    if home is not None:
+        home.mkdir(parents=True, exist_ok=True)
+        out = home / f"out-{time.monotonic_ns()}.npy"
+        cmd = [str(out) if c == "{out}" else c for c in cmd]
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
@@ -99,7 +108,7 @@ def main() -> None:
     env.update(OPENAI_BASE_URL=url, OPENAI_API_KEY=KEY, HF_HUB_OFFLINE="1")
 
     embctl = [sys.executable, "-m", "embctl", "embed", f"openai:{MODEL}", "--lines",
-              "-i", str(inputs), "-o", str(work / "out.npy"), "-q"]
+              "-i", str(inputs), "-o", "{out}", "-q"]
     dims = [str(args.dimensions)] if args.dimensions else []
     if dims:
         embctl += ["--dimensions", *dims]
@@ -114,7 +123,8 @@ def main() -> None:
     }
     times: dict[str, list[float]] = {name: [] for name in variants}
     try:
-        timed(next(iter(variants.values())), env)  # warm-up: the server computes every vector
+        # Warm-up: the server computes (and keeps) every vector.
+        timed(next(iter(variants.values())), {**env, "EMBCTL_HOME": str(work / "w")})
         for run in range(args.runs):
             for name, cmd in variants.items():  # interleaved, so drift hits every variant
                 home = work / f"home-{run}-{len(times[name])}-{abs(hash(name))}"
@@ -126,6 +136,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait()
+        shutil.rmtree(work, ignore_errors=True)  # ~2 GB of outputs and caches
 
     base = statistics.median(times[next(iter(variants))])
     rows = []

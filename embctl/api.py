@@ -119,7 +119,8 @@ def load(ref: str, *, device: str | None = None, normalize: bool = False, prefix
         import sqlite3
 
         try:
-            store = VectorStore.open(namespace, ref=ref, dim=getattr(embedder, "expected_dim", None))
+            store = VectorStore.open(namespace, ref=ref,
+                                     dim=getattr(embedder, "expected_dim", None))
         except (sqlite3.Error, OSError) as exc:
             from embctl.console import warn
 

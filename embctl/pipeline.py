@@ -5,16 +5,19 @@
     -> write the window in input order
 
 Memory is bounded by one window (``window_records`` records or ``window_bytes`` of input),
-whatever the input size.  Each finished batch is committed to the cache at once, so a killed
-run loses at most the batches in flight.  Within a window a text is embedded once however
-often it repeats; across windows repeats are cache hits.
+two with concurrent embed calls (the next window is started before this one is written),
+whatever the input size.  Each finished batch is queued for commit at once, on its own
+thread, so a killed run loses at most the batches in flight.  A text is embedded once per run
+however often it repeats: within a window as a duplicate, across windows as a cache hit (or
+taken from the earlier window still in flight).
 
 Backends plug in through :class:`embctl.backends.Embedder`; optional attributes the pipeline
 honours: ``concurrency`` (parallel ``embed`` calls, default 1), ``batch_size`` (preferred batch
 size when ``--batch-size`` is not given), ``input_kind`` and ``finish()`` (called once at the
 end, e.g. for the truncation warning); ``expected_dim`` (the vector size when known before
-the model runs: a new cache file's page size is chosen for it); ``max_batch_tokens`` with ``count_tokens(text)`` (a
-batch is also cut before its estimated tokens pass that budget: API request limits).  What
+the model runs: a new cache file's page size is chosen for it); ``max_batch_tokens`` with
+``count_tokens(text)`` (a batch is also cut before its estimated tokens pass that budget: API
+request limits).  What
 is keyed and what is passed to ``embed`` is decided by an :class:`InputAdapter`: texts
 today; images (path in, file bytes keyed) later.
 
@@ -28,8 +31,8 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from embctl.console import warn
@@ -225,6 +228,20 @@ def windows(records: Iterable[Record], max_records: int, max_bytes: int) -> Iter
 # -- the cache-aware vectorizer -------------------------------------------------------------
 
 
+@dataclass
+class Job:
+    """One window's inputs between :meth:`Vectorizer.start` and :meth:`Vectorizer.finish`."""
+
+    items: list[str]
+    keys: list[bytes]
+    vecs: dict[bytes, Any] = field(default_factory=dict)  # key -> vector bytes, as found
+    borrowed: dict[bytes, Job] = field(default_factory=dict)  # keys an earlier job computes
+    misses: dict[bytes, str] = field(default_factory=dict)  # key -> input, to compute here
+    batches: list[list[bytes]] = field(default_factory=list)
+    futures: list[Future] = field(default_factory=list)  # one per batch, when run in the pool
+    hits: int = 0
+
+
 class Vectorizer:
     """Vectors for a list of inputs: cache hits first, then unique misses in length-sorted
     batches, each batch committed to the cache as soon as it is embedded."""
@@ -246,6 +263,7 @@ class Vectorizer:
         self._key = store.key if store else KeyMaker("no-cache")
         self._pool: ThreadPoolExecutor | None = None
         self._committer: Committer | None = None  # started by the first commit
+        self._planned: dict[bytes, Job] = {}  # keys a started, unfinished job will compute
         self._warned = False
 
     def close(self) -> None:
@@ -289,56 +307,107 @@ class Vectorizer:
 
     def vectors(self, items: Sequence[str]) -> tuple[bytes, int, int, int]:
         """-> (float32 LE matrix bytes in input order, hits, computed, duplicates)."""
-        keys = [self._key(self.adapter.key_bytes(item)) for item in items]
-        found: dict[bytes, bytes] = {}
+        return self.finish(self.start(items))
+
+    def start(self, items: Sequence[str]) -> Job:
+        """Look ``items`` up and, with ``concurrency`` > 1, start embedding the misses now, so
+        that the caller can read and start the next window while these are in flight.
+        Finish jobs in the order they were started."""
+        job = Job(list(items), [self._key(self.adapter.key_bytes(item)) for item in items])
+        unique = list(dict.fromkeys(job.keys))
+        # Keys an unfinished earlier job computes first, then queued commits and the file:
+        # a key leaves _planned only after its vector is queued for commit (or the job ended).
+        job.borrowed = {k: self._planned[k] for k in unique if k in self._planned}
         if self.store is not None:
-            found = self.lookup(list(dict.fromkeys(keys)))
+            found = self.lookup([k for k in unique if k not in job.borrowed])
             if self.dim is None and found:
                 self.dim = len(next(iter(found.values()))) // 4
             if self.dim is not None:
                 found = {k: v for k, v in found.items() if len(v) == self.dim * 4}
-        hits = sum(1 for k in keys if k in found)
-        misses: dict[bytes, str] = {}
-        for key, item in zip(keys, items, strict=True):
-            if key not in found and key not in misses:
-                misses[key] = item
-        stale = self.store.take_stale() if self.store is not None else []
-        computed = self._compute(misses, found, touched=stale)
-        duplicates = len(items) - hits - computed
-        return b"".join(found[k] for k in keys), hits, computed, duplicates
+            job.vecs.update(found)
+        job.hits = sum(1 for k in job.keys if k in job.vecs or k in job.borrowed)
+        for key, item in zip(job.keys, items, strict=True):
+            if key not in job.vecs and key not in job.borrowed and key not in job.misses:
+                job.misses[key] = item
+        for key in job.misses:
+            self._planned[key] = job
+        touched = self.store.take_stale() if self.store is not None else []
+        if touched:
+            self._commit([], touched)
+        order = sorted(job.misses, key=lambda k: -self.adapter.size(job.misses[k]))
+        job.batches = self._batches(order, job.misses)
+        if job.batches and self.store is not None and self._committer is None:
+            self._start_committer()
+        if self.concurrency > 1 and job.batches:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.concurrency,
+                                                thread_name_prefix="embctl-embed")
+            for batch in job.batches:  # the pool runs `concurrency` at a time, in this order
+                job.futures.append(self._pool.submit(self._run_batch, batch, job.misses))
+        return job
 
-    def _compute(self, misses: dict[bytes, str], out: dict[bytes, bytes],
-                 touched: list[bytes]) -> int:
-        if not misses:
-            if touched and self.store is not None:
-                self._commit([], touched)
-            return 0
-        order = sorted(misses, key=lambda k: -self.adapter.size(misses[k]))
-        batches = self._batches(order, misses)
+    def finish(self, job: Job) -> tuple[bytes, int, int, int]:
+        """Wait for (or, with ``concurrency`` 1, compute) a started job's vectors; -> (float32
+        LE matrix bytes in input order, hits, computed, duplicates).  On a failure nothing more
+        is started, the batches in flight are still committed, then the error is raised."""
+        try:
+            if job.futures:
+                for batch, future in zip(job.batches, job.futures, strict=True):
+                    try:
+                        blob = future.result()
+                    except BaseException:
+                        self._stop()
+                        raise
+                    self._keep(job, batch, blob)
+            else:
+                for batch in job.batches:
+                    self._keep(job, batch, self._run_batch(batch, job.misses))
+            if self._committer is not None and self._committer.error is not None:
+                self._disable_cache(self._committer.error)
+            for key, owner in job.borrowed.items():
+                job.vecs[key] = owner.vecs[key]
+        finally:
+            for key in job.misses:
+                if self._planned.get(key) is job:
+                    del self._planned[key]
+        computed = len(job.misses)
+        duplicates = len(job.keys) - job.hits - computed
+        return b"".join(job.vecs[k] for k in job.keys), job.hits, computed, duplicates
 
-        def run(batch: list[bytes]) -> tuple[list[bytes], bytes]:
-            payloads = [self.adapter.payload(misses[k]) for k in batch]
-            return batch, self._embed(payloads)
+    def _run_batch(self, batch: list[bytes], misses: dict[bytes, str]) -> bytes:
+        """Embed one batch and queue it for the cache at once (on a pool thread, whatever the
+        main thread is doing: a killed run loses only the batches in flight).  The commit is
+        queued before the result is returned, so its keys are in the committer's memory
+        before finish() takes them out of ``_planned``."""
+        blob = self._embed([self.adapter.payload(misses[k]) for k in batch])
+        self._commit_batch(batch, blob, misses)
+        return blob
 
-        first = True
-        if self.concurrency == 1:
-            results: Iterable[tuple[list[bytes], bytes]] = (run(b) for b in batches)
-        else:
-            results = self._parallel(run, batches)
-        for batch, blob in results:
-            step = len(blob) // len(batch)
-            view = memoryview(blob)  # rows are views of the batch's bytes, not copies
-            rows = []
-            for i, key in enumerate(batch):
-                vec = view[i * step:(i + 1) * step]
-                out[key] = vec
-                rows.append((key, vec, misses[key] if self.store_text else None))
-            if self.store is not None:
-                self._commit(rows, touched if first else [])
-            first = False
-            if self.on_progress:
-                self.on_progress(len(batch))
-        return len(misses)
+    def _keep(self, job: Job, batch: list[bytes], blob: bytes) -> None:
+        step = len(blob) // len(batch)
+        view = memoryview(blob)  # rows are views of the batch's bytes, not copies
+        for i, key in enumerate(batch):
+            job.vecs[key] = view[i * step:(i + 1) * step]
+        if self.on_progress:
+            self.on_progress(len(batch))
+
+    def _commit_batch(self, batch: list[bytes], blob: bytes, misses: dict[bytes, str]) -> None:
+        """Queue a finished batch for the cache (any thread: only the committer is used)."""
+        committer = self._committer
+        if committer is None or committer.error is not None:
+            return
+        step = len(blob) // len(batch)
+        view = memoryview(blob)
+        committer.submit([(key, view[i * step:(i + 1) * step],
+                           misses[key] if self.store_text else None)
+                          for i, key in enumerate(batch)])
+
+    def _stop(self) -> None:
+        """After a failure: cancel the batches not started, wait for those running (their
+        vectors are paid for: the callbacks commit them)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def _batches(self, order: list[bytes], misses: dict[bytes, str]) -> list[list[bytes]]:
         """``batch_size`` keys a batch; also cut at the embedder's ``max_batch_tokens`` budget
@@ -361,33 +430,6 @@ class Vectorizer:
             batches.append(batch)
         return batches
 
-    def _parallel(self, run, batches):
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self.concurrency,
-                                            thread_name_prefix="embctl-embed")
-        pending: set[Future] = set()
-        queue = iter(batches)
-        for batch in queue:
-            pending.add(self._pool.submit(run, batch))
-            if len(pending) >= self.concurrency:
-                break
-        # On a failure, submit nothing more but still yield the batches in flight that succeed,
-        # so they are committed (paid-for vectors are never thrown away); then raise.
-        error: BaseException | None = None
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                exc = future.exception()
-                if exc is not None:
-                    error = error or exc
-                    continue
-                nxt = next(queue, None) if error is None else None
-                if nxt is not None:  # before the commit: keep `concurrency` calls in flight
-                    pending.add(self._pool.submit(run, nxt))
-                yield future.result()
-        if error is not None:
-            raise error
-
     def _embed(self, payloads: list[Any]) -> bytes:
         import numpy as np
 
@@ -402,19 +444,22 @@ class Vectorizer:
                               f"the cache holds {self.dim}-dim ones")
         return np.ascontiguousarray(vectors).tobytes()
 
+    def _start_committer(self) -> None:
+        from embctl.vectors.committer import Committer
+
+        try:
+            self._committer = Committer(self.store)  # type: ignore[arg-type]
+        except (sqlite3.Error, OSError) as exc:
+            self._disable_cache(exc)
+
     def _commit(self, rows: list[tuple[bytes, bytes, str | None]], touched: list[bytes]) -> None:
-        """Queue a batch for the committer thread (its vectors are served from memory until
-        then); a commit that failed disables the cache here."""
+        """Queue one transaction for the committer thread (main thread only)."""
         if self.store is None:
             return
         if self._committer is None:
-            from embctl.vectors.committer import Committer
-
-            try:
-                self._committer = Committer(self.store)
-            except (sqlite3.Error, OSError) as exc:
-                self._disable_cache(exc)
-                return
+            self._start_committer()
+        if self._committer is None:
+            return
         if self._committer.error is not None:
             self._disable_cache(self._committer.error)
             return
@@ -518,18 +563,32 @@ def run(embedder: Embedder, store: VectorStore | None, stream: IO[bytes], writer
 
     writer = writer_factory(dim_hint)
     per_window = opts.window_records or vectorizer.batch_size * max(16, 4 * vectorizer.concurrency)
+    def emit(window: list[Record], job: Job) -> None:
+        blob, hits, computed, duplicates = vectorizer.finish(job)
+        stats.hits += hits
+        stats.computed += computed
+        stats.duplicates += duplicates
+        writer.write(window, np.frombuffer(blob, dtype="<f4").reshape(len(window), -1))
+        stats.embedded += len(window)
+        shown.update(stats)
+
+    # With concurrent embed calls (API backends) the next window is read, looked up and
+    # queued before this one is waited for: the calls never drain at a window's end.
+    ahead = vectorizer.concurrency > 1
     ok = False
     try:
+        started: tuple[list[Record], Job] | None = None
         for window in adapter.prepare(windows(read_records(stream, opts, stats, on_bad),
                                               per_window, opts.window_bytes), vectorizer, on_bad):
-            blob, hits, computed, duplicates = vectorizer.vectors([r.text for r in window])
-            stats.hits += hits
-            stats.computed += computed
-            stats.duplicates += duplicates
-            matrix = np.frombuffer(blob, dtype="<f4").reshape(len(window), -1)
-            writer.write(window, matrix)
-            stats.embedded += len(window)
-            shown.update(stats)
+            job = vectorizer.start([r.text for r in window])
+            if not ahead:
+                emit(window, job)
+                continue
+            if started is not None:
+                emit(*started)
+            started = (window, job)
+        if started is not None:
+            emit(*started)
         ok = True
     finally:
         shown.clear()

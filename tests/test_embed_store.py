@@ -102,3 +102,131 @@ def test_concurrent_connections_do_not_lock(tmp_path):
     conn.close()
     a.close()
     b.close()
+
+
+# -- the committer thread and page sizes ---------------------------------------------------
+
+
+def test_page_size_fits_whole_rows():
+    assert store.page_size_for(None) == 8192 and store.page_size_for(384) == 8192
+    assert store.page_size_for(1536) == 32768 and store.page_size_for(3072) == 65536
+    for dim in (64, 256, 384, 512, 768, 1024, 1536, 3072):
+        size = store.page_size_for(dim)
+        rows = (size - 100) // (dim * 4 + 48)
+        assert rows >= 1 and (size - 100 - rows * (dim * 4 + 48)) < size // 10, dim
+
+
+def test_new_file_gets_the_page_size_of_its_vectors(tmp_path):
+    s = store.VectorStore.open(NS, root=tmp_path, dim=1536)
+    assert s.conn.execute("PRAGMA page_size").fetchone()[0] == 32768
+    s.close()
+    again = store.VectorStore.open(NS, root=tmp_path, dim=384)  # an existing file keeps its own
+    assert again.conn.execute("PRAGMA page_size").fetchone()[0] == 32768
+    again.close()
+
+
+def test_committer_serves_queued_vectors_then_commits_them(tmp_path):
+    from embctl.vectors.committer import Committer
+
+    s = store.VectorStore.open(NS, root=tmp_path)
+    c = Committer(s)
+    keys = [s.key(b"%d" % i) for i in range(300)]
+    c.submit([(k, blob(i, 0), None) for i, k in enumerate(keys)])
+    queued = c.pending(keys)
+    # Queued or already committed: every vector is found by one of the two, none is lost.
+    found = {**s.get_many([k for k in keys if k not in queued]), **queued}
+    assert {bytes(v) for v in found.values()} == {blob(i, 0) for i in range(300)}
+    c.close()
+    assert c.error is None and c.pending(keys) == {}
+    assert len(s.get_many(keys)) == 300 and s.count() == 300
+    s.close()
+
+
+def test_committer_failure_is_recorded_and_later_batches_dropped(tmp_path):
+    from embctl.vectors.committer import Committer
+
+    s = store.VectorStore.open(NS, root=tmp_path)
+    c = Committer(s)
+    c.submit([(s.key(b"a"), blob(1, 2), None)])
+    c._pool.submit(lambda: None).result()  # the first batch is committed
+    other = sqlite3.connect(s.path)  # then the table goes away under it: a real SQLite error
+    other.execute("DROP TABLE vectors")
+    other.commit()
+    other.close()
+    c.submit([(s.key(b"b"), blob(3, 4), None)])
+    c.submit([(s.key(b"c"), blob(5, 6), None)])
+    c.close()
+    assert isinstance(c.error, sqlite3.OperationalError) and "vectors" in str(c.error)
+    assert c.pending([s.key(b"b"), s.key(b"c")]) == {}
+    s.close()
+
+
+class _CountingEmbedder:
+    """A stand-in model: vector i of a text is (len(text), i); counts what it was asked."""
+
+    namespace = {"backend": "test"}
+    dim = 2
+    batch_size = 4
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def embed(self, inputs):
+        import numpy as np
+
+        self.seen.extend(inputs)
+        return np.array([[len(t), i] for i, t in enumerate(inputs)], dtype=np.float32)
+
+
+def test_vectorizer_never_recomputes_a_vector_queued_for_commit(tmp_path):
+    from embctl.pipeline import InputAdapter, Vectorizer
+
+    s = store.VectorStore.open(NS, root=tmp_path)
+    model = _CountingEmbedder()
+    v = Vectorizer(model, s, InputAdapter(), batch_size=4)
+    texts = [f"text {i}" for i in range(40)]
+    first, hits, computed, _ = v.vectors(texts)
+    again, hits2, computed2, _ = v.vectors(texts)  # right away: some may still be queued
+    assert (hits, computed, hits2, computed2) == (0, 40, 40, 0) and again == first
+    v.close()
+    assert sorted(model.seen) == sorted(texts)
+    reopened = store.VectorStore.open(NS, root=tmp_path)
+    assert reopened.count() == 40
+    reopened.close()
+
+
+def test_vectorizer_goes_on_without_the_cache_when_a_commit_fails(tmp_path, capsys):
+    from embctl.pipeline import InputAdapter, Vectorizer
+
+    s = store.VectorStore.open(NS, root=tmp_path)
+    v = Vectorizer(_CountingEmbedder(), s, InputAdapter(), batch_size=4)
+    v.vectors(["warm-up"])  # starts the committer
+    v._committer._pool.submit(lambda: None).result()
+    other = sqlite3.connect(s.path)
+    other.execute("DROP TABLE vectors")
+    other.commit()
+    other.close()
+    blob_, _, computed, _ = v.vectors([f"t{i}" for i in range(12)])
+    v.vectors(["one more"])  # the failure is noticed by the next commit at the latest
+    v.close()
+    assert computed == 12 and len(blob_) == 12 * 2 * 4
+    assert v.store is None
+    assert "vector cache disabled" in capsys.readouterr().err
+
+
+def test_started_windows_share_what_they_compute(tmp_path):
+    """With concurrent calls the next window starts before the last is finished: a text in
+    both is computed once, by the first, with or without a cache."""
+    from embctl.pipeline import InputAdapter, Vectorizer
+
+    for s in (store.VectorStore.open(NS, root=tmp_path), None):
+        model = _CountingEmbedder()
+        v = Vectorizer(model, s, InputAdapter(), batch_size=3, concurrency=3)
+        first = v.start([f"a{i}" for i in range(10)])
+        second = v.start([f"a{i}" for i in range(5, 15)])  # a5..a9 are in flight
+        blob1, hits1, computed1, _ = v.finish(first)
+        blob2, hits2, computed2, _ = v.finish(second)
+        v.close()
+        assert (hits1, computed1, hits2, computed2) == (0, 10, 5, 5)
+        assert sorted(model.seen) == sorted(f"a{i}" for i in range(15))
+        assert blob2[:5 * 8] == blob1[5 * 8:]  # the same vectors, in input order

@@ -7,6 +7,7 @@ the work is done by ``embctl.models``, ``embctl.vectors`` and ``embctl.pipeline`
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
 
@@ -71,6 +72,16 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    try:
+        _main(argv)
+    finally:
+        # What is alive now dies with the process: keep the interpreter's last garbage
+        # collections from walking it (0.1 s once openai or torch is loaded).  Outputs and
+        # cache files are closed by then; stdout and stderr are flushed at exit regardless.
+        gc.freeze()
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         rc = cli.main(args=argv, prog_name="embctl", standalone_mode=False)
     except click.exceptions.Abort:

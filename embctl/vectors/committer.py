@@ -40,7 +40,12 @@ class Committer:
         with self._lock:
             for key, vec, _ in rows:
                 self._pending[key] = vec
-        self._pool.submit(self._commit, rows, touched)
+        try:
+            self._pool.submit(self._commit, rows, touched)
+        except RuntimeError:  # closed (the cache was just disabled): the batch is not kept
+            with self._lock:
+                for key, _, _ in rows:
+                    self._pending.pop(key, None)
 
     def pending(self, keys: Sequence[bytes]) -> dict[bytes, bytes]:
         """The vectors of ``keys`` that are queued but not committed yet."""

@@ -69,6 +69,36 @@ def _vector(item: Any, position: int) -> np.ndarray:
     return arr
 
 
+def _decode_together(data: list[Any], order: list[int]) -> np.ndarray | None:
+    """The common case in one decode: base64 strings of one length with no padding (float32
+    vectors of a dimension divisible by 3, such as 1,536 or 3,072) concatenate into one valid
+    base64 text.  None when that does not apply or fails: the caller then decodes one by one,
+    which names the faulty vector."""
+    import numpy as np
+
+    try:
+        texts = [item["embedding"] for item in data]
+    except (TypeError, KeyError):
+        return None
+    if not texts or not all(type(t) is str for t in texts):
+        return None
+    size = len(texts[0])
+    if size == 0 or size % 16 or any(len(t) != size for t in texts):
+        return None  # (16: 4 characters a 3-byte group, 3 groups a 12-byte = 3-float unit)
+    try:
+        raw = _decode_b64("".join(texts))  # type: ignore[misc]
+    except (ValueError, TypeError):  # binascii.Error is a ValueError
+        return None
+    if len(raw) != len(texts) * size // 4 * 3:
+        return None
+    matrix = np.frombuffer(raw, dtype="<f4").reshape(len(texts), -1)
+    if order == list(range(len(order))):
+        return matrix.astype(np.float32)  # a writable copy, native order
+    out = np.empty(matrix.shape, dtype=np.float32)
+    out[order] = matrix
+    return out
+
+
 def parse_embeddings(body: bytes | str, count: int, dim: int | None) -> tuple[np.ndarray, int]:
     """(float32 array of shape (count, d), prompt tokens used or 0) from a response body.
 
@@ -96,18 +126,21 @@ def parse_embeddings(body: bytes | str, count: int, dim: int | None) -> tuple[np
         order.append(index)
     if len(set(order)) != count:
         raise MalformedResponse("duplicate vector indexes")
-    vectors = [_vector(item, position) for position, item in enumerate(data)]
-    dims = {len(v) for v in vectors}
-    if len(dims) > 1:
-        raise MalformedResponse(f"vectors of differing dimensions {sorted(dims)}")
-    got = dims.pop() if dims else 0
+    out = _decode_together(data, order)
+    if out is None:  # the careful way, vector by vector, naming what is wrong
+        vectors = [_vector(item, position) for position, item in enumerate(data)]
+        dims = {len(v) for v in vectors}
+        if len(dims) > 1:
+            raise MalformedResponse(f"vectors of differing dimensions {sorted(dims)}")
+        got = dims.pop() if dims else 0
+        out = np.empty((count, got), dtype=np.float32)
+        for index, vec in zip(order, vectors, strict=True):
+            out[index] = vec
+    got = out.shape[1]
     if got == 0:
         raise MalformedResponse("empty vectors")
     if dim and got != dim:
         raise MalformedResponse(f"vectors have {got} dimensions, expected {dim}")
-    out = np.empty((count, got), dtype=np.float32)
-    for index, vec in zip(order, vectors, strict=True):
-        out[index] = vec
     if not np.isfinite(out).all():
         raise MalformedResponse("vectors hold NaN or infinite values")
     usage = payload.get("usage")
