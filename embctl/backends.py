@@ -26,7 +26,8 @@ class Embedder(Protocol):
     namespace: dict[str, Any]
 
     def embed(self, inputs: Sequence[Any]) -> np.ndarray:
-        """Return a float32 array of shape (len(inputs), dim)."""
+        """Return a float32 array of shape (len(inputs), dim): a new array each call (the
+        pipeline keeps it without copying; calls may run in parallel threads)."""
         ...
 
 

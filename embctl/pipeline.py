@@ -374,7 +374,7 @@ class Vectorizer:
         duplicates = len(job.keys) - job.hits - computed
         return b"".join(job.vecs[k] for k in job.keys), job.hits, computed, duplicates
 
-    def _run_batch(self, batch: list[bytes], misses: dict[bytes, str]) -> bytes:
+    def _run_batch(self, batch: list[bytes], misses: dict[bytes, str]) -> memoryview:
         """Embed one batch and queue it for the cache at once (on a pool thread, whatever the
         main thread is doing: a killed run loses only the batches in flight).  The commit is
         queued before the result is returned, so its keys are in the committer's memory
@@ -383,7 +383,7 @@ class Vectorizer:
         self._commit_batch(batch, blob, misses)
         return blob
 
-    def _keep(self, job: Job, batch: list[bytes], blob: bytes) -> None:
+    def _keep(self, job: Job, batch: list[bytes], blob: memoryview) -> None:
         step = len(blob) // len(batch)
         view = memoryview(blob)  # rows are views of the batch's bytes, not copies
         for i, key in enumerate(batch):
@@ -391,7 +391,8 @@ class Vectorizer:
         if self.on_progress:
             self.on_progress(len(batch))
 
-    def _commit_batch(self, batch: list[bytes], blob: bytes, misses: dict[bytes, str]) -> None:
+    def _commit_batch(self, batch: list[bytes], blob: memoryview, misses: dict[bytes, str]
+                      ) -> None:
         """Queue a finished batch for the cache (any thread: only the committer is used)."""
         committer = self._committer
         if committer is None or committer.error is not None:
@@ -430,7 +431,7 @@ class Vectorizer:
             batches.append(batch)
         return batches
 
-    def _embed(self, payloads: list[Any]) -> bytes:
+    def _embed(self, payloads: list[Any]) -> memoryview:
         import numpy as np
 
         vectors = np.asarray(self.embedder.embed(payloads), dtype="<f4")
@@ -442,7 +443,8 @@ class Vectorizer:
         elif vectors.shape[1] != self.dim:
             raise EmbctlError(f"the backend returned {vectors.shape[1]}-dim vectors; "
                               f"the cache holds {self.dim}-dim ones")
-        return np.ascontiguousarray(vectors).tobytes()
+        # The array's own memory, as bytes (no copy): backends return a new array per call.
+        return memoryview(np.ascontiguousarray(vectors)).cast("B")
 
     def _start_committer(self) -> None:
         from embctl.vectors.committer import Committer

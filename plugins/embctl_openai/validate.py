@@ -93,7 +93,7 @@ def _decode_together(data: list[Any], order: list[int]) -> np.ndarray | None:
         return None
     matrix = np.frombuffer(raw, dtype="<f4").reshape(len(texts), -1)
     if order == list(range(len(order))):
-        return matrix.astype(np.float32)  # a writable copy, native order
+        return matrix  # read-only, over the decoded bytes (no copy)
     out = np.empty(matrix.shape, dtype=np.float32)
     out[order] = matrix
     return out
