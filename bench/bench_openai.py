@@ -78,8 +78,8 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
     home = Path(env["EMBCTL_HOME"]) if "EMBCTL_HOME" in env else None
     if home is not None:
         home.mkdir(parents=True, exist_ok=True)
-        out = home / f"out-{time.monotonic_ns()}.npy"
-        cmd = [str(out) if c == "{out}" else c for c in cmd]
+        out = str(home / f"out-{time.monotonic_ns()}")
+        cmd = [c.replace("{out}", out) if c.startswith("{out}") else c for c in cmd]
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
@@ -108,7 +108,7 @@ def main() -> None:
     env.update(OPENAI_BASE_URL=url, OPENAI_API_KEY=KEY, HF_HUB_OFFLINE="1")
 
     embctl = [sys.executable, "-m", "embctl", "embed", f"openai:{MODEL}", "--lines",
-              "-i", str(inputs), "-o", "{out}", "-q"]
+              "-i", str(inputs), "-o", "{out}.npy", "-q"]
     dims = [str(args.dimensions)] if args.dimensions else []
     if dims:
         embctl += ["--dimensions", *dims]
@@ -120,6 +120,8 @@ def main() -> None:
         "embctl embed --batch-size 100 (concurrency only)": [*embctl, "--batch-size", "100"],
         "embctl embed --concurrency 8": [*embctl, "--concurrency", "8"],
         "embctl embed --no-cache (request path alone)": [*embctl, "--no-cache"],
+        "embctl embed -o out.jsonl (vectors as JSON text)": [
+            c.replace("{out}.npy", "{out}.jsonl") for c in embctl],
     }
     times: dict[str, list[float]] = {name: [] for name in variants}
     try:

@@ -17,9 +17,8 @@ size when ``--batch-size`` is not given), ``input_kind`` and ``finish()`` (calle
 end, e.g. for the truncation warning); ``expected_dim`` (the vector size when known before
 the model runs: a new cache file's page size is chosen for it); ``max_batch_tokens`` with
 ``count_tokens(text)`` (a batch is also cut before its estimated tokens pass that budget: API
-request limits).  What
-is keyed and what is passed to ``embed`` is decided by an :class:`InputAdapter`: texts
-today; images (path in, file bytes keyed) later.
+request limits).  What is keyed and what is passed to ``embed`` is decided by an
+:class:`InputAdapter`: texts today; images (path in, file bytes keyed) later.
 
 numpy is imported by the functions that run, not by this module's import.
 """
@@ -79,7 +78,7 @@ class Stats:
     embedded: int = 0  # records written
     hits: int = 0  # records served from the cache
     computed: int = 0  # distinct inputs sent to the model
-    duplicates: int = 0  # records that reused a text embedded earlier in their window
+    duplicates: int = 0  # records that reused a text embedded earlier in the run, uncached
     skipped: int = 0  # bad lines skipped (--on-error skip)
     blank: int = 0  # blank lines ignored
     seconds: float = 0.0
@@ -232,19 +231,19 @@ def windows(records: Iterable[Record], max_records: int, max_bytes: int) -> Iter
 class Job:
     """One window's inputs between :meth:`Vectorizer.start` and :meth:`Vectorizer.finish`."""
 
-    items: list[str]
     keys: list[bytes]
     vecs: dict[bytes, Any] = field(default_factory=dict)  # key -> vector bytes, as found
     borrowed: dict[bytes, Job] = field(default_factory=dict)  # keys an earlier job computes
     misses: dict[bytes, str] = field(default_factory=dict)  # key -> input, to compute here
     batches: list[list[bytes]] = field(default_factory=list)
     futures: list[Future] = field(default_factory=list)  # one per batch, when run in the pool
-    hits: int = 0
+    hits: int = 0  # keys found in the cache (or queued for it)
 
 
 class Vectorizer:
     """Vectors for a list of inputs: cache hits first, then unique misses in length-sorted
-    batches, each batch committed to the cache as soon as it is embedded."""
+    batches, each batch committed to the cache as soon as it is embedded (``vectors``, or
+    ``start`` then ``finish`` to overlap windows)."""
 
     def __init__(self, embedder: Embedder, store: VectorStore | None, adapter: InputAdapter,
                  *, batch_size: int | None = None, store_text: bool = False,
@@ -262,7 +261,7 @@ class Vectorizer:
 
         self._key = store.key if store else KeyMaker("no-cache")
         self._pool: ThreadPoolExecutor | None = None
-        self._committer: Committer | None = None  # started by the first commit
+        self._committer: Committer | None = None  # started by the first job with misses
         self._planned: dict[bytes, Job] = {}  # keys a started, unfinished job will compute
         self._warned = False
 
@@ -313,7 +312,7 @@ class Vectorizer:
         """Look ``items`` up and, with ``concurrency`` > 1, start embedding the misses now, so
         that the caller can read and start the next window while these are in flight.
         Finish jobs in the order they were started."""
-        job = Job(list(items), [self._key(self.adapter.key_bytes(item)) for item in items])
+        job = Job([self._key(self.adapter.key_bytes(item)) for item in items])
         unique = list(dict.fromkeys(job.keys))
         # Keys an unfinished earlier job computes first, then queued commits and the file:
         # a key leaves _planned only after its vector is queued for commit (or the job ended).
@@ -325,7 +324,7 @@ class Vectorizer:
             if self.dim is not None:
                 found = {k: v for k, v in found.items() if len(v) == self.dim * 4}
             job.vecs.update(found)
-        job.hits = sum(1 for k in job.keys if k in job.vecs or k in job.borrowed)
+        job.hits = sum(1 for k in job.keys if k in job.vecs)
         for key, item in zip(job.keys, items, strict=True):
             if key not in job.vecs and key not in job.borrowed and key not in job.misses:
                 job.misses[key] = item
@@ -405,7 +404,7 @@ class Vectorizer:
 
     def _stop(self) -> None:
         """After a failure: cancel the batches not started, wait for those running (their
-        vectors are paid for: the callbacks commit them)."""
+        vectors are paid for: each queues its own commit)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
@@ -565,6 +564,7 @@ def run(embedder: Embedder, store: VectorStore | None, stream: IO[bytes], writer
 
     writer = writer_factory(dim_hint)
     per_window = opts.window_records or vectorizer.batch_size * max(16, 4 * vectorizer.concurrency)
+
     def emit(window: list[Record], job: Job) -> None:
         blob, hits, computed, duplicates = vectorizer.finish(job)
         stats.hits += hits

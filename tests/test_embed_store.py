@@ -224,9 +224,9 @@ def test_started_windows_share_what_they_compute(tmp_path):
         v = Vectorizer(model, s, InputAdapter(), batch_size=3, concurrency=3)
         first = v.start([f"a{i}" for i in range(10)])
         second = v.start([f"a{i}" for i in range(5, 15)])  # a5..a9 are in flight
-        blob1, hits1, computed1, _ = v.finish(first)
-        blob2, hits2, computed2, _ = v.finish(second)
+        blob1, hits1, computed1, dups1 = v.finish(first)
+        blob2, hits2, computed2, dups2 = v.finish(second)
         v.close()
-        assert (hits1, computed1, hits2, computed2) == (0, 10, 5, 5)
+        assert (hits1, computed1, dups1, hits2, computed2, dups2) == (0, 10, 0, 0, 5, 5)
         assert sorted(model.seen) == sorted(f"a{i}" for i in range(15))
         assert blob2[:5 * 8] == blob1[5 * 8:]  # the same vectors, in input order
