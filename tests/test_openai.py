@@ -273,6 +273,30 @@ def test_concurrent_batches_in_flight_are_kept_when_one_fails(oa, fake):
     assert sorted(paid + again) == sorted(items)
 
 
+def test_a_failure_while_the_next_window_is_queued_loses_nothing_paid(oa, fake):
+    """Windows of 160 inputs (16 batches of 10): the next window's requests are queued while
+    one is in flight.  Request 20 (in the second window) fails: what was answered, in any
+    window, is cached; the rerun asks only for the rest."""
+    items = texts(480)
+    fake.state.latency_s = 0.02
+    try:
+        fake.add_faults(*[Fault()] * 19, Fault(status=400, message="bad request"))
+        proc = embed(oa, items, "--batch-size", "10", "--concurrency", "4")
+    finally:
+        fake.state.latency_s = 0.0
+    assert proc.returncode == 1
+    assert proc.stdout.count("\n") in (0, 160)  # whole windows only
+    paid = [t for r in fake.log if r.status == 200 for t in r.inputs]
+    assert len(paid) >= 160 and len(set(paid)) == len(paid)
+    fake.reset()
+    rerun = embed(oa, items, "--batch-size", "10", "--concurrency", "4")
+    assert rerun.returncode == 0, rerun.stderr
+    check_vectors(rerun.stdout, items)
+    again = sent(fake)
+    assert not set(again) & set(paid)
+    assert sorted(paid + again) == sorted(items)
+
+
 def test_dry_run_counts_inputs_and_tokens_and_sends_nothing(oa, fake):
     items = texts(100)
     assert embed(oa, items[:30]).returncode == 0
