@@ -230,3 +230,24 @@ def test_started_windows_share_what_they_compute(tmp_path):
         assert (hits1, computed1, dups1, hits2, computed2, dups2) == (0, 10, 0, 0, 5, 5)
         assert sorted(model.seen) == sorted(f"a{i}" for i in range(15))
         assert blob2[:5 * 8] == blob1[5 * 8:]  # the same vectors, in input order
+
+
+def test_a_cache_file_being_created_is_incomplete_not_broken(tmp_path):
+    """Between a new file's first write and its schema's commit, `ls` and `verify` from other
+    processes see a database without tables; left so for long, it is broken."""
+    import os
+    import time
+
+    path = tmp_path / f"{'c' * 32}{store.SUFFIX}"
+    conn = store.connect(path)  # what VectorStore.open does before creating the schema
+    (entry,) = scan.vector_entries(tmp_path)
+    assert entry.status == "incomplete" and "being created" in entry.extra["error"]
+    (check,) = scan.verify_vectors(root=tmp_path)
+    assert check.ok and not check.problems
+    old = time.time() - scan.CREATING_GRACE_S - 5
+    os.utime(path, (old, old))
+    (entry,) = scan.vector_entries(tmp_path)
+    assert entry.status == "broken" and "no such table" in entry.extra["error"]
+    (check,) = scan.verify_vectors(root=tmp_path)
+    assert not check.ok
+    conn.close()

@@ -30,7 +30,8 @@ def command(pattern, sort, filters, limit, cache_dir, as_json):
       embctl ls 'BAAI/*' --json
 
     STATUS is ok, partial (a pull did not finish), incomplete (a download is in
-    progress or was interrupted) or broken (files missing: run embctl verify --repair).
+    progress or was interrupted; a vector cache being created) or broken (files
+    missing or unreadable: run embctl verify).
     """
     from embctl.console import info, print_json
     from embctl.inventory import all_entries

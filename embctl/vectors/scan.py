@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,8 +30,12 @@ def _entry(path: Path) -> Entry:
         finally:
             conn.close()
     except (sqlite3.Error, ValueError, OSError) as exc:
+        creating = _being_created(path, exc)
         return Entry("vectors", path.stem, None, None, None, None, size, str(path),
-                     status="broken", extra={"namespace": path.stem, "error": str(exc)})
+                     status="incomplete" if creating else "broken",
+                     extra={"namespace": path.stem,
+                            "error": "being created by another process" if creating
+                            else str(exc)})
     ns = info.namespace
     backend = ns.get("backend")
     repo_id = ns.get("repo_id")
@@ -50,6 +55,21 @@ def _entry(path: Path) -> Entry:
         extra={"namespace": info.ns_id or path.stem, "params": params,
                "stores_text": info.stores_text},
     )
+
+
+#: A file with no tables yet is one that VectorStore.open is creating (the file exists from
+#: the connection's first write until its schema commits, milliseconds later); older, it was
+#: left so by a crash there and is reported broken.
+CREATING_GRACE_S = 60
+
+
+def _being_created(path: Path, exc: BaseException) -> bool:
+    if not (isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc)):
+        return False
+    try:
+        return time.time() - path.stat().st_mtime < CREATING_GRACE_S
+    except OSError:
+        return False
 
 
 def vector_entries(root: Path | None = None) -> list[Entry]:
@@ -150,6 +170,8 @@ def _classify_plain(rows: list[tuple[bytes, bytes]], dim: int) -> list[tuple[byt
 
 def _check_one(entry: Entry, repair: bool) -> VectorCheck:
     check = VectorCheck(entry, ok=True)
+    if entry.status == "incomplete":  # being created right now: nothing to check yet
+        return check
     if entry.status == "broken":
         check.ok = False
         check.problems.append(f"cannot be read: {entry.extra.get('error')}")
