@@ -7,7 +7,9 @@ sends only the missing inputs, retries happen and are bounded, and the key never
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -294,6 +296,42 @@ def test_a_failure_while_the_next_window_is_queued_loses_nothing_paid(oa, fake):
     check_vectors(rerun.stdout, items)
     again = sent(fake)
     assert not set(again) & set(paid)
+    assert sorted(paid + again) == sorted(items)
+
+
+@pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated"),
+                                             (signal.SIGINT, 130, "interrupted")])
+def test_a_stopped_run_keeps_everything_it_paid_for(oa, fake, tmp_path, sig, code, word):
+    """`docker stop` (SIGTERM) or Ctrl-C mid-run: the requests in flight finish, every answer
+    is committed, nothing is written half; the rerun asks only for the rest."""
+    items = texts(400)
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(items) + "\n")
+    args = ("--batch-size", "10", "--concurrency", "4")
+    fake.state.latency_s = 0.1
+    try:
+        proc = oa.popen("embed", f"openai:{MODEL}", "--lines", "-i", str(src), *args,
+                        "-o", str(tmp_path / "out.npy"))
+        deadline = time.monotonic() + 60
+        while (time.monotonic() < deadline and proc.poll() is None
+               and sum(r.status == 200 for r in list(fake.log)) < 8):
+            time.sleep(0.02)
+        assert proc.poll() is None, "finished before it could be stopped"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        fake.state.latency_s = 0.0
+    assert proc.returncode == code, err
+    assert f"embctl: {word}" in err and "Traceback" not in err
+    assert not (tmp_path / "out.npy").exists()
+    paid = [t for r in fake.log if r.status == 200 for t in r.inputs]
+    assert 80 <= len(paid) < len(items)
+    fake.reset()
+    rerun = embed(oa, items, *args)
+    assert rerun.returncode == 0, rerun.stderr
+    check_vectors(rerun.stdout, items)
+    again = sent(fake)
+    assert not set(again) & set(paid)  # every answer of the stopped run was kept
     assert sorted(paid + again) == sorted(items)
 
 

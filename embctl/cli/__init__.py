@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import signal
 import sys
 
 import click
@@ -81,10 +82,31 @@ def main(argv: list[str] | None = None) -> None:
         gc.freeze()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``docker stop``, ``timeout``, a supervisor): unwound like Ctrl-C, so requests
+    in flight finish and what was paid for is committed before the process exits."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one ends the process at once
+    raise Terminated()
+
+
 def _main(argv: list[str] | None) -> None:
     try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread (embctl called from a thread): leave it
+        pass
+    try:
         rc = cli.main(args=argv, prog_name="embctl", standalone_mode=False)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as exc:  # click turns KeyboardInterrupt into Abort
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, Terminated):
+            print("embctl: terminated", file=sys.stderr)
+            sys.exit(143)
+        if isinstance(cause, KeyboardInterrupt):
+            print("embctl: interrupted", file=sys.stderr)
+            sys.exit(130)
         print("embctl: aborted", file=sys.stderr)
         sys.exit(1)
     except click.ClickException as exc:
@@ -93,6 +115,9 @@ def _main(argv: list[str] | None) -> None:
     except EmbctlError as exc:
         print(f"embctl: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except Terminated:
+        print("embctl: terminated", file=sys.stderr)
+        sys.exit(143)
     except KeyboardInterrupt:
         print("embctl: interrupted", file=sys.stderr)
         sys.exit(130)
