@@ -14,7 +14,8 @@ taken from the earlier window still in flight).
 Backends plug in through :class:`embctl.backends.Embedder`; optional attributes the pipeline
 honours: ``concurrency`` (parallel ``embed`` calls, default 1), ``batch_size`` (preferred batch
 size when ``--batch-size`` is not given), ``input_kind`` and ``finish()`` (called once at the
-end, e.g. for the truncation warning); ``expected_dim`` (the vector size when known before
+end, e.g. for the truncation warning); ``cancel()`` (the run is stopping: start no new
+request, drop pending retries); ``expected_dim`` (the vector size when known before
 the model runs: a new cache file's page size is chosen for it); ``max_batch_tokens`` with
 ``count_tokens(text)`` (a batch is also cut before its estimated tokens pass that budget: API
 request limits).  What is keyed and what is passed to ``embed`` is decided by an
@@ -52,6 +53,10 @@ NAMESPACE_VERSION = 1
 
 class InputError(EmbctlError):
     """Bad input at a line; exit 1 under ``--on-error fail``."""
+
+
+class NotStarted(Exception):
+    """A batch that was queued behind a failed one and never sent."""
 
 
 # -- options and counters ------------------------------------------------------------------
@@ -263,6 +268,7 @@ class Vectorizer:
         self._pool: ThreadPoolExecutor | None = None
         self._committer: Committer | None = None  # started by the first job with misses
         self._planned: dict[bytes, Job] = {}  # keys a started, unfinished job will compute
+        self._error: BaseException | None = None  # the first failed batch's, in any thread
         self._warned = False
 
     def close(self) -> None:
@@ -354,8 +360,10 @@ class Vectorizer:
                 for batch, future in zip(job.batches, job.futures, strict=True):
                     try:
                         blob = future.result()
-                    except BaseException:
+                    except BaseException as exc:
                         self._stop()
+                        if self._error is not None and not isinstance(exc, KeyboardInterrupt):
+                            raise self._error from None  # the first failure, not its echoes
                         raise
                     self._keep(job, batch, blob)
             else:
@@ -378,7 +386,15 @@ class Vectorizer:
         main thread is doing: a killed run loses only the batches in flight).  The commit is
         queued before the result is returned, so its keys are in the committer's memory
         before finish() takes them out of ``_planned``."""
-        blob = self._embed([self.adapter.payload(misses[k]) for k in batch])
+        if self._error is not None:  # queued behind a failure: not started
+            raise NotStarted()
+        try:
+            blob = self._embed([self.adapter.payload(misses[k]) for k in batch])
+        except BaseException as exc:
+            if self._error is None:  # the first failure stops the rest at once, not when
+                self._error = exc  # the main thread gets to this batch
+                self._cancel_embedder()
+            raise
         self._commit_batch(batch, blob, misses)
         return blob
 
@@ -405,9 +421,15 @@ class Vectorizer:
     def _stop(self) -> None:
         """After a failure: cancel the batches not started, wait for those running (their
         vectors are paid for: each queues its own commit)."""
+        self._cancel_embedder()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+    def _cancel_embedder(self) -> None:
+        cancel = getattr(self.embedder, "cancel", None)
+        if callable(cancel):
+            cancel()
 
     def _batches(self, order: list[bytes], misses: dict[bytes, str]) -> list[list[bytes]]:
         """``batch_size`` keys a batch; also cut at the embedder's ``max_batch_tokens`` budget

@@ -335,6 +335,17 @@ def test_a_stopped_run_keeps_everything_it_paid_for(oa, fake, tmp_path, sig, cod
     assert sorted(paid + again) == sorted(items)
 
 
+def test_a_failure_stops_retries_and_queued_batches_at_once(oa, fake):
+    """Two requests in flight: one is told to retry in 2 s, the other fails for good.  The
+    failure ends the run without that retry and without starting the batches queued behind
+    (the old loop waited for the first batch, retry included, before noticing)."""
+    fake.add_faults(Fault(status=429, retry_after="2"), Fault(status=401, message="no"))
+    proc = embed(oa, texts(40), "--batch-size", "10", "--concurrency", "2")
+    assert proc.returncode == 1
+    assert "authentication failed" in one_line_error(proc)
+    assert len(fake.log) == 2  # no retry, no third batch
+
+
 def test_dry_run_counts_inputs_and_tokens_and_sends_nothing(oa, fake):
     items = texts(100)
     assert embed(oa, items[:30]).returncode == 0

@@ -86,6 +86,7 @@ class EmbeddingsClient:
             max_retry_after_s=settings.max_retry_after_s,
         )
         self.throttle = Throttle()
+        self.stopping = threading.Event()  # set by cancel(): no more retries
         self._client: Any = None
         self._lock = threading.Lock()
         self.requests = 0
@@ -115,14 +116,25 @@ class EmbeddingsClient:
             self.requests += 1
         return response.content
 
+    def cancel(self) -> None:
+        """Send nothing more: requests in flight finish, retries waiting are dropped."""
+        self.stopping.set()
+
+    def _sleep(self, seconds: float) -> None:
+        if self.stopping.wait(seconds) or self.stopping.is_set():
+            raise EmbctlError("the run was stopped; not retried")
+
     def embed(self, inputs: Sequence[str], dim: int | None) -> np.ndarray:
         """Vectors for ``inputs`` in one request (retried), shape (len(inputs), d)."""
+        if self.stopping.is_set():
+            raise EmbctlError("the run was stopped; not sent")
         batch = list(inputs)
         body = call_with_retries(
             lambda: self._post(batch),
             lambda exc: classify(exc, self.settings, batch),
             self.policy,
             throttle=self.throttle,
+            sleep=self._sleep,
             notify=self.notify,
         )
         try:

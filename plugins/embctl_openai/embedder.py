@@ -54,6 +54,10 @@ class OpenAIEmbedder:
         """Prompt tokens the server reported (what was billed), over this process's requests."""
         return self.client.tokens
 
+    def cancel(self) -> None:
+        """The pipeline is stopping (a failed batch, Ctrl-C, SIGTERM): start no request."""
+        self.client.cancel()
+
     def split(self, inputs: Sequence[str]) -> list[tuple[int, int]]:
         """[start, end) ranges of ``inputs``, each within ``batch_size`` and the token budget."""
         ranges: list[tuple[int, int]] = []
