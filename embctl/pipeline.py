@@ -14,8 +14,8 @@ taken from the earlier window still in flight).
 Backends plug in through :class:`embctl.backends.Embedder`; optional attributes the pipeline
 honours: ``concurrency`` (parallel ``embed`` calls, default 1), ``batch_size`` (preferred batch
 size when ``--batch-size`` is not given), ``input_kind`` and ``finish()`` (called once at the
-end, e.g. for the truncation warning); ``cancel()`` (the run is stopping: start no new
-request, drop pending retries); ``expected_dim`` (the vector size when known before
+end, e.g. for the truncation warning); ``cancel()`` (the run is stopping: the calls running
+now retry nothing); ``expected_dim`` (the vector size when known before
 the model runs: a new cache file's page size is chosen for it); ``max_batch_tokens`` with
 ``count_tokens(text)`` (a batch is also cut before its estimated tokens pass that budget: API
 request limits).  What is keyed and what is passed to ``embed`` is decided by an
@@ -362,13 +362,18 @@ class Vectorizer:
                         blob = future.result()
                     except BaseException as exc:
                         self._stop()
-                        if self._error is not None and not isinstance(exc, KeyboardInterrupt):
-                            raise self._error from None  # the first failure, not its echoes
+                        error, self._error = self._error, None  # the next call starts afresh
+                        if error is not None and not isinstance(exc, KeyboardInterrupt):
+                            raise error from None  # the first failure, not its echoes
                         raise
                     self._keep(job, batch, blob)
             else:
-                for batch in job.batches:
-                    self._keep(job, batch, self._run_batch(batch, job.misses))
+                try:
+                    for batch in job.batches:
+                        self._keep(job, batch, self._run_batch(batch, job.misses))
+                except BaseException:
+                    self._error = None  # raised here as it is; the next call starts afresh
+                    raise
             if self._committer is not None and self._committer.error is not None:
                 self._disable_cache(self._committer.error)
             for key, owner in job.borrowed.items():
@@ -425,6 +430,7 @@ class Vectorizer:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        self._planned.clear()  # the jobs started after this one are abandoned
 
     def _cancel_embedder(self) -> None:
         cancel = getattr(self.embedder, "cancel", None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -344,6 +345,36 @@ def test_a_failure_stops_retries_and_queued_batches_at_once(oa, fake):
     assert proc.returncode == 1
     assert "authentication failed" in one_line_error(proc)
     assert len(fake.log) == 2  # no retry, no third batch
+
+
+def test_python_api_model_works_again_after_a_failed_call(oa, fake):
+    """embctl.load("openai:...") stays usable when one call fails: the next call sends (and
+    retries) as usual, and what the failed call received was kept."""
+    fake.add_faults(Fault(), Fault(status=401, message="no"))
+    script = (
+        "import json, sys, embctl\n"
+        "from embctl.errors import EmbctlError\n"
+        f"m = embctl.load('openai:{MODEL}', batch_size=10)\n"
+        f"items = {texts(60)!r}\n"
+        "try:\n"
+        "    m.embed(items)\n"
+        "    sys.exit('the first call should fail')\n"
+        "except EmbctlError as exc:\n"
+        "    first = str(exc)\n"
+        "v = m.embed(items)\n"
+        "print(json.dumps({'first': first, 'shape': v.shape, 'v': v.tolist()}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], env=oa.env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert "authentication failed" in data["first"] and data["shape"] == [60, 64]
+    want = np.stack([expected_vector(t, MODEL) for t in texts(60)])
+    np.testing.assert_allclose(np.asarray(data["v"], dtype=np.float32), want, rtol=1e-6,
+                               atol=1e-7)
+    answered = [t for r in fake.log if r.status == 200 for t in r.inputs]
+    assert sorted(answered) == sorted(texts(60))  # each paid for once, over both calls
+    assert sum(r.status == 401 for r in fake.log) == 1
 
 
 def test_dry_run_counts_inputs_and_tokens_and_sends_nothing(oa, fake):

@@ -86,7 +86,7 @@ class EmbeddingsClient:
             max_retry_after_s=settings.max_retry_after_s,
         )
         self.throttle = Throttle()
-        self.stopping = threading.Event()  # set by cancel(): no more retries
+        self._stop = threading.Event()  # set (and replaced) by cancel()
         self._client: Any = None
         self._lock = threading.Lock()
         self.requests = 0
@@ -117,24 +117,27 @@ class EmbeddingsClient:
         return response.content
 
     def cancel(self) -> None:
-        """Send nothing more: requests in flight finish, retries waiting are dropped."""
-        self.stopping.set()
+        """Retry nothing that is running now (requests in flight finish); calls made after
+        this one are not affected."""
+        with self._lock:
+            self._stop.set()
+            self._stop = threading.Event()
 
-    def _sleep(self, seconds: float) -> None:
-        if self.stopping.wait(seconds) or self.stopping.is_set():
+    @staticmethod
+    def _sleep(seconds: float, stop: threading.Event) -> None:
+        if stop.wait(seconds):
             raise EmbctlError("the run was stopped; not retried")
 
     def embed(self, inputs: Sequence[str], dim: int | None) -> np.ndarray:
         """Vectors for ``inputs`` in one request (retried), shape (len(inputs), d)."""
-        if self.stopping.is_set():
-            raise EmbctlError("the run was stopped; not sent")
+        stop = self._stop
         batch = list(inputs)
         body = call_with_retries(
             lambda: self._post(batch),
             lambda exc: classify(exc, self.settings, batch),
             self.policy,
             throttle=self.throttle,
-            sleep=self._sleep,
+            sleep=lambda seconds: self._sleep(seconds, stop),
             notify=self.notify,
         )
         try:

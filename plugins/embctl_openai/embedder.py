@@ -55,7 +55,8 @@ class OpenAIEmbedder:
         return self.client.tokens
 
     def cancel(self) -> None:
-        """The pipeline is stopping (a failed batch, Ctrl-C, SIGTERM): start no request."""
+        """The pipeline is stopping (a failed batch, Ctrl-C, SIGTERM): the calls running now
+        send no retry."""
         self.client.cancel()
 
     def split(self, inputs: Sequence[str]) -> list[tuple[int, int]]:
