@@ -359,14 +359,14 @@ class Vectorizer:
             if job.futures:
                 for batch, future in zip(job.batches, job.futures, strict=True):
                     try:
-                        blob = future.result()
+                        rows = future.result()
                     except BaseException as exc:
                         self._stop()
                         error, self._error = self._error, None  # the next call starts afresh
                         if error is not None and not isinstance(exc, KeyboardInterrupt):
                             raise error from None  # the first failure, not its echoes
                         raise
-                    self._keep(job, batch, blob)
+                    self._keep(job, batch, rows)
             else:
                 try:
                     for batch in job.batches:
@@ -386,11 +386,12 @@ class Vectorizer:
         duplicates = len(job.keys) - job.hits - computed
         return b"".join(job.vecs[k] for k in job.keys), job.hits, computed, duplicates
 
-    def _run_batch(self, batch: list[bytes], misses: dict[bytes, str]) -> memoryview:
-        """Embed one batch and queue it for the cache at once (on a pool thread, whatever the
-        main thread is doing: a killed run loses only the batches in flight).  The commit is
-        queued before the result is returned, so its keys are in the committer's memory
-        before finish() takes them out of ``_planned``."""
+    def _run_batch(self, batch: list[bytes], misses: dict[bytes, str]) -> list[memoryview]:
+        """Embed one batch (-> its vectors, views of the backend's array, in batch order) and
+        queue it for the cache at once, on a pool thread whatever the main thread is doing (a
+        killed run loses only the batches in flight).  The commit is queued before the result
+        is returned, so its keys are in the committer's memory before finish() takes them out
+        of ``_planned``."""
         if self._error is not None:  # queued behind a failure: not started
             raise NotStarted()
         try:
@@ -400,28 +401,18 @@ class Vectorizer:
                 self._error = exc  # the main thread gets to this batch
                 self._cancel_embedder()
             raise
-        self._commit_batch(batch, blob, misses)
-        return blob
-
-    def _keep(self, job: Job, batch: list[bytes], blob: memoryview) -> None:
         step = len(blob) // len(batch)
-        view = memoryview(blob)  # rows are views of the batch's bytes, not copies
-        for i, key in enumerate(batch):
-            job.vecs[key] = view[i * step:(i + 1) * step]
+        rows = [blob[i * step:(i + 1) * step] for i in range(len(batch))]  # views, not copies
+        committer = self._committer  # any thread: only the committer is used
+        if committer is not None and committer.error is None:
+            committer.submit([(key, row, misses[key] if self.store_text else None)
+                              for key, row in zip(batch, rows, strict=True)])
+        return rows
+
+    def _keep(self, job: Job, batch: list[bytes], rows: list[memoryview]) -> None:
+        job.vecs.update(zip(batch, rows, strict=True))
         if self.on_progress:
             self.on_progress(len(batch))
-
-    def _commit_batch(self, batch: list[bytes], blob: memoryview, misses: dict[bytes, str]
-                      ) -> None:
-        """Queue a finished batch for the cache (any thread: only the committer is used)."""
-        committer = self._committer
-        if committer is None or committer.error is not None:
-            return
-        step = len(blob) // len(batch)
-        view = memoryview(blob)
-        committer.submit([(key, view[i * step:(i + 1) * step],
-                           misses[key] if self.store_text else None)
-                          for i, key in enumerate(batch)])
 
     def _stop(self) -> None:
         """After a failure: cancel the batches not started, wait for those running (their
