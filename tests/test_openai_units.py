@@ -165,3 +165,25 @@ def test_settings(monkeypatch):
         from_options("m", {"concurrency": "many"})
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-000000000000")
     assert "sk-secret" not in repr(from_options("m", {}))
+
+
+@pytest.mark.parametrize("dims", [1536, 256])  # one base64 text per response / per vector
+def test_parse_without_pybase64_and_orjson_gives_the_same_vectors(monkeypatch, dims):
+    from embctl_openai import validate
+
+    rng = np.random.default_rng(dims)
+    want = rng.standard_normal((5, dims)).astype(np.float32)
+    body = json.dumps({"data": [{"index": i, "embedding": base64.b64encode(v.tobytes()).decode()}
+                                for i, v in reversed(list(enumerate(want)))]})
+    fast, _ = parse_embeddings(body, 5, dims)
+    monkeypatch.setitem(__import__("sys").modules, "pybase64", None)  # import fails
+    monkeypatch.setitem(__import__("sys").modules, "orjson", None)
+    monkeypatch.setattr(validate, "_decode_b64", None)  # restored after the test
+    monkeypatch.setattr(validate, "_loads", None)  # both chosen again on the next call
+    plain, _ = parse_embeddings(body, 5, dims)
+    assert validate._loads is json.loads
+    np.testing.assert_array_equal(fast, want)
+    np.testing.assert_array_equal(plain, want)
+    bad = body.replace('"embedding": "', '"embedding": "!', 1)
+    with pytest.raises(MalformedResponse, match="is not base64"):
+        parse_embeddings(bad, 5, dims)
