@@ -7,6 +7,7 @@ the work is done by ``embctl.models``, ``embctl.vectors`` and ``embctl.pipeline`
 
 from __future__ import annotations
 
+import atexit
 import gc
 import importlib
 import signal
@@ -73,13 +74,12 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    try:
-        _main(argv)
-    finally:
-        # What is alive now dies with the process: keep the interpreter's last garbage
-        # collections from walking it (0.1 s once openai or torch is loaded).  Outputs and
-        # cache files are closed by then; stdout and stderr are flushed at exit regardless.
-        gc.freeze()
+    # At exit, what is alive dies with the process: keep the interpreter's last garbage
+    # collections from walking it (0.1 s once openai or torch is loaded).  An atexit hook, so
+    # a program that calls main() and goes on is not affected; registered first, it runs last.
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
+    _main(argv)
 
 
 class Terminated(KeyboardInterrupt):
