@@ -92,6 +92,15 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+def _stopped(exc: KeyboardInterrupt) -> None:
+    """Exit as a stopped run: 143 for SIGTERM, 130 for Ctrl-C (128 + the signal)."""
+    if isinstance(exc, Terminated):
+        print("embctl: terminated", file=sys.stderr)
+        sys.exit(143)
+    print("embctl: interrupted", file=sys.stderr)
+    sys.exit(130)
+
+
 def _main(argv: list[str] | None) -> None:
     try:
         signal.signal(signal.SIGTERM, _on_sigterm)
@@ -101,12 +110,8 @@ def _main(argv: list[str] | None) -> None:
         rc = cli.main(args=argv, prog_name="embctl", standalone_mode=False)
     except click.exceptions.Abort as exc:  # click turns KeyboardInterrupt into Abort
         cause = exc.__cause__ or exc.__context__
-        if isinstance(cause, Terminated):
-            print("embctl: terminated", file=sys.stderr)
-            sys.exit(143)
         if isinstance(cause, KeyboardInterrupt):
-            print("embctl: interrupted", file=sys.stderr)
-            sys.exit(130)
+            _stopped(cause)
         print("embctl: aborted", file=sys.stderr)
         sys.exit(1)
     except click.ClickException as exc:
@@ -115,12 +120,8 @@ def _main(argv: list[str] | None) -> None:
     except EmbctlError as exc:
         print(f"embctl: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except Terminated:
-        print("embctl: terminated", file=sys.stderr)
-        sys.exit(143)
-    except KeyboardInterrupt:
-        print("embctl: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        _stopped(exc)
     except BrokenPipeError:
         # `embctl ls | head`: the reader went away; that is not an error.
         sys.stderr.close()
