@@ -274,10 +274,11 @@ class Vectorizer:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
-        if self._committer is not None:
-            self._committer.close()
-            if self._committer.error is not None and self.store is not None:
-                self._disable_cache(self._committer.error)
+        committer, self._committer = self._committer, None
+        if committer is not None:
+            committer.close()
+            if committer.error is not None and self.store is not None:
+                self._disable_cache(committer.error)
         if self.store is not None:
             self.store.close()
 
