@@ -101,6 +101,7 @@ def load(ref: str, *, device: str | None = None, normalize: bool = False, prefix
     """Resolve ``ref`` (alias, repo id, ``backend:id``, or a local model directory) and
     return an :class:`EmbeddingModel`.  Raises :class:`embctl.errors.EmbctlError` with a
     one-line message when the model cannot be found or pulled."""
+    from embctl.models.lookup import load_embedder
     from embctl.pipeline import Vectorizer, adapter_for, namespace_for
     from embctl.registry import get_backend, resolve
     from embctl.vectors.store import VectorStore
@@ -109,7 +110,7 @@ def load(ref: str, *, device: str | None = None, normalize: bool = False, prefix
     backend = get_backend(model.backend)
     if backend.load is None:
         raise EmbctlError(f"backend {backend.name!r} cannot embed")
-    embedder = backend.load(model, {"device": device, "normalize": normalize,
+    embedder = load_embedder(model, backend, {"device": device, "normalize": normalize,
                                     "truncate_dim": truncate_dim, "quiet": True,
                                     "cache_dir": cache_dir})
     adapter = adapter_for(backend.input_kind, prefix)

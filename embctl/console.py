@@ -7,9 +7,14 @@ vectors), so pipes stay clean.  rich is imported only when a terminal will see i
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from typing import Any
+
+
+# A plain decimal number (no sign, exponent, inf or nan) and a unit: '1.5GB', '7d', '123'.
+_QUANTITY = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([a-z]*)")
 
 
 def stderr_is_tty() -> bool:
@@ -57,18 +62,18 @@ def parse_size(text: str) -> int:
     units = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9,
              "gb": 10**9, "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30,
              "tib": 2**40}
-    s = text.strip().lower().replace(" ", "")
-    num = s.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = s[len(num):]
-    if not num or unit not in units:
-        raise ValueError(f"bad size {text!r} (examples: 500MB, 1.5GB, 200k)")
-    return int(float(num) * units[unit])
+    m = _QUANTITY.fullmatch(text.strip().lower().replace(" ", ""))
+    if not m or m[2] not in units:
+        raise ValueError(f"bad size {text!r} (a number and a unit of B, kB, MB, GB, TB, KiB, "
+                         "MiB, GiB, TiB; examples: 500MB, 1.5GB, 200k)")
+    return int(float(m[1]) * units[m[2]])
 
 
 def parse_duration(text: str) -> float:
     """'7d', '12h', '30m', '2w', '90s' -> seconds."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-    s = text.strip().lower()
-    if not s or s[-1] not in units:
-        raise ValueError(f"bad duration {text!r} (examples: 30m, 12h, 7d, 2w)")
-    return float(s[:-1]) * units[s[-1]]
+    m = _QUANTITY.fullmatch(text.strip().lower())
+    if not m or m[2] not in units:
+        raise ValueError(f"bad duration {text!r} (a number and a unit of s, m, h, d, w, y; "
+                         "examples: 30m, 12h, 7d, 2w)")
+    return float(m[1]) * units[m[2]]

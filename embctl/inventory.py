@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 KINDS = ("model", "vectors", "matrix")
+#: Every status a row can have ("empty": a repo folder with no snapshot and no download).
+STATUSES = ("ok", "partial", "incomplete", "broken", "empty")
 
 
 @dataclass

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 
 from embctl.console import human_age, human_size, parse_duration, parse_size
 from embctl.errors import UsageError
-from embctl.inventory import Entry
+from embctl.inventory import KINDS, STATUSES, Entry
 
 _FILTER = re.compile(r"\s*([a-z_]+)\s*(>=|<=|!=|=|>|<)\s*(.+?)\s*$")
 _OPS: dict[str, Callable] = {">": operator.gt, "<": operator.lt, ">=": operator.ge,
@@ -23,7 +23,11 @@ TEXT_FIELDS = {"kind", "backend", "status", "ref", "repo", "repo_id"}
 
 
 def parse_filter(expr: str) -> Callable[[Entry], bool]:
-    """``size>1GB``, ``used>7d`` (not used for 7 days), ``kind=model``, ``backend!=st``."""
+    """``size>1GB``, ``used>7d`` (not used for 7 days), ``kind=model``, ``backend!=st``.
+
+    Every mistake is a usage error naming what is valid: an unknown key, operator or value
+    (``kind=modle`` would otherwise silently match nothing), a malformed size or duration.
+    """
     m = _FILTER.match(expr)
     if not m:
         raise UsageError(f"bad filter {expr!r} (examples: size>1GB, used>7d, kind=model)")
@@ -33,13 +37,13 @@ def parse_filter(expr: str) -> Callable[[Entry], bool]:
         try:
             limit = parse_size(value)
         except ValueError as exc:
-            raise UsageError(str(exc)) from None
+            raise UsageError(f"bad filter {expr!r}: {exc}") from None
         return lambda e: compare(e.size_bytes, limit)
     if key in ("used", "accessed", "age"):
         try:
             seconds = parse_duration(value)
         except ValueError as exc:
-            raise UsageError(str(exc)) from None
+            raise UsageError(f"bad filter {expr!r}: {exc}") from None
         now = time.time()
         return lambda e: compare(now - (e.last_used or 0), seconds)
     if key == "dim":
@@ -48,11 +52,35 @@ def parse_filter(expr: str) -> Callable[[Entry], bool]:
         return lambda e: e.dim is not None and compare(e.dim, int(value))
     if key in TEXT_FIELDS and op in ("=", "!="):
         attr = "repo_id" if key == "repo" else key
-        return lambda e: (fnmatch.fnmatch(str(getattr(e, attr) or ""), value)) == (op == "=")
+        _check_value(expr, key, value)
+        return lambda e: (fnmatch.fnmatch(str(getattr(e, attr) or "-"), value)) == (op == "=")
     raise UsageError(
         f"bad filter {expr!r}: keys are size, used, dim (with < > <= >= = !=) and "
         "kind, backend, status, ref, repo (with = or !=)"
     )
+
+
+def _valid_values(key: str) -> tuple[str, ...] | None:
+    """The values ``key`` can take, or None for free text (ref, repo)."""
+    if key == "kind":
+        return KINDS
+    if key == "status":
+        return STATUSES
+    if key == "backend":
+        # The installed plugins' backends (loading them imports no heavy library), and "-"
+        # for models whose backend is unknown.
+        from embctl.registry import backends
+
+        return (*backends(), "-")
+    return None
+
+
+def _check_value(expr: str, key: str, value: str) -> None:
+    """A value (or glob) that no row could ever have is a mistake, not an empty result."""
+    valid = _valid_values(key)
+    if valid is None or any(fnmatch.fnmatchcase(v, value) for v in valid):
+        return
+    raise UsageError(f"bad filter {expr!r}: {key} is one of {', '.join(valid)}")
 
 
 def select(entries: Iterable[Entry], pattern: str | None,

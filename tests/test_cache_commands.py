@@ -90,7 +90,8 @@ def test_du_counts_shared_blobs_once_and_incomplete(pulled):
     size = json.loads(pulled("du", "--json").stdout)
     blobs = sum(p.stat().st_size for p in (pulled.repo_dir / "blobs").iterdir())
     assert size == {"models": blobs, "vectors": size["vectors"], "matrices": size["matrices"],
-                    "incomplete": 0, "total": blobs + size["vectors"] + size["matrices"]}
+                    "incomplete": 0, "other": 0,
+                    "total": blobs + size["vectors"] + size["matrices"]}
     # A second repo whose blobs are hard links of the first (as a shared blob store makes them).
     twin = pulled.cache / "models--someone--minilm-copy"
     shutil.copytree(pulled.repo_dir, twin, symlinks=True, copy_function=os.link)

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 
 def _cached_refs() -> list[str]:
-    from embctl.models.records import read_record
-    from embctl.models.scan import scan_cache
+    from embctl.models.lookup import cached_refs
     from embctl.paths import hub_cache_dir
 
-    cache = hub_cache_dir()
-    refs = []
-    for repo in scan_cache(cache):
-        if repo.repo_type == "model":
-            refs.append(read_record(repo.repo_id, cache).get("ref") or repo.repo_id)
-            refs.append(repo.repo_id)
-    return refs
+    return cached_refs(hub_cache_dir())
 
 
 def complete_cached(ctx, param, incomplete: str):

@@ -13,7 +13,9 @@ from embctl.cli.options import cache_dir_option, json_option, resolve_cache_dir
 def command(cache_dir, as_json):
     """Show disk usage by category: models, vector caches, matrices, incomplete downloads.
 
-    A blob shared between revisions or repos is counted once.
+    A blob shared between revisions or repos is counted once. Dataset and Space repos other
+    tools put in the same Hugging Face cache are not models: they are counted apart, on the
+    "other Hub repos" line, which is left out when there are none.
 
     \b
     Examples:
@@ -28,6 +30,9 @@ def command(cache_dir, as_json):
         print_json(usage)
         return
     labels = {"models": "models", "vectors": "vector caches", "matrices": "matrices",
-              "incomplete": "incomplete downloads", "total": "total"}
+              "incomplete": "incomplete downloads", "other": "other Hub repos (datasets, spaces)",
+              "total": "total"}
     for key, label in labels.items():
+        if key == "other" and not usage[key]:
+            continue
         click.echo(f"{human_size(usage[key]):>10}  {label}")

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from embctl.cli.complete import complete_any
 from embctl.cli.options import cache_dir_option
 from embctl.errors import UsageError
 
@@ -14,7 +15,7 @@ CAP_ENV = "EMBCTL_VECTOR_CACHE_MAX_SIZE"
 
 
 @click.command("embed")
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_any)
 @click.option("-i", "--input", "input_path", default="-", metavar="FILE|DIR|-",
               help="JSONL input (default: stdin); image backends: or a folder of images.")
 @click.option("-o", "--output", "output_path", default="-", metavar="FILE|-",
@@ -77,6 +78,7 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
     """
     from embctl import outputs, pipeline
     from embctl.console import stderr_is_tty
+    from embctl.models.lookup import load_embedder
     from embctl.registry import get_backend, resolve
 
     cap = _cap(max_cache_size)
@@ -97,7 +99,7 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
         stream = image_input(opts, input_path, path_field)
     else:
         stream = _open_input(input_path)
-    embedder = backend.load(model, {"device": device, "normalize": normalize,
+    embedder = load_embedder(model, backend, {"device": device, "normalize": normalize,
                                     "truncate_dim": truncate_dim, "quiet": quiet,
                                     "cache_dir": cache_dir, "dimensions": dimensions,
                                     "base_url": base_url, "concurrency": concurrency,

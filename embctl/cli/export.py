@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
+from embctl.cli.complete import complete_cached
 from embctl.cli.options import cache_dir_option, json_option
 from embctl.errors import UsageError
 
 
 @click.command("export")
-@click.argument("ref")
+@click.argument("ref", shell_complete=complete_cached)
 @click.option("--to", "to_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write the model as a plain directory (symlinks resolved).")
 @click.option("--vectors", is_flag=True, help="Export the model's vector cache instead.")

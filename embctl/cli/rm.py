@@ -50,6 +50,7 @@ def command(refs, revision, only_vectors, namespaces, everything, prune, dry_run
     from embctl.errors import EmbctlError, UsageError
     from embctl.matrices.scan import remove_matrices
     from embctl.models.hub import repo_dir
+    from embctl.models.lookup import not_in_cache
     from embctl.models.remove import RemovalPlan, execute, plan_prune, plan_repo, plan_revision
     from embctl.models.scan import scan_repo
     from embctl.registry import get_backend, resolve
@@ -88,8 +89,8 @@ def command(refs, revision, only_vectors, namespaces, everything, prune, dry_run
                 found = True
                 later.append(("vectors", model, entry.extra.get("namespace"), entry))
         if not found:
-            raise EmbctlError(f"{model.ref}: no vector caches" if only_vectors
-                              else f"{model.ref}: not in the cache {cache}")
+            raise (EmbctlError(f"{model.ref}: no vector caches") if only_vectors
+                   else not_in_cache(model.ref, cache))
     for ns in namespaces:
         chosen = remove_vectors(None, ns, dry_run=True)
         if len(chosen) != 1:

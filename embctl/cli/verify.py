@@ -31,9 +31,9 @@ def command(refs, repair, remote, jobs, cache_dir, as_json, quiet):
       embctl verify --remote --json
     """
     from embctl.console import info, print_json
-    from embctl.errors import EmbctlError
     from embctl.matrices.scan import select_matrices, verify_matrices
     from embctl.models.hub import repo_dir
+    from embctl.models.lookup import not_in_cache
     from embctl.models.scan import scan_cache, scan_repo
     from embctl.models.verify import check_and_repair, check_models
     from embctl.registry import get_backend, resolve
@@ -50,7 +50,7 @@ def command(refs, repair, remote, jobs, cache_dir, as_json, quiet):
                 model.backend).hub else None
             found = [select_vectors(model), select_matrices(model)]
             if repo is None and not any(found):
-                raise EmbctlError(f"{model.ref}: not in the cache {cache}")
+                raise not_in_cache(model.ref, cache)
             if repo is not None:
                 repos.append(repo)
                 names[repo.repo_id] = model.alias or model.repo_id

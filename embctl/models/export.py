@@ -53,7 +53,11 @@ def source_dir(model: Model, cache_dir: Path) -> tuple[Path, str | None]:
         storage, model.revision or "main")
     snapshot = storage / "snapshots" / commit if commit else None
     if snapshot is None or not snapshot.is_dir():
-        raise EmbctlError(f"{model.ref}: not in the cache; run `embctl pull {model.ref}` first")
+        from embctl.models.lookup import did_you_mean
+
+        hint = did_you_mean(model.ref, cache_dir, every_alias=False)
+        raise EmbctlError(f"{model.ref}: not in the cache" + (
+            hint or f"; run `embctl pull {model.ref}` first"))
     return snapshot, commit
 
 

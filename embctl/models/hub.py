@@ -17,6 +17,25 @@ from embctl.errors import EmbctlError
 COMMIT_LEN = 40
 
 
+class HubUnreachable(EmbctlError):
+    """The Hub cannot be asked: HF_HUB_OFFLINE=1, or the connection fails.  ``reason`` is the
+    cause alone, so a command that needed a model it does not have can say so in its words."""
+
+    def __init__(self, ref: str, reason: str, message: str | None = None) -> None:
+        super().__init__(message or f"{ref}: {reason}")
+        self.ref = ref
+        self.reason = reason
+
+    @classmethod
+    def offline(cls, ref: str) -> HubUnreachable:
+        return cls(ref, "HF_HUB_OFFLINE=1 forbids downloading it",
+                   f"{ref}: not in the cache and HF_HUB_OFFLINE=1 forbids downloading it")
+
+
+class RepoNotFound(EmbctlError):
+    """The Hub has no such repo (or a private one): a typo, most often."""
+
+
 def import_hf():
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -88,7 +107,7 @@ def hub_error(ref: str, exc: BaseException) -> EmbctlError:
     if isinstance(exc, e.OfflineModeIsEnabled) or (
         isinstance(exc, e.LocalEntryNotFoundError) and is_offline()
     ):
-        return EmbctlError(f"{ref}: not in the cache and HF_HUB_OFFLINE=1 forbids downloading it")
+        return HubUnreachable.offline(ref)
     if isinstance(exc, e.GatedRepoError):
         return EmbctlError(
             f"{ref}: gated repo; accept its terms on the Hub and log in "
@@ -97,16 +116,19 @@ def hub_error(ref: str, exc: BaseException) -> EmbctlError:
     if isinstance(exc, e.RevisionNotFoundError):
         return EmbctlError(f"{ref}: revision not found on the Hub")
     if isinstance(exc, e.RepositoryNotFoundError):
-        return EmbctlError(f"{ref}: model not found on the Hub (or private: set HF_TOKEN)")
+        return RepoNotFound(f"{ref}: model not found on the Hub (or private: set HF_TOKEN)")
     if isinstance(exc, e.RemoteEntryNotFoundError):
         return EmbctlError(f"{ref}: file not found on the Hub: {_short(exc)}")
     if isinstance(exc, e.HfHubHTTPError):
         status = getattr(getattr(exc, "response", None), "status_code", None)
         return EmbctlError(f"{ref}: the Hub answered HTTP {status}: {_short(exc)}")
     if isinstance(exc, e.LocalEntryNotFoundError):
-        return EmbctlError(f"{ref}: could not reach the Hub ({_short(exc)})")
+        return HubUnreachable(ref, f"the Hub cannot be reached ({_short(exc)})",
+                              f"{ref}: could not reach the Hub ({_short(exc)})")
     if isinstance(exc, (ConnectionError, TimeoutError, OSError)) or "httpx" in type(exc).__module__:
-        return EmbctlError(f"{ref}: connection failed: {type(exc).__name__}: {_short(exc)}")
+        cause = f"{type(exc).__name__}: {_short(exc)}"
+        return HubUnreachable(ref, f"the Hub cannot be reached ({cause})",
+                              f"{ref}: connection failed: {cause}")
     return EmbctlError(f"{ref}: {type(exc).__name__}: {_short(exc)}")
 
 

@@ -25,8 +25,10 @@ from embctl.backends import Backend, Model
 from embctl.errors import EmbctlError
 from embctl.models import records
 from embctl.models.hub import (
+    HubUnreachable,
     Listing,
     RemoteFile,
+    RepoNotFound,
     hub_error,
     is_commit,
     is_offline,
@@ -99,9 +101,7 @@ def _cached_offline(model: Model, cache_dir: Path, storage: Path) -> PullResult:
         return PullResult(model.ref, model.repo_id, model.backend, commit, files, size,
                           up_to_date=True, offline=True,
                           path=str(storage / "snapshots" / commit))
-    raise EmbctlError(
-        f"{model.ref}: not in the cache and HF_HUB_OFFLINE=1 forbids downloading it"
-    )
+    raise HubUnreachable.offline(model.ref)
 
 
 def pull(
@@ -118,7 +118,12 @@ def pull(
     storage = repo_dir(cache_dir, model.repo_id)
     if is_offline():
         return _cached_offline(model, cache_dir, storage)
-    listing = list_revision(model.repo_id, model.revision, model.ref)
+    try:
+        listing = list_revision(model.repo_id, model.revision, model.ref)
+    except RepoNotFound as exc:  # a typo, most often: name the close match
+        from embctl.models.lookup import did_you_mean
+
+        raise RepoNotFound(f"{exc}{did_you_mean(model.ref, cache_dir)}") from None
     wanted = select(backend, sorted(listing.files), include, exclude)
     if not wanted:
         raise EmbctlError(f"{model.ref}: no files to pull (check --include/--exclude)")

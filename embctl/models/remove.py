@@ -105,10 +105,13 @@ def _locked(cache_dir: Path, repo: CachedRepo, blob_name: str) -> bool:
 
 def plan_prune(cache_dir: Path, repos: list[CachedRepo] | None = None,
                now: float | None = None) -> RemovalPlan:
-    """Incomplete downloads, revisions no ref points to, blobs no snapshot references."""
+    """Incomplete downloads, revisions no ref points to, blobs no snapshot references, in
+    model repos only."""
     now = now or time.time()
     plan = RemovalPlan(cache_dir)
     for repo in scan_cache(cache_dir) if repos is None else repos:
+        if repo.repo_type != "model":  # datasets and spaces belong to other tools
+            continue
         for blob in repo.incomplete:
             name = blob.name.removesuffix(".incomplete")
             if now - blob.mtime < PRUNE_GRACE_SECONDS or _locked(cache_dir, repo, name):

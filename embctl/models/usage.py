@@ -2,6 +2,10 @@
 
 A blob shared between revisions is stored once per repo already; a blob shared between repos
 (hard links, or Xet's shared store linked into several repos) is counted once by inode.
+
+Dataset and Space repos other tools downloaded into the same Hugging Face cache are not
+models: their bytes (downloads in progress included) are counted apart, as ``other``, so
+``models`` is what embctl manages and the lines still add up to the total on disk.
 """
 
 from __future__ import annotations
@@ -15,13 +19,18 @@ def disk_usage(cache_dir: Path) -> dict[str, int]:
     from embctl.inventory import matrix_entries, vector_entries
 
     seen: set[tuple[int, int]] = set()
-    models = incomplete = 0
-    for repo in scan_cache(cache_dir):
+    models = incomplete = other = 0
+    for repo in sorted(scan_cache(cache_dir), key=lambda r: r.repo_type != "model"):
+        size = 0
         for blob in repo.blobs.values():
             if blob.inode not in seen:
                 seen.add(blob.inode)
-                models += blob.size
-        incomplete += repo.incomplete_size
+                size += blob.size
+        if repo.repo_type == "model":
+            models += size
+            incomplete += repo.incomplete_size
+        else:
+            other += size + repo.incomplete_size
     vectors = sum(e.size_bytes for e in vector_entries())
     matrices = sum(e.size_bytes for e in matrix_entries())
     return {
@@ -29,5 +38,6 @@ def disk_usage(cache_dir: Path) -> dict[str, int]:
         "vectors": vectors,
         "matrices": matrices,
         "incomplete": incomplete,
-        "total": models + vectors + matrices + incomplete,
+        "other": other,
+        "total": models + vectors + matrices + incomplete + other,
     }

@@ -17,7 +17,7 @@ from embctl.backends import Model
 from embctl.errors import EmbctlError, UsageError
 from embctl.matrices import store
 from embctl.matrices.arrays import raw_memmap, to_float
-from embctl.models.hub import is_offline
+from embctl.models.hub import HubUnreachable, is_offline
 
 
 class StaticEmbedder:
@@ -83,8 +83,7 @@ def load(model: Model, options: dict[str, Any]) -> StaticEmbedder:
     info = store.find_matrix(ref, tensor=tensor)
     if info is None:
         if is_offline():
-            raise EmbctlError(f"{ref}: not in the cache and HF_HUB_OFFLINE=1 forbids "
-                              f"downloading it (run `embctl pull {ref}` while online)")
+            raise HubUnreachable.offline(ref)  # embed says how to pull it
         from embctl_matrix.fetch import pull_matrix
 
         pull_matrix(model, {"cache_dir": options.get("cache_dir"), "tensor": tensor,
