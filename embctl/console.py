@@ -12,7 +12,6 @@ import sys
 import time
 from typing import Any
 
-
 # A plain decimal number (no sign, exponent, inf or nan) and a unit: '1.5GB', '7d', '123'.
 _QUANTITY = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([a-z]*)")
 

@@ -47,8 +47,9 @@ def _candidates(cache_dir: str | os.PathLike[str], every_alias: bool) -> set[str
         except UsageError:
             continue
     for alias in aliases().values():
-        if every_alias or parse_ref(alias.target).name in names:
-            names.add(alias.name)
+        target = parse_ref(alias.target).name
+        if every_alias or target in names:
+            names |= {alias.name, target}
     return names
 
 
@@ -58,7 +59,7 @@ def closest(name: str, candidates: set[str]) -> str | None:
     if name in candidates:  # a known name is no typo
         return None
     best, score = None, CUTOFF
-    for cand in sorted(candidates):
+    for cand in sorted(candidates, key=lambda c: ("/" in c, c)):  # ties: the short name
         keys = {cand} if "/" in name else {cand, cand.rsplit("/", 1)[-1]}
         ratio = max(SequenceMatcher(None, name.lower(), k.lower()).ratio() for k in keys)
         if ratio > score or ratio == score and best is None:
