@@ -72,12 +72,15 @@ def did_you_mean(text: str, cache_dir: str | os.PathLike[str], *, every_alias: b
     it only decorates an error already on its way out."""
     try:
         parsed = parse_ref(text)
-        match = closest(parsed.name, _candidates(cache_dir, every_alias))
+        candidates = _candidates(cache_dir, every_alias)
+        if parsed.backend:  # aliases take no prefix: only repo ids fit
+            candidates = {c for c in candidates if "/" in c}
+        match = closest(parsed.name, candidates)
     except Exception:  # a broken plugin or cache must not hide the error being reported
         return ""
     if match is None:
         return ""
-    prefix = f"{parsed.backend}:" if parsed.backend and "/" in match else ""
+    prefix = f"{parsed.backend}:" if parsed.backend else ""
     revision = f"@{parsed.revision}" if parsed.revision else ""
     return f"; did you mean {prefix}{match}{revision}?"
 
