@@ -84,6 +84,10 @@ def test_embed_of_a_typo_suggests_online_and_offline(pulled):
     assert proc.returncode == 1 and proc.stdout == ""
     line = one_line_error(proc)
     assert "not cached" in line and "did you mean all-MiniLM-L6-v2?" in line
+    # aliases take no backend prefix: a prefixed typo gets the repo id, prefix kept
+    proc = pulled("embed", "st:all-MiniLM-L6v2", input=LINE, env={"HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 1
+    assert f"did you mean st:{MINILM}?" in one_line_error(proc)
 
 
 # ---------------------------------------------------------------------------------------------
