@@ -83,9 +83,9 @@ def check_replaceable(dest: Path, *, force: bool, option: str = "--to",
         return False
     stray = _not_exported(dest)
     if stray is not None:
-        raise EmbctlError(f"{option} {dest}: exists and is not empty, and {stray}; it is not only "
-                          "an earlier embctl export, so nothing is replaced (--force never "
-                          "deletes other files): choose a new or empty folder")
+        raise EmbctlError(f"{option} {dest}: not an earlier embctl export ({stray}); --force "
+                          "replaces only an export and never deletes other files: choose a new "
+                          "or empty folder")
     if not force:
         raise EmbctlError(f"{option} {dest}: exists and is not empty: an earlier export "
                           "(use --force to replace it)")
