@@ -58,6 +58,9 @@ class _Target:
             self.fh: IO[bytes] = sys.stdout.buffer
             self.tmp = None
         else:
+            from embctl.guard import refuse_cache_path
+
+            refuse_cache_path(path, "-o")  # never into or through a cache (a link to a blob)
             target = Path(path)
             self.tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
             self.fh = open(self.tmp, "wb")

@@ -22,13 +22,16 @@ from embctl.errors import UsageError
               default=None, help="With --vectors: the format (default: from -o's extension).")
 @click.option("--namespace", default=None, metavar="ID",
               help="With --vectors: which cache, when the model has several (see `embctl ls`).")
-@click.option("--force", is_flag=True, help="Replace an existing --to directory.")
+@click.option("--force", is_flag=True,
+              help="Replace an earlier export at --to (never a folder holding anything else).")
+@click.option("--follow-links", is_flag=True,
+              help="Copy what symlinks leaving a local model folder point to (default: refuse).")
 @cache_dir_option
 @json_option
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
 def command(ref: str, to_dir: Path | None, vectors: bool, output: Path | None, fmt: str | None,
-            namespace: str | None, force: bool, cache_dir: Path | None, as_json: bool,
-            quiet: bool) -> None:
+            namespace: str | None, force: bool, follow_links: bool, cache_dir: Path | None,
+            as_json: bool, quiet: bool) -> None:
     """Export model REF for another machine, or its cached vectors.
 
     \b
@@ -57,7 +60,8 @@ def command(ref: str, to_dir: Path | None, vectors: bool, output: Path | None, f
 
         if output is not None or fmt is not None:
             raise UsageError("-o and --format go with --vectors")
-        result = export_model(model, resolve_cache_dir(cache_dir), to_dir, force=force)
+        result = export_model(model, resolve_cache_dir(cache_dir), to_dir, force=force,
+                              follow_links=follow_links)
         summary = result.to_json()
         message = (f"exported {ref}@{(result.revision or 'local')[:8]} to {result.path}: "
                    f"{len(result.files)} files, {human_size(result.size_bytes)}")

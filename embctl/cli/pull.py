@@ -19,12 +19,15 @@ from embctl.cli.options import cache_dir_option, json_option, resolve_cache_dir
               help="Skip files matching GLOB. Repeatable.")
 @click.option("--from", "from_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Import a local model directory into the cache under REF.")
+@click.option("--follow-links", is_flag=True,
+              help="With --from: copy what symlinks leaving DIR point to (default: refuse).")
 @click.option("--tensor", default=None,
               help="matrix: the tensor to extract (default: found by name).")
 @cache_dir_option
 @json_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
-def command(refs, revision, include, exclude, from_dir, tensor, cache_dir, as_json, quiet):
+def command(refs, revision, include, exclude, from_dir, follow_links, tensor, cache_dir, as_json,
+            quiet):
     """Download models into the cache, fetching only the files their backend needs.
 
     \b
@@ -48,6 +51,8 @@ def command(refs, revision, include, exclude, from_dir, tensor, cache_dir, as_js
 
     if from_dir is not None and len(refs) != 1:
         raise UsageError("--from imports one directory: give exactly one REF")
+    if follow_links and from_dir is None:
+        raise UsageError("--follow-links goes with --from DIR")
     models = [resolve(r) for r in refs]  # validate every reference before any work
     if revision:
         models = [replace(m, revision=revision) for m in models]
@@ -74,7 +79,7 @@ def command(refs, revision, include, exclude, from_dir, tensor, cache_dir, as_js
             raise UsageError(f"{model.ref}: the {backend.name} backend has nothing to pull")
         if from_dir is not None:
             result = import_dir(model, backend, cache, from_dir, include=include,
-                                exclude=exclude)
+                                exclude=exclude, follow_links=follow_links)
         else:
             result = pull(model, backend, cache, include=include, exclude=exclude,
                           quiet=quiet or as_json)

@@ -19,6 +19,9 @@ def export_command(ref: str, output: Path | None, to_dir: Path | None, fmt: str 
         raise UsageError(f"{ref}: a matrix is exported as npy or safetensors, not {fmt}")
     if fmt is not None and output.suffix.lower() != f".{fmt}":
         raise UsageError(f"{output}: --format {fmt} needs a .{fmt} file name")
+    from embctl.guard import refuse_cache_path
+
+    refuse_cache_path(output, "-o")  # never over the cached matrix, or anything in a cache
     summary = export_matrix(ref, output)
     if as_json:
         print_json(summary)

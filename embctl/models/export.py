@@ -19,8 +19,9 @@ from pathlib import Path
 
 from embctl.backends import Model
 from embctl.errors import EmbctlError
-
-MANIFEST = ".embctl-export.json"
+from embctl.guard import EXPORT_MANIFEST as MANIFEST
+from embctl.guard import check_replaceable
+from embctl.models.tree import model_files
 
 
 @dataclass
@@ -42,12 +43,13 @@ class ModelExport:
                 "seconds": round(self.seconds, 3)}
 
 
-def source_dir(model: Model, cache_dir: Path) -> tuple[Path, str | None]:
-    """The model's snapshot directory in the cache (or its local directory) and revision."""
+def source_dir(model: Model, cache_dir: Path) -> tuple[Path, Path, str | None]:
+    """The model's snapshot directory in the cache (or its local directory), the folder its
+    links may point into (the repo folder, for the blobs), and its revision."""
     from embctl.models.hub import is_commit, read_ref, repo_dir
 
     if model.local_path:
-        return Path(model.local_path), None
+        return Path(model.local_path), Path(model.local_path), None
     storage = repo_dir(cache_dir, model.repo_id)
     commit = model.revision if is_commit(model.revision) else read_ref(
         storage, model.revision or "main")
@@ -58,23 +60,11 @@ def source_dir(model: Model, cache_dir: Path) -> tuple[Path, str | None]:
         hint = did_you_mean(model.ref, cache_dir, every_alias=False)
         raise EmbctlError(f"{model.ref}: not in the cache" + (
             hint or f"; run `embctl pull {model.ref}` first"))
-    return snapshot, commit
-
-
-def _files(root: Path) -> list[str]:
-    out = []
-    for folder, dirs, names in os.walk(root, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(names):
-            if not name.startswith("."):
-                out.append((Path(folder) / name).relative_to(root).as_posix())
-    return out
+    return snapshot, storage, commit
 
 
 def _copy(src: Path, dest: Path) -> str:
-    """Copy src (following links) to dest; return the sha256 of what was copied."""
-    if not src.exists():
-        raise EmbctlError(f"{src}: broken link in the cache; run `embctl verify --repair`")
+    """Copy src to dest; return the sha256 of what was copied."""
     h = hashlib.sha256()
     dest.parent.mkdir(parents=True, exist_ok=True)
     with open(src, "rb") as fin, open(dest, "wb") as fout:
@@ -84,40 +74,56 @@ def _copy(src: Path, dest: Path) -> str:
     return h.hexdigest()
 
 
-def export_model(model: Model, cache_dir: Path, dest: Path, *, force: bool = False) -> ModelExport:
+def _blob_name(real: Path, storage: Path) -> str | None:
+    """The cache blob a snapshot file resolves to: the Hub's etag for it, kept in the manifest
+    so an import names its blobs exactly as a download would (``verify --remote`` agrees)."""
+    from embctl.models.hashing import hash_kind
+
+    if real.parent == Path(os.path.realpath(storage / "blobs")) and hash_kind(real.name):
+        return real.name
+    return None
+
+
+def export_model(model: Model, cache_dir: Path, dest: Path, *, force: bool = False,
+                 follow_links: bool = False) -> ModelExport:
     """Write the model's files as regular files into ``dest`` (created atomically: a failed
-    export leaves no half-written directory).  An existing non-empty ``dest`` needs ``force``."""
+    export leaves no half-written directory).  ``dest`` must be new, empty, or (with ``force``)
+    an earlier export holding nothing else, and never touch a cache (:mod:`embctl.guard`)."""
     start = time.monotonic()
-    src, revision = source_dir(model, cache_dir)
-    dest = dest.expanduser().absolute()
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())) and not force:
-        raise EmbctlError(f"--to {dest}: exists and is not empty (use --force to replace it)")
-    if dest == src or src in dest.parents:
-        raise EmbctlError(f"--to {dest}: inside the model's own directory")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    src, bound, revision = source_dir(model, cache_dir)
+    dest = Path(os.path.realpath(dest.expanduser()))
+    replace = check_replaceable(dest, force=force, extra=[cache_dir])
+    real_src = Path(os.path.realpath(src))
+    if dest == real_src or real_src in dest.parents or dest in real_src.parents:
+        raise EmbctlError(f"--to {dest}: inside or around the model's own folder {src}")
+    files = model_files(src, bound=bound, follow_links=follow_links, label=f"{model.ref} ({src})",
+                        broken_hint="run `embctl verify --repair`" if revision else "")
+    if not files:
+        raise EmbctlError(f"{model.ref}: {src} holds no files to export")
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     result = ModelExport(model.ref, model.repo_id, revision, str(dest))
     manifest = {"format": "embctl-model-export/1", "ref": model.ref, "backend": model.backend,
                 "repo_id": model.repo_id, "revision": revision, "exported": time.time(),
                 "files": {}}
     try:
-        paths = _files(src)
-        if not paths:
-            raise EmbctlError(f"{model.ref}: the cached snapshot {src} holds no files")
-        for rel in paths:
-            sha = _copy(src / rel, tmp / rel)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        for rel, real in files.items():
+            sha = _copy(real, tmp / rel)
             size = (tmp / rel).stat().st_size
             result.files[rel] = size
             manifest["files"][rel] = {"size": size, "sha256": sha}
+            blob = _blob_name(real, bound) if revision else None
+            if blob:
+                manifest["files"][rel]["blob"] = blob
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        if dest.exists():
+        if replace:
             old = dest.with_name(f".{dest.name}.{os.getpid()}.old")
             os.replace(dest, old)
             os.replace(tmp, dest)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.replace(tmp, dest)
+            os.replace(tmp, dest)  # a missing or empty folder
     except OSError as exc:
         raise EmbctlError(f"--to {dest}: {exc.strerror or exc}") from None
     finally:

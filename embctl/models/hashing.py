@@ -41,8 +41,13 @@ def hash_blob(path: str | os.PathLike[str], kind: str) -> str:
     return sha256_file(path) if kind == "sha256" else git_sha1_file(path)
 
 
+def stored_in_lfs(filename: str, size: int) -> bool:
+    """Whether the Hub would (most likely) keep this file in LFS, so name its blob by sha256."""
+    return filename.endswith(LFS_SUFFIXES) or size >= LFS_MIN_SIZE
+
+
 def blob_name_for(filename: str, path: Path, size: int) -> str:
     """The name the Hub would give this file's blob: sha256 for LFS files, else git sha1."""
-    if filename.endswith(LFS_SUFFIXES) or size >= LFS_MIN_SIZE:
+    if stored_in_lfs(filename, size):
         return sha256_file(path)
     return git_sha1_file(path)

@@ -36,6 +36,9 @@ class _Out:
     """A file written under a temporary name, renamed into place by ``commit``."""
 
     def __init__(self, path: Path) -> None:
+        from embctl.guard import refuse_cache_path
+
+        refuse_cache_path(path, "-o")  # never into or through a cache (the store file itself)
         self.path = path
         self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         self.fh: IO[bytes] = open(self.tmp, "wb")
