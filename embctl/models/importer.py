@@ -22,6 +22,7 @@ from embctl.models.download import link_blob
 from embctl.models.hashing import blob_name_for
 from embctl.models.hub import is_commit, repo_dir, write_ref
 from embctl.models.pull import PullResult, select
+from embctl.models.safefs import check_file, make_dirs
 
 
 def _walk(root: Path) -> list[str]:
@@ -48,9 +49,8 @@ def import_dir(model: Model, backend: Backend, cache_dir: Path, source: Path, *,
     if not any(p.endswith("config.json") for p in wanted):
         raise EmbctlError(f"--from {source}: no config.json found; not a model directory")
     storage = repo_dir(cache_dir, model.repo_id)
-    blobs = storage / "blobs"
-    blobs.mkdir(parents=True, exist_ok=True)
-    (storage / "snapshots").mkdir(exist_ok=True)
+    blobs = make_dirs(cache_dir, storage / "blobs")
+    make_dirs(cache_dir, storage / "snapshots")
     names: dict[str, str] = {}
     sizes: dict[str, int] = {}
     for path in wanted:
@@ -60,7 +60,7 @@ def import_dir(model: Model, backend: Backend, cache_dir: Path, source: Path, *,
     commit = hashlib.sha1(b"embctl import\n" + listing.encode()).hexdigest()
     snapshot = storage / "snapshots" / commit
     for path, blob in names.items():
-        link_blob(blobs / blob, snapshot / Path(*path.split("/")))
+        link_blob(blobs / blob, snapshot / Path(*path.split("/")), cache_dir)
     branch = model.revision if model.revision and not is_commit(model.revision) else "main"
     write_ref(storage, branch, commit)
     records.update_record(model.repo_id, cache_dir, backend=model.backend, ref=model.ref,
@@ -76,7 +76,7 @@ def _store_blob(src: Path, blobs: Path) -> tuple[str, int]:
     """Copy src into blobs/ under its content-hash name (temp file + rename). -> (name, size)"""
     size = src.stat().st_size
     name = blob_name_for(src.name, src, size)
-    dest = blobs / name
+    dest = check_file(blobs / name)
     if dest.exists() and dest.stat().st_size == size:
         return name, size
     fd, tmp = tempfile.mkstemp(dir=blobs, prefix=".import-", suffix=".incomplete")
