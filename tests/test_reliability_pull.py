@@ -41,7 +41,9 @@ def _links(repo_dir: Path) -> list[Path]:
 def test_signal_mid_file_exits_at_once_keeps_partial_and_resumes(embctl, hub, sig, code, word):
     # About 2.5 MB/s: the 90 MB weights would take ~35 s, so the signal lands mid-file.
     hub.set_fault(MINILM, "model.safetensors", delay_s=0.05, chunk_size=128 * 1024)
-    proc = embctl.popen("pull", "all-MiniLM-L6-v2")
+    # A shell running the tests in the background ignores SIGINT for its children: undo that.
+    proc = embctl.popen("pull", "all-MiniLM-L6-v2",
+                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     incomplete = embctl.repo_dir / "blobs" / f"{_etag(hub)}.incomplete"
     _wait_for_bytes(proc, incomplete, 3_000_000)
     sent = time.monotonic()

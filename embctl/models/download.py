@@ -6,7 +6,9 @@ files huggingface_hub uses (so both can download into one cache at once) but wri
 ``blobs/<etag>.incomplete`` itself, resumes it with a Range request (huggingface_hub's
 ``http_get``), hashes it as it is written and checks the hash against its etag, and only
 then renames it into place and links it from the snapshot.  A kill at any moment leaves at most an
-``.incomplete`` file that the next pull continues.
+``.incomplete`` file that the next pull continues; Ctrl-C and SIGTERM stop a download within
+a chunk (the ``stop`` event), leaving the same.  Nothing is written through a symbolic link
+planted in the cache (:mod:`embctl.models.safefs`).
 """
 
 from __future__ import annotations

@@ -65,8 +65,8 @@ def list_revision(repo_id: str, revision: str | None, ref: str) -> Listing:
     try:
         info = hf.HfApi().model_info(repo_id, revision=revision, files_metadata=True)
     except RevisionNotFoundError:
-        raise EmbctlError(f"{ref}: revision {revision or 'main'!r} not found on the Hub "
-                          f"(check the branch, tag or commit of {repo_id})") from None
+        raise EmbctlError(f"{ref}: revision not found on the Hub: {revision or 'main'!r} is "
+                          f"no branch, tag or commit of {repo_id}") from None
     except Exception as exc:
         raise hub_error(ref, exc) from None
     files: dict[str, RemoteFile] = {}

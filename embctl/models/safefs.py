@@ -41,7 +41,10 @@ def _is_link(path: Path) -> bool:
 
 def _below(root: Path, path: Path) -> list[Path]:
     """The folders from just below ``root`` down to ``path`` itself."""
-    rel = Path(path).relative_to(root)
+    try:
+        rel = Path(path).relative_to(root)
+    except ValueError:
+        raise EmbctlError(f"{path} is outside the cache {root}; refusing to write there") from None
     chain, current = [], Path(root)
     for part in rel.parts:
         current = current / part

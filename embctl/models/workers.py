@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
@@ -40,43 +39,46 @@ def run_all(fn: Callable[[T], object], items: Iterable[T], *, workers: int,
         todo.put(item)
         count += 1
     errors: list[BaseException] = []
+    n = max(1, min(workers, count))
+    running = [n]
+    guard = threading.Lock()
+    finished = threading.Event()  # waited on, never Thread.join: a signal interrupting a
+    # join in Python 3.11 marks the still-running thread as stopped (CPython gh-90882)
 
     def work() -> None:
-        while not stop.is_set():
-            try:
-                item = todo.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                fn(item)
-            except BaseException as exc:  # handed to the calling thread
-                errors.append(exc)
-                stop.set()
-                return
+        try:
+            while not stop.is_set():
+                try:
+                    item = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    fn(item)
+                except BaseException as exc:  # handed to the calling thread
+                    errors.append(exc)
+                    stop.set()
+                    return
+        finally:
+            with guard:
+                running[0] -= 1
+                if not running[0]:
+                    finished.set()
 
-    threads = [threading.Thread(target=work, daemon=True, name=f"embctl-worker-{i}")
-               for i in range(max(1, min(workers, count)))]
     try:
-        for t in threads:
-            t.start()
-        while alive := [t for t in threads if t.is_alive()]:
-            alive[0].join(interval)
+        for i in range(n):
+            threading.Thread(target=work, daemon=True, name=f"embctl-worker-{i}").start()
+        while not finished.wait(interval):
             tick()
             if stop.is_set():
+                finished.wait(grace)
                 break
+        tick()
     except BaseException:
         stop.set()
-        _join(threads, grace)
+        finished.wait(grace)
         raise
-    _join(threads, grace)
     real = [e for e in errors if not isinstance(e, Stopped)]
     if real:
         raise real[0]
     if errors:  # stopped from outside (stop set by the caller's other code)
         raise errors[0]
-
-
-def _join(threads: list[threading.Thread], grace: float) -> None:
-    deadline = time.monotonic() + grace
-    for t in threads:
-        t.join(max(0.0, deadline - time.monotonic()))
