@@ -31,14 +31,18 @@ def command(refs, repair, remote, jobs, cache_dir, as_json, quiet):
       embctl verify --remote --json
     """
     from embctl.console import info, print_json
+    from embctl.errors import EmbctlError
     from embctl.matrices.scan import select_matrices, verify_matrices
-    from embctl.models.hub import repo_dir
+    from embctl.models.hub import is_offline, repo_dir
     from embctl.models.lookup import not_in_cache
     from embctl.models.scan import scan_cache, scan_repo
     from embctl.models.verify import check_and_repair, check_models
     from embctl.registry import get_backend, resolve
     from embctl.vectors.scan import select_vectors, verify_vectors
 
+    if remote and is_offline():
+        raise EmbctlError("verify --remote compares with the Hub, and HF_HUB_OFFLINE=1 forbids "
+                          "contacting it: unset HF_HUB_OFFLINE or drop --remote")
     cache = resolve_cache_dir(cache_dir)
     names: dict[str, str] = {}
     others = []  # (verify function, model) for vector caches and matrices

@@ -6,7 +6,9 @@ files huggingface_hub uses (so both can download into one cache at once) but wri
 ``blobs/<etag>.incomplete`` itself, resumes it with a Range request (huggingface_hub's
 ``http_get``), hashes it as it is written and checks the hash against its etag, and only
 then renames it into place and links it from the snapshot.  A kill at any moment leaves at most an
-``.incomplete`` file that the next pull continues.
+``.incomplete`` file that the next pull continues; Ctrl-C and SIGTERM stop a download within
+a chunk (the ``stop`` event), leaving the same.  Nothing is written through a symbolic link
+planted in the cache (:mod:`embctl.models.safefs`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from typing import BinaryIO
 
 from embctl.errors import EmbctlError
 from embctl.models.hashing import hash_kind
+from embctl.models.safefs import check_file, lock_file, make_dirs, open_file
+from embctl.models.workers import Stopped
+
+STOP_CHUNK = 1 << 20
 
 
 class HashingWriter:
@@ -27,12 +33,16 @@ class HashingWriter:
     pass over the file.  Chunks are hashed on a thread of their own (hashlib releases the GIL),
     beside the network reads.  Bytes already on disk (a resumed download) are hashed first; if
     the server ignores the Range request, huggingface_hub seeks back and truncates, and the hash
-    starts over from what is left."""
+    starts over from what is left.  ``written`` counts the bytes that arrived; when ``stop`` is
+    set, the chunk in hand is written and `Stopped` raised."""
 
-    def __init__(self, f: BinaryIO, kind: str | None, total: int, existing: int) -> None:
+    def __init__(self, f: BinaryIO, kind: str | None, total: int, existing: int,
+                 stop: threading.Event | None = None) -> None:
         self.f = f
         self.kind = kind
         self.total = total
+        self.stop = stop
+        self.written = 0
         self.h = None
         self._queue: queue.Queue | None = None
         self._thread: threading.Thread | None = None
@@ -57,11 +67,12 @@ class HashingWriter:
         if self.kind == "git-sha1":
             self.h.update(f"blob {self.total}\0".encode())
         self.f.flush()
-        with open(self.f.name, "rb") as r:
-            remaining = position
-            while remaining > 0 and (chunk := r.read(min(remaining, 4 << 20))):
-                self.h.update(chunk)
-                remaining -= len(chunk)
+        offset = 0
+        while offset < position and (
+            chunk := os.pread(self.f.fileno(), min(position - offset, 4 << 20), offset)
+        ):
+            self.h.update(chunk)
+            offset += len(chunk)
         self._queue = queue.Queue(maxsize=8)
         self._thread = threading.Thread(target=self._drain, args=(self._queue, self.h),
                                         daemon=True, name="embctl-hash")
@@ -70,7 +81,12 @@ class HashingWriter:
     def write(self, data: bytes) -> int:
         if self._queue is not None:
             self._queue.put(bytes(data))
-        return self.f.write(data)
+        n = self.f.write(data)
+        self.written += len(data)
+        if self.stop is not None and self.stop.is_set():
+            self.f.flush()
+            raise Stopped()
+        return n
 
     def seek(self, offset: int, whence: int = 0) -> int:
         position = self.f.seek(offset, whence)
@@ -94,24 +110,70 @@ def _umask() -> int:
     return mask
 
 
-def link_blob(blob: Path, pointer: Path) -> None:
-    """Point the snapshot entry at the blob with a relative symlink, atomically."""
-    pointer.parent.mkdir(parents=True, exist_ok=True)
+def link_blob(blob: Path, pointer: Path, root: Path | None = None) -> None:
+    """Point the snapshot entry at the blob with a relative symlink, atomically.  ``root``
+    (the cache folder) is where the check for planted folder links starts."""
+    make_dirs(root or blob.parent.parent.parent, pointer.parent)
     target = os.path.relpath(blob, pointer.parent)
     if pointer.is_symlink() and os.readlink(pointer) == target:
         return
     tmp = pointer.with_name(f".{pointer.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     os.symlink(target, tmp)
-    os.replace(tmp, pointer)
+    os.replace(tmp, pointer)  # replaces a link, never writes through one
+
+
+def _acquire(lock, stop: threading.Event | None) -> None:
+    """Take the per-blob lock, giving up when the pull is being stopped."""
+    from filelock import Timeout
+
+    while True:
+        try:
+            lock.acquire(timeout=0.25)
+            return
+        except Timeout:
+            if stop is not None and stop.is_set():
+                raise Stopped() from None
+
+
+def _download_into(incomplete: Path, location: str, headers: dict, size: int, etag: str,
+                   path: str, stop: threading.Event | None) -> tuple[int, str | None]:
+    """Append the rest of the file to ``incomplete`` (opened without following a link).
+    Returns the bytes that arrived and their hash (None when the etag is not a hash)."""
+    from embctl.models.hub import import_hf
+
+    hf = import_hf()
+    # Chunks of 1 MiB rather than huggingface_hub's 10 MiB: a stop is noticed (and what
+    # arrived is kept) within one chunk.  Only the granularity of its reads changes.
+    hf.constants.DOWNLOAD_CHUNK_SIZE = min(hf.constants.DOWNLOAD_CHUNK_SIZE, STOP_CHUNK)
+    fd = open_file(incomplete, os.O_RDWR | os.O_CREAT | os.O_APPEND)
+    with os.fdopen(fd, "ab") as f:
+        resume = os.fstat(fd).st_size
+        if resume > size:
+            f.truncate(0)
+            resume = 0
+        kind = hash_kind(etag)
+        writer = HashingWriter(f, kind, size, resume, stop=stop)
+        try:
+            hf.file_download.http_get(location, writer, resume_size=resume, headers=headers,
+                                      expected_size=size, displayed_filename=path)
+        finally:
+            writer.close_hasher()
+        os.fchmod(fd, 0o666 & ~_umask())
+    return writer.written, writer.hexdigest() if kind is not None else None
 
 
 def fetch_file(repo_id: str, path: str, commit: str, cache_dir: Path, storage: Path,
-               known: tuple[str | None, int] | None = None) -> int:
-    """Download ``path`` of ``repo_id`` at ``commit`` into the cache. Returns bytes received.
+               known: tuple[str | None, int] | None = None,
+               stop: threading.Event | None = None) -> int:
+    """Download ``path`` of ``repo_id`` at ``commit`` into the cache.  Returns the bytes this
+    process received: 0 when the blob was already there (another process fetched it while we
+    waited for its lock), less than the size after a resume.
 
     ``known`` is the (etag, size) the repo listing already gave: when the etag is a content
     hash, the per-file HEAD request is skipped (the download is checked against it anyway).
+    ``stop`` set makes the download end after the current chunk with `Stopped`, leaving the
+    ``.incomplete`` file for the next pull.
     """
     from filelock import FileLock
 
@@ -131,39 +193,27 @@ def fetch_file(repo_id: str, path: str, commit: str, cache_dir: Path, storage: P
         etag, size, location = meta.etag, meta.size, meta.location
     if "/" in etag or etag.startswith("."):
         raise EmbctlError(f"{repo_id}: the server sent an unusable ETag for {path}")
-    blobs = storage / "blobs"
+    blobs = make_dirs(cache_dir, storage / "blobs")
     blob = blobs / etag
     pointer = storage / "snapshots" / commit / Path(*path.split("/"))
-    lock = cache_dir / ".locks" / storage.name / f"{etag}.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    blobs.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(lock_file(cache_dir, cache_dir / ".locks" / storage.name / f"{etag}.lock"))
     received = 0
-    with FileLock(str(lock)):
-        if not blob.exists():
+    _acquire(lock, stop)
+    try:
+        if not check_file(blob).exists():
             incomplete = blobs / f"{etag}.incomplete"
-            resume = incomplete.stat().st_size if incomplete.exists() else 0
-            if resume > size:
-                resume = 0
-                incomplete.unlink()
-            kind = hash_kind(etag)
-            with open(incomplete, "ab") as f:
-                writer = HashingWriter(f, kind, size, resume)
-                try:
-                    hf.file_download.http_get(location, writer, resume_size=resume,
-                                              headers=headers, expected_size=size,
-                                              displayed_filename=path)
-                finally:
-                    writer.close_hasher()
-            received = size - resume
-            if kind is not None:
-                actual = writer.hexdigest()
-                if actual != etag:
-                    incomplete.unlink(missing_ok=True)
-                    raise EmbctlError(
-                        f"{repo_id}: {path} is corrupt after download (expected {kind} {etag}, "
-                        f"got {actual}); it was deleted, pull again"
-                    )
-            os.chmod(incomplete, 0o666 & ~_umask())
+            received, actual = _download_into(incomplete, location, headers, size, etag, path,
+                                              stop)
+            if actual is not None and actual != etag:
+                incomplete.unlink(missing_ok=True)
+                raise EmbctlError(
+                    f"{repo_id}: {path} is corrupt after download (expected "
+                    f"{hash_kind(etag)} {etag}, got {actual}); it was deleted, pull again"
+                )
             os.replace(incomplete, blob)
-        link_blob(blob, pointer)
+        if stop is not None and stop.is_set():
+            raise Stopped()  # the blob is kept; the stopped pull links nothing more
+        link_blob(blob, pointer, cache_dir)
+    finally:
+        lock.release()
     return received

@@ -79,8 +79,13 @@ class Listing:
 def list_revision(repo_id: str, revision: str | None, ref: str) -> Listing:
     """The commit a revision points to and every file in it, with sizes and hashes."""
     hf = import_hf()
+    from huggingface_hub.errors import RevisionNotFoundError
+
     try:
         info = hf.HfApi().model_info(repo_id, revision=revision, files_metadata=True)
+    except RevisionNotFoundError:
+        raise EmbctlError(f"{ref}: revision not found on the Hub: {revision or 'main'!r} is "
+                          f"no branch, tag or commit of {repo_id}") from None
     except Exception as exc:
         raise hub_error(ref, exc) from None
     files: dict[str, RemoteFile] = {}
@@ -107,7 +112,8 @@ def hub_error(ref: str, exc: BaseException) -> EmbctlError:
     if isinstance(exc, e.OfflineModeIsEnabled) or (
         isinstance(exc, e.LocalEntryNotFoundError) and is_offline()
     ):
-        return HubUnreachable.offline(ref)
+        return HubUnreachable(ref, "HF_HUB_OFFLINE=1 forbids downloading it",
+                              f"{ref}: HF_HUB_OFFLINE=1 forbids contacting the Hub; unset it")
     if isinstance(exc, e.GatedRepoError):
         return EmbctlError(
             f"{ref}: gated repo; accept its terms on the Hub and log in "
@@ -144,12 +150,13 @@ def repo_dir(cache_dir: Path, repo_id: str) -> Path:
 
 
 def write_ref(storage: Path, name: str, commit: str) -> None:
-    """Point refs/<name> at commit, atomically (readers never see an empty ref)."""
+    """Point refs/<name> at commit, atomically (readers never see an empty ref), never
+    writing through a link planted in the cache."""
+    from embctl.models.safefs import make_dirs, write_text_atomic
+
     path = storage / "refs" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(commit)
-    os.replace(tmp, path)
+    make_dirs(storage.parent, path.parent)
+    write_text_atomic(path, commit)
 
 
 def read_ref(storage: Path, name: str) -> str | None:

@@ -32,6 +32,7 @@ from embctl.models.download import link_blob
 from embctl.models.hashing import hash_kind, stored_in_lfs
 from embctl.models.hub import is_commit, repo_dir, write_ref
 from embctl.models.pull import PullResult, select
+from embctl.models.safefs import check_file, make_dirs
 from embctl.models.tree import model_files
 
 #: What a loadable model's weights are stored in, whatever the backend.
@@ -61,14 +62,15 @@ def import_dir(model: Model, backend: Backend, cache_dir: Path, source: Path, *,
         if manifest.get("repo_id") == model.repo_id and is_commit(rev):
             commit = rev
     storage = repo_dir(cache_dir, model.repo_id)
-    names, sizes = _store_blobs(storage, {p: found[p] for p in wanted}, expected, label)
+    names, sizes = _store_blobs(cache_dir, storage, {p: found[p] for p in wanted}, expected,
+                                label)
     kept = commit is not None
     if commit is None:
         listing = "\n".join(f"{p} {names[p]}" for p in sorted(names))
         commit = hashlib.sha1(b"embctl import\n" + listing.encode()).hexdigest()
     snapshot = storage / "snapshots" / commit
     for path, blob in names.items():
-        link_blob(storage / "blobs" / blob, snapshot / Path(*path.split("/")))
+        link_blob(storage / "blobs" / blob, snapshot / Path(*path.split("/")), cache_dir)
     branch = model.revision if model.revision and not is_commit(model.revision) else "main"
     write_ref(storage, branch, commit)
     records.update_record(model.repo_id, cache_dir, backend=model.backend, ref=model.ref,
@@ -127,7 +129,7 @@ class _Mismatch(Exception):
     pass
 
 
-def _store_blobs(storage: Path, files: dict[str, Path], expected: dict[str, dict],
+def _store_blobs(cache_dir: Path, storage: Path, files: dict[str, Path], expected: dict[str, dict],
                  label: str) -> tuple[dict[str, str], dict[str, int]]:
     """Stage every file under ``blobs/`` (temporary names), check each against the manifest
     and its blob name, then rename all into place.  Any failure leaves the cache as it was."""
@@ -137,8 +139,8 @@ def _store_blobs(storage: Path, files: dict[str, Path], expected: dict[str, dict
     sizes: dict[str, int] = {}
     staged: dict[str, str] = {}  # temporary file -> blob name
     try:
-        (storage / "blobs").mkdir(parents=True, exist_ok=True)
-        (storage / "snapshots").mkdir(exist_ok=True)
+        make_dirs(cache_dir, storage / "blobs")
+        make_dirs(cache_dir, storage / "snapshots")
         for path, src in files.items():
             tmp, size, sha256, sha1 = _stage(src, storage / "blobs")
             staged[tmp] = ""
@@ -154,7 +156,7 @@ def _store_blobs(storage: Path, files: dict[str, Path], expected: dict[str, dict
             staged[tmp] = name
             names[path], sizes[path] = name, size
         for tmp, name in list(staged.items()):
-            os.replace(tmp, storage / "blobs" / name)
+            os.replace(tmp, check_file(storage / "blobs" / name))
             del staged[tmp]
     except _Mismatch as exc:
         _undo(staged, created)

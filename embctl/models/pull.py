@@ -17,7 +17,6 @@ import fnmatch
 import os
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,10 +136,8 @@ def pull(
     result = PullResult(model.ref, model.repo_id, model.backend, commit, wanted, total,
                         path=str(storage / "snapshots" / commit))
     if missing:
-        _download(model, listing, files, missing, cache_dir, storage, quiet=quiet,
-                  workers=workers)
-        result.downloaded_files = len(missing)
-        result.downloaded_bytes = sum(files[p].size for p in missing)
+        result.downloaded_bytes, result.downloaded_files = _download(
+            model, listing, files, missing, cache_dir, storage, quiet=quiet, workers=workers)
     else:
         result.up_to_date = True
     if not is_commit(model.revision):
@@ -153,20 +150,24 @@ def pull(
 
 
 def _download(model: Model, listing: Listing, files: dict[str, RemoteFile], missing: list[str],
-              cache_dir: Path, storage: Path, *, quiet: bool, workers: int) -> None:
+              cache_dir: Path, storage: Path, *, quiet: bool, workers: int) -> tuple[int, int]:
+    """Fetch the missing files.  Returns (bytes, files) this process actually transferred.
+
+    A failure, Ctrl-C or SIGTERM stops the other downloads within a chunk (their
+    ``.incomplete`` files stay for the next pull) and rolls back the links this pull created.
+    """
     from embctl.models.download import fetch_file
+    from embctl.models.workers import run_all
 
     commit = listing.commit
     created_before = {p for p in files if _pointer(storage, commit, p).is_symlink()}
     need = sum(files[p].size for p in missing)
     stop = threading.Event()
+    received: dict[str, int] = {}
 
-    def fetch(path: str) -> str:
-        if stop.is_set():
-            return path
-        fetch_file(model.repo_id, path, commit, cache_dir, storage,
-                   known=(files[path].etag, files[path].size))
-        return path
+    def fetch(path: str) -> None:
+        received[path] = fetch_file(model.repo_id, path, commit, cache_dir, storage,
+                                    known=(files[path].etag, files[path].size), stop=stop)
 
     def bytes_on_disk() -> int:
         done = 0
@@ -182,25 +183,20 @@ def _download(model: Model, listing: Listing, files: dict[str, RemoteFile], miss
         return done
 
     label = f"pulling {model.repo_id}"
-    with ByteProgress(label, need, quiet=quiet) as progress, ThreadPoolExecutor(
-        max_workers=max(1, min(workers, len(missing)))
-    ) as pool:
+    with ByteProgress(label, need, quiet=quiet) as progress:
         # Largest first: the long transfer starts at once, small files fill the gaps.
         order = sorted(missing, key=lambda p: -files[p].size)
-        futures = [pool.submit(fetch, p) for p in order]
-        pending = set(futures)
-        while pending:
-            _, pending = wait(pending, timeout=0.2, return_when=FIRST_EXCEPTION)
-            progress.update(bytes_on_disk())
-            failed = [f for f in futures if f.done() and f.exception() is not None]
-            if failed:
-                stop.set()
-                for f in futures:
-                    f.cancel()
-                wait(pending)
-                _rollback(model, cache_dir, storage, commit, created_before, files)
-                raise hub_error(model.ref, failed[0].exception())
+        try:
+            run_all(fetch, order, workers=workers, stop=stop,
+                    tick=lambda: progress.update(bytes_on_disk()))
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM: the workers stopped; undo, then exit
+            _rollback(model, cache_dir, storage, commit, created_before, files)
+            raise
+        except Exception as exc:
+            _rollback(model, cache_dir, storage, commit, created_before, files)
+            raise hub_error(model.ref, exc) from None
         progress.update(need)
+    return sum(received.values()), sum(1 for n in received.values() if n)
 
 
 def _rollback(model: Model, cache_dir: Path, storage: Path, commit: str, created_before: set[str],

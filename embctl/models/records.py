@@ -38,7 +38,10 @@ def read_record(repo_id: str, cache_dir: Path) -> dict[str, Any]:
 def _write_atomic(path: Path, data: dict[str, Any]) -> None:
     import tempfile  # not at module level: ls reads records and must start fast
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from embctl.models.safefs import check_file, make_dirs
+
+    make_dirs(path.parent.parent, path.parent)
+    check_file(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
     try:
         with os.fdopen(fd, "w") as f:
@@ -62,12 +65,13 @@ def update_record(
     """Record (or mark complete) one revision of a pull. Best effort: never fails a pull."""
     from filelock import FileLock
 
+    from embctl.models.safefs import lock_file, make_dirs
+
     path = record_path(repo_id, cache_dir)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(Path(cache_dir), path.parent)
         lock = Path(cache_dir) / ".locks" / repo_folder_name(repo_id) / "embctl-pull.lock"
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(lock), timeout=30):
+        with FileLock(lock_file(Path(cache_dir), lock), timeout=30):
             data = read_record(repo_id, cache_dir)
             data.update(repo_id=repo_id, backend=backend, ref=ref)
             revisions = data.setdefault("revisions", {})

@@ -39,8 +39,12 @@ class Problem:
     def describe(self) -> str:
         where = f"{self.ref}@{self.revision[:8]}" if self.revision else self.ref
         text = f"{where}: {self.path}: {self.problem.replace('_', ' ')}"
-        if self.expected or self.actual:
+        if self.actual:
             text += f" (expected {self.expected}, got {self.actual})"
+        elif self.problem == "missing_blob":
+            text += f" (blobs/{self.blob} is not in the cache)"
+        elif self.expected:
+            text += f" (expected {self.expected})"
         if self.detail:
             text += f" ({self.detail})"
         return text + (" [repaired]" if self.repaired else "")
@@ -133,10 +137,16 @@ def compare_remote(repo: CachedRepo, ref: str) -> list[Problem]:
 
 
 def repair(repo: CachedRepo, problems: list[Problem], cache_dir: Path) -> None:
-    """Delete bad blobs and download the affected files again, pinned to their commit."""
+    """Delete bad blobs and download the affected files again, pinned to their commit.
+    Offline, nothing is touched: each problem says why it was not repaired."""
     from embctl.models.download import fetch_file
-    from embctl.models.hub import hub_error
+    from embctl.models.hub import hub_error, is_offline
+    from embctl.models.safefs import LinkRefused
 
+    if is_offline():
+        for p in problems:
+            p.detail = "not repaired: HF_HUB_OFFLINE=1 forbids downloading; unset it to repair"
+        return
     for p in problems:
         if p.problem in ("hash_mismatch", "wrong_version") and p.blob in repo.blobs:
             Path(repo.blobs[p.blob].path).unlink(missing_ok=True)
@@ -149,6 +159,8 @@ def repair(repo: CachedRepo, problems: list[Problem], cache_dir: Path) -> None:
         try:
             fetch_file(repo.repo_id, p.path, p.revision, cache_dir, Path(repo.path))
             p.repaired = True
+        except LinkRefused:
+            raise  # a link planted in the cache: stop, with one line naming it
         except Exception as exc:  # reported, and the command exits 1
             p.detail = str(hub_error(p.ref, exc))
 
