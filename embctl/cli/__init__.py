@@ -16,6 +16,7 @@ import sys
 import click
 
 from embctl import __version__
+from embctl.cli import oserrors
 from embctl.errors import EmbctlError
 
 COMMANDS = {
@@ -106,6 +107,7 @@ def _main(argv: list[str] | None) -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread (embctl called from a thread): leave it
         pass
+    oserrors.name_stdout()  # its write errors say "stdout"
     try:
         rc = cli.main(args=argv, prog_name="embctl", standalone_mode=False)
     except click.exceptions.Abort as exc:  # click turns KeyboardInterrupt into Abort
@@ -119,11 +121,30 @@ def _main(argv: list[str] | None) -> None:
         sys.exit(exc.exit_code)
     except EmbctlError as exc:
         print(f"embctl: error: {exc}", file=sys.stderr)
+        oserrors.drop_stdout()
         sys.exit(exc.exit_code)
     except KeyboardInterrupt as exc:
         _stopped(exc)
     except BrokenPipeError:
-        # `embctl ls | head`: the reader went away; that is not an error.
-        sys.stderr.close()
-        sys.exit(0)
+        _broken_pipe()
+    except OSError as exc:  # a full disk, a read-only folder, stdout on /dev/full...
+        if exc.errno not in oserrors.USER_ERRNOS:
+            raise  # not the user's disk or files: a bug, keep its traceback
+        print(f"embctl: error: {oserrors.describe(exc)}", file=sys.stderr)
+        oserrors.drop_stdout()
+        sys.exit(1)
+    try:  # what is still buffered: a full disk is reported here, not by the interpreter's exit
+        oserrors.flush_stdout()
+    except BrokenPipeError:
+        _broken_pipe()
+    except OSError as exc:
+        print(f"embctl: error: {oserrors.describe(exc)}", file=sys.stderr)
+        oserrors.drop_stdout()
+        sys.exit(1)
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def _broken_pipe() -> None:
+    # `embctl ls | head`: the reader went away; that is not an error.
+    sys.stderr.close()
+    sys.exit(0)

@@ -77,6 +77,7 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
     """
     from embctl import outputs, pipeline
     from embctl.console import stderr_is_tty
+    from embctl.outfile import check_output
     from embctl.registry import get_backend, resolve
 
     cap = _cap(max_cache_size)
@@ -88,6 +89,8 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
         raise UsageError("--dimensions and --base-url apply to API backends (openai:); "
                          "for local models use --truncate-dim")
     fmt = outputs.output_format(output_path, fmt)
+    if output_path != "-":  # before the model is loaded (or pulled): a missing folder...
+        check_output(output_path)
     opts = pipeline.Options(text_field=text_field, id_field=id_field, lines=lines,
                             batch_size=batch_size, prefix=prefix, on_error=on_error,
                             store_text=store_text, concurrency=concurrency)
