@@ -5,9 +5,9 @@ place on success, so a failed or killed run never leaves a half-written file, no
 one.  A device or a pipe (``/dev/null``, ``/dev/stdout``, a FIFO) is written in place: renaming
 a file over it would replace the device itself.
 
-Every failure is one line naming the file: a path that cannot be used at all (its folder is
-missing, it is a folder, it cannot be created there) is a usage error, found before any work;
-a write that fails on the way (full disk, I/O error) is a failure.
+Every failure is one line naming the file.  A path that cannot be used as given (its folder is
+missing, it is a folder) is a usage error (exit 2), found before any work; a file that cannot be
+created (no permission, a read-only disk) or written (a full disk) is a failure (exit 1).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import IO
 
 from embctl.errors import EmbctlError, UsageError
 
-#: errnos that mean "this path cannot be used": the user should name another one.
-_PATH_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM,
-                errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP}
+#: errnos that mean "this path cannot be used as given" (a usage error, as click's own path
+#: checks); any other (no permission, a read-only or full disk) is a failure, exit 1.
+_PATH_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP}
 
 
 def _in_place(path: Path) -> bool:
@@ -49,7 +49,7 @@ def check_output(path: str | os.PathLike[str], option: str = "-o") -> None:
     if not parent.is_dir():
         raise UsageError(f"{label}: {parent} is not a folder")
     if target.exists() and not _in_place(target) and not os.access(target, os.W_OK):
-        raise UsageError(f"{label}: the file is read-only")
+        raise EmbctlError(f"{label}: the file is read-only")
 
 
 class OutputFile:

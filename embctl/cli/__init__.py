@@ -19,6 +19,8 @@ from embctl import __version__
 from embctl.cli import oserrors
 from embctl.errors import EmbctlError
 
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+
 COMMANDS = {
     "pull": "Download a model into the cache (or import one with --from).",
     "ls": "List cached models, vector caches and matrices.",
@@ -117,7 +119,11 @@ def _main(argv: list[str] | None) -> None:
         print("embctl: aborted", file=sys.stderr)
         sys.exit(1)
     except click.ClickException as exc:
-        exc.show()
+        if isinstance(exc, NO_ARGS_IS_HELP):  # `embctl` alone: the help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
+        print(f"embctl: error: {_one_line(exc)}", file=sys.stderr)
+        oserrors.drop_stdout()
         sys.exit(exc.exit_code)
     except EmbctlError as exc:
         print(f"embctl: error: {exc}", file=sys.stderr)
@@ -142,6 +148,15 @@ def _main(argv: list[str] | None) -> None:
         oserrors.drop_stdout()
         sys.exit(1)
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def _one_line(exc: click.ClickException) -> str:
+    """click's error as one line, like embctl's own (its usage block is left to --help)."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.UsageError) and ctx is not None:
+        message += f" (see '{ctx.command_path} --help')"
+    return message
 
 
 def _broken_pipe() -> None:

@@ -39,7 +39,7 @@ def command(refs, repair, remote, jobs, cache_dir, as_json, quiet):
     from embctl.registry import get_backend, resolve
     from embctl.vectors.scan import select_vectors, verify_vectors
 
-    cache = resolve_cache_dir(cache_dir)
+    cache = resolve_cache_dir(cache_dir, must_exist=True)
     names: dict[str, str] = {}
     others = []  # (verify function, model) for vector caches and matrices
     if refs:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from embctl.backends import Model
-from embctl.errors import EmbctlError
+from embctl.errors import EmbctlError, UsageError
 
 MANIFEST = ".embctl-export.json"
 
@@ -86,6 +86,8 @@ def export_model(model: Model, cache_dir: Path, dest: Path, *, force: bool = Fal
     start = time.monotonic()
     src, revision = source_dir(model, cache_dir)
     dest = dest.expanduser().absolute()
+    if dest.exists() and not dest.is_dir():  # a device (/dev/full): never replaced, even --force
+        raise UsageError(f"--to {dest}: exists and is not a folder")
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())) and not force:
         raise EmbctlError(f"--to {dest}: exists and is not empty (use --force to replace it)")
     if dest == src or src in dest.parents:
