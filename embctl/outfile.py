@@ -35,9 +35,10 @@ def _in_place(path: Path) -> bool:
         return False
 
 
-def check_output(path: str | os.PathLike[str], option: str = "-o") -> None:
+def check_output(path: str | os.PathLike[str], option: str = "-o", *, probe: bool = True) -> None:
     """Refuse, before any work, an output path that cannot be written: its folder is missing
-    or not a folder, it is a folder itself, or it exists read-only."""
+    or not a folder, it is a folder itself, it exists read-only, or (``probe``) no file can be
+    created beside it (the temporary file is created and removed again)."""
     target = Path(path)
     label = f"{option} {os.fspath(path)}"
     if target.is_dir():
@@ -48,8 +49,26 @@ def check_output(path: str | os.PathLike[str], option: str = "-o") -> None:
         raise UsageError(f"{label}: folder {parent} does not exist; create it first")
     if not parent.is_dir():
         raise UsageError(f"{label}: {parent} is not a folder")
-    if target.exists() and not _in_place(target) and not os.access(target, os.W_OK):
+    if _in_place(target):
+        return
+    if target.exists() and not os.access(target, os.W_OK):
         raise EmbctlError(f"{label}: the file is read-only")
+    if probe:
+        tmp = _temp_name(target)
+        try:
+            open(tmp, "wb").close()
+        except OSError as exc:
+            raise _create_error(label, target, exc) from None
+        tmp.unlink(missing_ok=True)
+
+
+def _temp_name(target: Path) -> Path:
+    return target.with_name(f".{target.name}.{os.getpid()}.tmp")
+
+
+def _create_error(label: str, target: Path, exc: OSError) -> EmbctlError:
+    cls = UsageError if exc.errno in _PATH_ERRNOS else EmbctlError
+    return cls(f"{label}: cannot create a file in {target.parent}: {exc.strerror}")
 
 
 class OutputFile:
@@ -58,20 +77,17 @@ class OutputFile:
     def __init__(self, path: str | os.PathLike[str], option: str = "-o") -> None:
         self.path = Path(path)
         self.label = f"{option} {os.fspath(path)}"
-        check_output(path, option)
+        check_output(path, option, probe=False)  # the open below is the probe
         self.tmp: Path | None = None
-        if _in_place(self.path):
-            target = self.path
-        else:
-            target = self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        in_place = _in_place(self.path)
+        target = self.path if in_place else _temp_name(self.path)
         try:
             self.fh: IO[bytes] = open(target, "wb")
         except OSError as exc:
-            self.tmp = None  # never created
-            where = f"cannot create a file in {self.path.parent}" if target != self.path \
-                else "cannot open it"
-            cls = UsageError if exc.errno in _PATH_ERRNOS else EmbctlError
-            raise cls(f"{self.label}: {where}: {exc.strerror}") from None
+            if in_place:
+                raise EmbctlError(f"{self.label}: cannot open it: {exc.strerror}") from None
+            raise _create_error(self.label, self.path, exc) from None
+        self.tmp = None if in_place else target
 
     @contextmanager
     def guard(self) -> Iterator[None]:

@@ -63,13 +63,13 @@ def check_folder(path: Path, label: str, *, must_exist: bool = False) -> None:
         return
     if path.exists():
         raise UsageError(f"{label} {path}: is a file, not a folder")
-    if must_exist:
-        raise UsageError(f"{label} {path}: no such folder")
     for parent in path.parents:
         if parent.is_dir():
-            return
+            break
         if parent.exists():
             raise UsageError(f"{label} {path}: {parent} is a file, not a folder")
+    if must_exist:
+        raise UsageError(f"{label} {path}: no such folder")
 
 
 def vectors_dir() -> Path:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from embctl.backends import Model
 from embctl.errors import EmbctlError, UsageError
+from embctl.paths import check_folder
 
 MANIFEST = ".embctl-export.json"
 
@@ -88,6 +89,7 @@ def export_model(model: Model, cache_dir: Path, dest: Path, *, force: bool = Fal
     dest = dest.expanduser().absolute()
     if dest.exists() and not dest.is_dir():  # a device (/dev/full): never replaced, even --force
         raise UsageError(f"--to {dest}: exists and is not a folder")
+    check_folder(dest, "--to")  # not under a file
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())) and not force:
         raise EmbctlError(f"--to {dest}: exists and is not empty (use --force to replace it)")
     if dest == src or src in dest.parents:

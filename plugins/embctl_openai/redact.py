@@ -28,10 +28,37 @@ def scrub(text: str, secrets: tuple[str | None, ...] = ()) -> str:
     for secret in secrets:
         if secret and len(secret) >= 4:
             for form in _forms(secret):
-                text = text.replace(form, MASK)
+                text = _mask_runs(text, form)
     text = _BEARER.sub(rf"\g<1>{MASK}", text)
     text = _BASIC.sub(_basic, text)
     return _SK.sub(MASK, text)
+
+
+def _mask_runs(text: str, secret: str, run: int = 12) -> str:
+    """Mask ``secret`` and every run of at least ``run`` of its characters: a key cut short or
+    partly starred by an echoing server (``l-TEST-0123...``) is still most of the key."""
+    if len(secret) <= run:
+        return text.replace(secret, MASK)
+    spans: list[tuple[int, int]] = []
+    for i in range(len(secret) - run + 1):
+        piece = secret[i:i + run]
+        at = text.find(piece)
+        while at != -1:
+            spans.append((at, at + run))
+            at = text.find(piece, at + 1)
+    if not spans:
+        return text
+    spans.sort()
+    out, last = [], 0
+    start, end = spans[0]
+    for a, b in spans[1:]:
+        if a <= end:
+            end = max(end, b)
+            continue
+        out += [text[last:start], MASK]
+        last, (start, end) = end, (a, b)
+    out += [text[last:start], MASK, text[end:]]
+    return "".join(out)
 
 
 def _basic(match: re.Match[str]) -> str:
