@@ -4,8 +4,8 @@ left behind; a full disk (/dev/full) on stdout or -o; lone surrogates in JSONL; 
 mark mid-input with --lines; credentials in the openai base URL.
 
 Everything runs ``python -m embctl`` as a subprocess on real files, the real test hub and the
-real all-MiniLM-L6-v2.  "Read-only folder" is a chmod 0555 folder, or /sys when the tests run as
-root (root writes through permission bits; /sys refuses new files to everyone).
+real all-MiniLM-L6-v2.  "Read-only folder" is a chmod 0555 folder, or /sys when permission bits
+do not bind (root; /sys refuses new files to everyone).
 """
 
 from __future__ import annotations
@@ -37,18 +37,19 @@ def temp_files(folder: Path) -> list[Path]:
 
 
 def readonly_folder(tmp_path: Path) -> Path:
-    if os.geteuid() != 0:
-        folder = tmp_path / "readonly"
-        folder.mkdir()
-        folder.chmod(0o555)
-        return folder
-    probe = Path("/sys/.embctl-probe")
-    try:
-        probe.touch()
-    except OSError:
-        return Path("/sys")
-    probe.unlink()
-    pytest.skip("running as root and /sys is writable: no read-only folder to test with")
+    """A folder no file can be created in: chmod 0555, or /sys where permission bits do not
+    bind (root)."""
+    folder = tmp_path / "readonly"
+    folder.mkdir(exist_ok=True)
+    folder.chmod(0o555)
+    for candidate in (folder, Path("/sys")):
+        probe = candidate / ".embctl-probe"
+        try:
+            probe.touch()
+        except OSError:
+            return candidate
+        probe.unlink()
+    pytest.skip("no folder refuses new files here (root, and /sys is writable)")
 
 
 def to_full_disk(run: Embctl, *args: str,
@@ -114,7 +115,7 @@ def test_unusable_output_path_is_refused_before_the_model_is_pulled(embctl, tmp_
         error = error_of(proc)
         assert f"-o {path}:" in error and message in error, error
         assert temp_files(path.parent) == [] and temp_files(tmp_path) == []
-    assert not embctl.repo_dir.exists() and hub.bytes_sent == 0  # refused before any work
+    assert not embctl.repo_dir.exists() and hub.requests == []  # refused before any work
 
 
 @needs_full
@@ -224,6 +225,28 @@ def test_input_paths_name_the_file(embctl, tmp_path):
     assert proc.returncode == 2 and "is a file" in error_of(proc)
     proc = embctl("pull", "org/model", "--from", str(folder))  # a folder, but not a model
     assert proc.returncode == 1 and f"--from {folder}:" in error_of(proc)
+
+
+def test_unreadable_input_and_read_only_output_files(embctl, tmp_path):
+    if readonly_folder(tmp_path) != tmp_path / "readonly":
+        pytest.skip("permission bits do not bind here (root)")
+    locked = tmp_path / "locked.jsonl"
+    locked.write_text('{"text": "x"}\n')
+    locked.chmod(0o000)
+    proc = embctl("embed", MODEL, "-i", str(locked))
+    assert proc.returncode == 2 and f"-i {locked}: Permission denied" in error_of(proc)
+    kept = tmp_path / "kept.jsonl"
+    kept.write_text("keep me\n")
+    kept.chmod(0o444)
+    proc = embctl("embed", MODEL, "-o", str(kept), input='{"text": "x"}\n')
+    assert proc.returncode == 1 and f"-o {kept}: the file is read-only" in error_of(proc)
+    assert kept.read_text() == "keep me\n" and temp_files(tmp_path) == []
+    unreadable = tmp_path / "model"
+    unreadable.mkdir()
+    unreadable.chmod(0o000)
+    proc = embctl("pull", "org/model", "--from", str(unreadable))
+    assert proc.returncode == 2 and "is not readable" in error_of(proc)
+    assert not embctl.repo_dir.exists()
 
 
 def test_cache_dir_and_embctl_home_that_cannot_be_used(pulled, tmp_path):
