@@ -5,13 +5,14 @@ success, so a failed run never leaves a half-written file."""
 from __future__ import annotations
 
 import json
-import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from embctl.errors import UsageError
+from embctl.errors import EmbctlError, UsageError
+from embctl.outfile import OutputFile
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,31 +50,52 @@ class Writer:
 
 class _Target:
     """stdout, or a file written under a temporary name and renamed into place on success
-    (a failed run leaves no half-written file)."""
+    (a failed run leaves no half-written file; see embctl/outfile.py).  Write errors (a full
+    disk) are one line naming the file, or stdout."""
 
     def __init__(self, path: str | None) -> None:
         self.path = path
+        self.out: OutputFile | None = None
         if path is None or path == "-":
             self.path = None
             self.fh: IO[bytes] = sys.stdout.buffer
-            self.tmp = None
         else:
-            from embctl.guard import refuse_cache_path
+            self.out = OutputFile(path)
+            self.fh = self.out.fh
 
-            refuse_cache_path(path, "-o")  # never into or through a cache (a link to a blob)
-            target = Path(path)
-            self.tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            self.fh = open(self.tmp, "wb")
+    @property
+    def stdout(self) -> bool:
+        return self.out is None
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """OSError while writing -> one line naming the file (a closed pipe stays as it is:
+        ``embctl embed ... | head`` is not an error)."""
+        if self.out is not None:
+            with self.out.guard():
+                yield
+            return
+        try:
+            yield
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise EmbctlError(f"cannot write to stdout: {exc.strerror or exc}") from None
+
+    def write(self, data: bytes | memoryview) -> None:
+        with self.guard():
+            self.fh.write(data)
+            if self.out is None:
+                self.fh.flush()
 
     def finish(self, ok: bool) -> None:
-        if self.tmp is None:
-            self.fh.flush()
-            return
-        self.fh.close()
-        if ok:
-            os.replace(self.tmp, self.path)  # type: ignore[arg-type]
+        if self.out is None:
+            with self.guard():
+                self.fh.flush()
+        elif ok:
+            self.out.commit()
         else:
-            self.tmp.unlink(missing_ok=True)
+            self.out.discard()
 
 
 class JsonlWriter(Writer):
@@ -99,9 +121,7 @@ class JsonlWriter(Writer):
                 out.append(head[:-len(b"null}")] + vec + b"}\n")
             else:  # the object's own bytes, verbatim, with the vector spliced in
                 out.append(record.raw[:-1] + b', "embedding": ' + vec + b"}\n")  # type: ignore[index]
-        self.target.fh.write(b"".join(out))
-        if self.target.tmp is None:
-            self.target.fh.flush()
+        self.target.write(b"".join(out))
 
     def close(self, ok: bool) -> None:
         self.target.finish(ok)
@@ -129,8 +149,16 @@ class NpyWriter(Writer):
         self.rows = 0
         ids = Path(path)
         ids_path = str(ids.with_name(ids.name[:-4] if ids.name.endswith(".npy") else ids.name))
-        self.ids = _Target(ids_path + ".ids.jsonl")
-        self.target.fh.write(b"\0" * self.HEADER_LEN)
+        ids_target = None
+        try:
+            ids_target = _Target(ids_path + ".ids.jsonl")
+            self.target.write(b"\0" * self.HEADER_LEN)
+        except BaseException:
+            self.target.finish(False)
+            if ids_target is not None:
+                ids_target.finish(False)
+            raise
+        self.ids = ids_target
 
     def _header(self) -> bytes:
         body = (f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({self.rows}, {self.dim}), }}"
@@ -145,18 +173,23 @@ class NpyWriter(Writer):
         self.dim = int(matrix.shape[1])
         self.rows += len(records)
         # The array itself is the buffer written: no copy of the matrix as bytes.
-        self.target.fh.write(np.ascontiguousarray(matrix, dtype="<f4").data)
-        self.ids.fh.write("".join(f"{v}\n" if type(v := _record_id(r, self.opts)) is int
-                                  else json.dumps(v, ensure_ascii=False) + "\n"
-                                  for r in records).encode())
+        self.target.write(np.ascontiguousarray(matrix, dtype="<f4").data)
+        self.ids.write("".join(f"{v}\n" if type(v := _record_id(r, self.opts)) is int
+                               else json.dumps(v, ensure_ascii=False) + "\n"
+                               for r in records).encode())
 
     def close(self, ok: bool) -> None:
-        if ok:
-            if self.dim is None:
-                self.dim = self.dim_hint()
-            self.target.fh.seek(0)
-            self.target.fh.write(self._header())
-        self.target.finish(ok)
+        try:
+            if ok:
+                if self.dim is None:
+                    self.dim = self.dim_hint()
+                with self.target.guard():
+                    self.target.fh.seek(0)
+                    self.target.fh.write(self._header())
+            self.target.finish(ok)
+        except BaseException:
+            self.ids.finish(False)
+            raise
         self.ids.finish(ok)
 
 
@@ -186,13 +219,19 @@ class ParquetWriter(Writer):
         table = pa.table({"id": pa.array(ids, pa.string()),
                           "line": pa.array([r.line for r in records], pa.int64()),
                           "embedding": pa.FixedSizeListArray.from_arrays(flat, dim)})
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.target.fh, table.schema)
-        self.writer.write_table(table)
+        with self.target.guard():
+            if self.writer is None:
+                self.writer = pq.ParquetWriter(self.target.fh, table.schema)
+            self.writer.write_table(table)
 
     def close(self, ok: bool) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        try:
+            if self.writer is not None:
+                with self.target.guard():
+                    self.writer.close()
+        except BaseException:
+            self.target.finish(False)
+            raise
         self.target.finish(ok)
 
 

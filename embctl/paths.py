@@ -39,12 +39,37 @@ def hub_cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
 
 
 def embctl_home() -> Path:
+    """EMBCTL_HOME, else the user cache directory; a usage error when it is a file (or under
+    one): every command would otherwise find nothing there, or fail further down."""
     env = os.getenv("EMBCTL_HOME")
     if env:
-        return _expand(env)
+        home = _expand(env)
+        check_folder(home, "EMBCTL_HOME")
+        return home
     from platformdirs import user_cache_dir
 
-    return Path(user_cache_dir("embctl", appauthor=False))
+    home = Path(user_cache_dir("embctl", appauthor=False))
+    check_folder(home, "embctl's cache folder")
+    return home
+
+
+def check_folder(path: Path, label: str, *, must_exist: bool = False) -> None:
+    """A folder named by the user (EMBCTL_HOME, --cache-dir) that embctl reads or creates:
+    refuse, as one line naming it, a path that is a file or lies under one, and a missing one
+    when ``must_exist`` (a command that only reads, where a typo would show an empty cache)."""
+    from embctl.errors import UsageError
+
+    if path.is_dir():
+        return
+    if path.exists():
+        raise UsageError(f"{label} {path}: is a file, not a folder")
+    for parent in path.parents:
+        if parent.is_dir():
+            break
+        if parent.exists():
+            raise UsageError(f"{label} {path}: {parent} is a file, not a folder")
+    if must_exist:
+        raise UsageError(f"{label} {path}: no such folder")
 
 
 def vectors_dir() -> Path:

@@ -169,9 +169,13 @@ def read_records(stream: IO[bytes], opts: Options, stats: Stats,
                  on_bad: Callable[[int, str], None]) -> Iterator[Record]:
     """Parse lines into records.  Bad lines go to ``on_bad(line, message)``, which raises
     (fail) or counts (skip).  Accepted as documented: CRLF line ends, a UTF-8 byte-order mark
-    at the start of the input, blank lines (ignored and counted)."""
+    at the start of the input (with ``--lines``, at the start of any line), blank lines
+    (ignored and counted).  A lone surrogate (``"\\ud800"``) is a bad line."""
+    from embctl.badinput import lone_surrogate
+
     loads = _json_loads()
     number = 0
+    boms: list[int] = []  # --lines: lines after the first that started with a byte-order mark
     for raw in stream:
         number += 1
         stats.read += 1
@@ -179,8 +183,12 @@ def read_records(stream: IO[bytes], opts: Options, stats: Stats,
             raw = raw[:-1]
         if raw.endswith(b"\r"):
             raw = raw[:-1]
-        if number == 1 and raw.startswith(BOM):
+        if raw.startswith(BOM) and (number == 1 or opts.lines):
+            # Plain text: a BOM later in the input is where a concatenated file began; it is
+            # no part of the text (removed, with a warning).  JSONL: an error (invalid JSON).
             raw = raw[len(BOM):]
+            if number > 1:
+                boms.append(number)
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -203,6 +211,9 @@ def read_records(stream: IO[bytes], opts: Options, stats: Stats,
         if not isinstance(obj, dict):
             on_bad(number, f"expected a JSON object, got {type(obj).__name__}")
             continue
+        if (surrogate := lone_surrogate(line, obj)) is not None:
+            on_bad(number, surrogate)
+            continue
         text = obj.get(opts.text_field)
         if text is None:
             on_bad(number, f"no {opts.text_field!r} field")
@@ -214,6 +225,10 @@ def read_records(stream: IO[bytes], opts: Options, stats: Stats,
             on_bad(number, f"empty {opts.text_field!r}")
             continue
         yield Record(number, text, raw.rstrip(), obj)
+    if boms:
+        more = f" and {len(boms) - 1:,} more" if len(boms) > 1 else ""
+        warn(f"line {boms[0]:,}{more}: byte-order mark removed from the start of the line "
+             "(concatenated files?)")
 
 
 def windows(records: Iterable[Record], max_records: int, max_bytes: int) -> Iterator[list[Record]]:
@@ -614,12 +629,14 @@ def run(embedder: Embedder, store: VectorStore | None, stream: IO[bytes], writer
         ok = True
     finally:
         shown.clear()
-        writer.close(ok)
-        vectorizer.close()
-        finish = getattr(embedder, "finish", None)
-        if callable(finish):
-            finish()
-        stats.seconds = time.monotonic() - start
+        try:
+            writer.close(ok)  # may fail (a full disk): the cache is closed all the same
+        finally:
+            vectorizer.close()
+            finish = getattr(embedder, "finish", None)
+            if callable(finish):
+                finish()
+            stats.seconds = time.monotonic() - start
     if stats.skipped > MAX_SKIP_WARNINGS:
         warn(f"{stats.skipped - MAX_SKIP_WARNINGS:,} more bad lines skipped")
     return stats

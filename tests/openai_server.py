@@ -19,7 +19,8 @@ answer (the benchmark uses 20 ms).
 Faults (`Fault`) are queued with `OpenAIServer.add_faults` or ``POST /_control/faults``
 (``{"faults": [{...}], "clear": true}``); each request takes the fault at the head of the queue
 (``times`` requests each).  A fault can answer an HTTP ``status`` with an error ``message`` (which
-may contain ``{key}``: replaced by the bearer token received, like a hostile proxy echoing it)
+may contain ``{key}``: replaced by the bearer token received, like a hostile proxy echoing it,
+or ``{authorization}``: the whole Authorization header, whatever its scheme)
 and a ``retry_after`` header; ``delay_s`` sends the headers, then waits before the body (a slow
 body); ``drop`` closes the connection without an answer; ``malformed`` sends a 200 with a broken
 body: ``"count"`` (one vector short), ``"dim"`` (one vector one number short), ``"all_dim"``
@@ -284,6 +285,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.status:
             headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
             message = (fault.message or f"fault {fault.status}").replace("{key}", token)
+            message = message.replace("{authorization}", self.headers.get("Authorization") or "")
             return fault.status, lambda: self._error(
                 fault.status, message, None, headers, fault.delay_s
             )

@@ -151,9 +151,13 @@ def test_settings(monkeypatch):
     s = from_options("text-embedding-3-small", {})
     assert s.base_url == "https://api.openai.com/v1" and s.max_input_tokens == 8192
     monkeypatch.setenv("OPENAI_BASE_URL", "http://user:pw@localhost:8000/v1/?key=zzz")
+    with pytest.raises(UsageError, match="credentials in the URL") as refused:
+        from_options("nomic-embed-text:v1.5", {})  # issue #10: refused, never sent as Basic
+    assert "pw" not in str(refused.value) and "user" not in str(refused.value)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://localhost:8000/v1/?key=zzz")
     s = from_options("nomic-embed-text:v1.5", {"concurrency": 8, "dimensions": 128})
     assert s.host == "localhost:8000/v1" and s.concurrency == 8 and s.dimensions == 128
-    assert "pw" not in s.host and "zzz" not in s.host and s.max_input_tokens is None
+    assert "zzz" not in s.host and s.max_input_tokens is None
     monkeypatch.delenv("OPENAI_BASE_URL")
     with pytest.raises(UsageError, match="at most 1536"):
         from_options("text-embedding-3-small", {"dimensions": 4096})

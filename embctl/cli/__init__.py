@@ -16,7 +16,10 @@ import sys
 import click
 
 from embctl import __version__
+from embctl.cli import oserrors
 from embctl.errors import EmbctlError
+
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
 
 COMMANDS = {
     "pull": "Download a model into the cache (or import one with --from).",
@@ -106,6 +109,7 @@ def _main(argv: list[str] | None) -> None:
         signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread (embctl called from a thread): leave it
         pass
+    oserrors.name_stdout()  # its write errors say "stdout"
     try:
         rc = cli.main(args=argv, prog_name="embctl", standalone_mode=False)
     except click.exceptions.Abort as exc:  # click turns KeyboardInterrupt into Abort
@@ -115,15 +119,47 @@ def _main(argv: list[str] | None) -> None:
         print("embctl: aborted", file=sys.stderr)
         sys.exit(1)
     except click.ClickException as exc:
-        exc.show()
+        if isinstance(exc, NO_ARGS_IS_HELP):  # `embctl` alone: the help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
+        print(f"embctl: error: {_one_line(exc)}", file=sys.stderr)
+        oserrors.drop_stdout()
         sys.exit(exc.exit_code)
     except EmbctlError as exc:
         print(f"embctl: error: {exc}", file=sys.stderr)
+        oserrors.drop_stdout()
         sys.exit(exc.exit_code)
     except KeyboardInterrupt as exc:
         _stopped(exc)
     except BrokenPipeError:
-        # `embctl ls | head`: the reader went away; that is not an error.
-        sys.stderr.close()
-        sys.exit(0)
+        _broken_pipe()
+    except OSError as exc:  # a full disk, a read-only folder, stdout on /dev/full...
+        if exc.errno not in oserrors.USER_ERRNOS:
+            raise  # not the user's disk or files: a bug, keep its traceback
+        print(f"embctl: error: {oserrors.describe(exc)}", file=sys.stderr)
+        oserrors.drop_stdout()
+        sys.exit(1)
+    try:  # what is still buffered: a full disk is reported here, not by the interpreter's exit
+        oserrors.flush_stdout()
+    except BrokenPipeError:
+        _broken_pipe()
+    except OSError as exc:
+        print(f"embctl: error: {oserrors.describe(exc)}", file=sys.stderr)
+        oserrors.drop_stdout()
+        sys.exit(1)
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def _one_line(exc: click.ClickException) -> str:
+    """click's error as one line, like embctl's own (its usage block is left to --help)."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.UsageError) and ctx is not None:
+        message += f" (see '{ctx.command_path} --help')"
+    return message
+
+
+def _broken_pipe() -> None:
+    # `embctl ls | head`: the reader went away; that is not an error.
+    sys.stderr.close()
+    sys.exit(0)

@@ -25,7 +25,7 @@ def command(cache_dir, as_json):
     from embctl.console import human_size, print_json
     from embctl.models.usage import disk_usage
 
-    usage = disk_usage(resolve_cache_dir(cache_dir))
+    usage = disk_usage(resolve_cache_dir(cache_dir, must_exist=True))
     if as_json:
         print_json(usage)
         return

@@ -8,7 +8,7 @@ import sys
 import click
 
 from embctl.cli.complete import complete_any
-from embctl.cli.options import cache_dir_option
+from embctl.cli.options import cache_dir_option, resolve_cache_dir
 from embctl.errors import UsageError
 
 CAP_ENV = "EMBCTL_VECTOR_CACHE_MAX_SIZE"
@@ -79,6 +79,7 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
     from embctl import outputs, pipeline
     from embctl.console import stderr_is_tty
     from embctl.models.lookup import load_embedder
+    from embctl.outfile import check_output
     from embctl.registry import get_backend, resolve
 
     cap = _cap(max_cache_size)
@@ -90,6 +91,10 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
         raise UsageError("--dimensions and --base-url apply to API backends (openai:); "
                          "for local models use --truncate-dim")
     fmt = outputs.output_format(output_path, fmt)
+    if output_path != "-":  # before the model is loaded (or pulled): a missing folder...
+        check_output(output_path)
+    if cache_dir is not None:
+        resolve_cache_dir(cache_dir)  # a file where the folder should be: one line, now
     opts = pipeline.Options(text_field=text_field, id_field=id_field, lines=lines,
                             batch_size=batch_size, prefix=prefix, on_error=on_error,
                             store_text=store_text, concurrency=concurrency)

@@ -73,12 +73,14 @@ def command(ref: str, to_dir: Path | None, vectors: bool, output: Path | None, f
 
 def _export_vectors(model, output: Path | None, fmt: str | None, namespace: str | None) -> dict:
     from embctl.errors import EmbctlError
+    from embctl.outfile import check_output
     from embctl.vectors.export import export_vectors, format_for
     from embctl.vectors.scan import select_vectors
 
     if output is None:
         raise UsageError("--vectors needs -o FILE")
     fmt = format_for(str(output), fmt)
+    check_output(output)  # before any work: a missing folder, a folder, a read-only file
     entries = [e for e in select_vectors(None if namespace else model, namespace)
                if e.status == "ok"]
     if not entries:

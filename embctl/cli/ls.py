@@ -38,7 +38,8 @@ def command(pattern, sort, filters, limit, cache_dir, as_json):
     from embctl.listing import parse_filter, render_table, select
 
     checks = [parse_filter(expr) for expr in filters]  # usage errors before any scanning
-    rows = select(all_entries(resolve_cache_dir(cache_dir)), pattern, checks, sort, limit)
+    cache = resolve_cache_dir(cache_dir, must_exist=True)
+    rows = select(all_entries(cache), pattern, checks, sort, limit)
     if as_json:
         print_json([e.to_json() for e in rows])
     elif rows:

@@ -16,7 +16,12 @@ cache_dir_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 
 
-def resolve_cache_dir(cache_dir: Path | None) -> Path:
-    from embctl.paths import hub_cache_dir
+def resolve_cache_dir(cache_dir: Path | None, *, must_exist: bool = False) -> Path:
+    """The model cache; an explicit --cache-dir that is (under) a file is refused, and a
+    missing one too with ``must_exist`` (ls, du, verify, rm: a typo is not an empty cache)."""
+    from embctl.paths import check_folder, hub_cache_dir
 
-    return hub_cache_dir(cache_dir)
+    cache = hub_cache_dir(cache_dir)
+    if cache_dir is not None:
+        check_folder(cache, "--cache-dir", must_exist=must_exist)
+    return cache

@@ -60,7 +60,7 @@ def command(refs, revision, only_vectors, namespaces, everything, prune, dry_run
         raise UsageError("nothing to remove: give a REF, --namespace or --prune")
     if only_vectors and everything:
         raise UsageError("--vectors and --all cannot be combined")
-    cache = resolve_cache_dir(cache_dir)
+    cache = resolve_cache_dir(cache_dir, must_exist=True)
     models = [resolve(r) for r in refs]
     if revision:
         models = [replace(m, revision=revision) for m in models]

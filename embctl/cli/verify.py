@@ -43,7 +43,7 @@ def command(refs, repair, remote, jobs, cache_dir, as_json, quiet):
     if remote and is_offline():
         raise EmbctlError("verify --remote compares with the Hub, and HF_HUB_OFFLINE=1 forbids "
                           "contacting it: unset HF_HUB_OFFLINE or drop --remote")
-    cache = resolve_cache_dir(cache_dir)
+    cache = resolve_cache_dir(cache_dir, must_exist=True)
     names: dict[str, str] = {}
     others = []  # (verify function, model) for vector caches and matrices
     if refs:

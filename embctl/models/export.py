@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from embctl.backends import Model
-from embctl.errors import EmbctlError
+from embctl.errors import EmbctlError, UsageError
 from embctl.guard import EXPORT_MANIFEST as MANIFEST
 from embctl.guard import check_replaceable
 from embctl.models.tree import model_files
+from embctl.paths import check_folder
 
 
 @dataclass
@@ -92,6 +93,9 @@ def export_model(model: Model, cache_dir: Path, dest: Path, *, force: bool = Fal
     start = time.monotonic()
     src, bound, revision = source_dir(model, cache_dir)
     dest = Path(os.path.realpath(dest.expanduser()))
+    if dest.exists() and not dest.is_dir():  # a device (/dev/full): never replaced, even --force
+        raise UsageError(f"--to {dest}: exists and is not a folder")
+    check_folder(dest, "--to")  # not under a file
     replace = check_replaceable(dest, force=force, extra=[cache_dir])
     real_src = Path(os.path.realpath(src))
     if dest == real_src or real_src in dest.parents or dest in real_src.parents:

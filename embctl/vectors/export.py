@@ -11,12 +11,12 @@ written by hand (8-byte header length, JSON header, raw data) so that it streams
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from embctl.errors import EmbctlError, UsageError
+from embctl.outfile import OutputFile
 from embctl.vectors.store import canonical, connect, info_from_meta, read_meta
 
 FORMATS = ("npy", "safetensors", "parquet", "jsonl")
@@ -32,24 +32,12 @@ def format_for(path: str, fmt: str | None) -> str:
                      "or .jsonl name, or --format")
 
 
-class _Out:
-    """A file written under a temporary name, renamed into place by ``commit``."""
+class _Out(OutputFile):
+    """A file written under a temporary name, renamed into place by ``commit``; write errors
+    are one line naming it (embctl/outfile.py)."""
 
     def __init__(self, path: Path) -> None:
-        from embctl.guard import refuse_cache_path
-
-        refuse_cache_path(path, "-o")  # never into or through a cache (the store file itself)
-        self.path = path
-        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        self.fh: IO[bytes] = open(self.tmp, "wb")
-
-    def commit(self) -> None:
-        self.fh.close()
-        os.replace(self.tmp, self.path)
-
-    def discard(self) -> None:
-        self.fh.close()
-        self.tmp.unlink(missing_ok=True)
+        super().__init__(path, "-o")
 
 
 def _sidecar(path: Path, suffix: str) -> Path:
@@ -72,26 +60,31 @@ def export_vectors(store_file: Path, out: Path, fmt: str) -> dict[str, Any]:
         main = _Out(out)
         outs.append(main)
         keys_out = texts_out = None
-        if fmt in ("npy", "safetensors"):
-            keys_out = _Out(_sidecar(out, ".keys.txt")) if fmt == "npy" else None
-            texts_out = _Out(_sidecar(out, ".texts.jsonl")) if texts else None
-            outs += [o for o in (keys_out, texts_out) if o is not None]
+        if fmt == "npy":
+            keys_out = _Out(_sidecar(out, ".keys.txt"))
+            outs.append(keys_out)
+        if fmt in ("npy", "safetensors") and texts:
+            texts_out = _Out(_sidecar(out, ".texts.jsonl"))
+            outs.append(texts_out)
         cur = conn.execute("SELECT key, vec, text FROM vectors ORDER BY key")
-        write = _writers[fmt](main.fh, count, dim, info, texts)
+        with main.guard():  # a full disk: one line naming the file
+            write = _writers[fmt](main.fh, count, dim, info, texts)
         while rows := cur.fetchmany(2048):
             bad = [r for r in rows if len(r[1]) != dim * 4]
             if bad:
                 raise EmbctlError(f"{store_file.name}: {len(bad)} vectors of the wrong size; "
                                   "run `embctl verify --repair`")
             matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(-1, dim)
-            write.rows(rows, matrix)
+            with main.guard():
+                write.rows(rows, matrix)
             if keys_out is not None:
-                keys_out.fh.write("".join(r[0].hex() + "\n" for r in rows).encode())
+                keys_out.write("".join(r[0].hex() + "\n" for r in rows).encode())
             if texts_out is not None:
-                texts_out.fh.write("".join(
+                texts_out.write("".join(
                     json.dumps({"key": r[0].hex(), "text": r[2]}, ensure_ascii=False) + "\n"
                     for r in rows).encode())
-        write.close()
+        with main.guard():
+            write.close()
         for o in outs:
             o.commit()
     except BaseException:

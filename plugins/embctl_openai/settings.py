@@ -8,6 +8,7 @@ never taken from the command line (it would land in shell history and ``ps``).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,7 +95,23 @@ def _opt(
     return parsed
 
 
-def check_base_url(url: str) -> str:
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)?[^/?#]*@")
+
+
+def masked_url(url: str) -> str:
+    """``url`` with anything before an ``@`` in its authority (user, password) masked."""
+    return _USERINFO.sub(lambda m: f"{m.group(1) or ''}***@", url)
+
+
+def check_base_url(url: str, source: str = "--base-url") -> str:
+    """The base URL, checked.  Credentials in it are refused, never echoed: the HTTP client
+    would send them as Basic auth (the key, base64-encoded, replacing the bearer token), and
+    servers echo that header in their errors."""
+    if "@" in urlsplit(url).netloc or _USERINFO.match(url):
+        raise UsageError(
+            f"{source} {masked_url(url)}: credentials in the URL are refused (they would be "
+            "sent as Basic auth and can be echoed back); put the key in OPENAI_API_KEY"
+        )
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(
@@ -105,9 +122,12 @@ def check_base_url(url: str) -> str:
 
 def from_options(model: str, options: Mapping[str, Any] | None = None) -> Settings:
     options = options or {}
-    base_url = check_base_url(
-        options.get("base_url") or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
-    )
+    if options.get("base_url"):
+        base_url = check_base_url(options["base_url"], "--base-url")
+    elif os.environ.get("OPENAI_BASE_URL"):
+        base_url = check_base_url(os.environ["OPENAI_BASE_URL"], "OPENAI_BASE_URL")
+    else:
+        base_url = DEFAULT_BASE_URL
     dimensions = _opt(options, "dimensions", "EMBCTL_OPENAI_DIMENSIONS", None, int)
     known = KNOWN_MODELS.get(model)
     if dimensions is not None and known and urlsplit(base_url).hostname == "api.openai.com":
