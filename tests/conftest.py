@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,19 +32,19 @@ def hub_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def hub_server(hub_root):
+def hub_server(hub_root: Path) -> Iterator[HubServer]:
     with HubServer(hub_root) as server:
         yield server
 
 
 @pytest.fixture
-def hub(hub_server):
+def hub(hub_server: HubServer) -> Iterator[HubServer]:
     """The session's hub, with faults and counters cleared for this test."""
     yield from fresh(hub_server)
 
 
 @pytest.fixture
-def embctl(tmp_path, hub) -> Embctl:
+def embctl(tmp_path: Path, hub: HubServer) -> Embctl:
     return Embctl.at(tmp_path, hub.url)
 
 
@@ -56,7 +57,7 @@ def pulled_home(tmp_path_factory, hub_server) -> Path:
 
 
 @pytest.fixture
-def pulled(tmp_path, pulled_home, hub) -> Embctl:
+def pulled(tmp_path: Path, pulled_home: Path, hub: HubServer) -> Embctl:
     """embctl with all-MiniLM-L6-v2 already in its cache (a private copy).  ``hub`` comes
     after ``pulled_home``: the session's one pull is not in this test's counters."""
     home = tmp_path / "pulled"

@@ -393,6 +393,17 @@ def test_stats(hub: HubServer) -> None:
     assert hub.bytes_sent == 0 and not hub.requests and not hub.bytes_by_path
 
 
+def test_reset_clears_faults_entries_and_counters(hub: HubServer) -> None:
+    hub.set_fault(repo="acme/tiny", path="config.json", status=500)
+    hub.add_extra_entry("acme/tiny", "../escape")
+    assert request(hub, "/acme/tiny/resolve/main/config.json")[0] == 500
+    assert request(hub, "/acme/tiny/resolve/main/../escape")[0] == 200
+    hub.reset()
+    assert not hub.faults and not hub.extra_tree_entries
+    assert hub.bytes_sent == 0 and not hub.requests and not hub.bytes_by_path
+    assert request(hub, "/acme/tiny/resolve/main/config.json")[2] == SMALL
+
+
 def test_remote_control(hub: HubServer) -> None:
     client = HubServerClient(hub.url)
     client.set_fault(repo="acme/tiny", path="config.json", status=500, times=1)

@@ -1,4 +1,4 @@
-"""The openai backend end to end: ``python -m embctl`` against the fake server in openai_server.
+"""The openai backend end to end: ``python -m embctl`` against `support.openai_server`.
 
 Every test counts what reached the server: a second run sends nothing, a rerun after a failure
 sends only the missing inputs, retries happen and are bounded, and the key never leaks.

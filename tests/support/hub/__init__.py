@@ -94,12 +94,13 @@ the siblings and paths-info, and ``resolve`` serves them (exact path match only;
 reads outside a repo directory), so tests can check that a client refuses them.  They change the
 commit sha so that clients do not reuse a cached tree listing.
 
-Counters (thread-safe, reset by `HubServer.reset_stats`): ``bytes_sent`` (body bytes of every
-response but the control endpoints'),
-``bytes_by_path[("org/name", "path")]`` (body bytes of ``resolve`` responses) and ``requests``,
-a list of `RequestRecord` ``(method, path, range, status)``; ``path`` is the URL-decoded request
-path without the query string.  A request is recorded when its status line is sent and bytes are
-counted as they are handed to the socket, so both are up to date once a client has its answer.
+Counters (thread-safe, reset by `HubServer.reset_stats`; `HubServer.reset` also clears the
+faults and extra entries): ``bytes_sent`` (body bytes of every response but the control
+endpoints'), ``bytes_by_path[("org/name", "path")]`` (body bytes of ``resolve`` responses)
+and ``requests``, a list of `RequestRecord` ``(method, path, range, status)``; ``path`` is
+the URL-decoded request path without the query string.  A request is recorded when its status
+line is sent and bytes are counted as they are handed to the socket, so both are up to date
+once a client has its answer.
 
 `HubServer.stop` also cuts open keep-alive connections, and a later `HubServer.start` binds the
 same port: tests can take the Hub "down" and back up at the same URL.
