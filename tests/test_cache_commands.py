@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import MINILM, one_line_error
-from hubserver import make_repo
+from support.hub import MINILM, make_repo
+from support.runner import one_line_error
 
 NO_WARNINGS = (
     "import huggingface_hub as h, sys\n"

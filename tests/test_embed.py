@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import one_line_error
+from support.runner import one_line_error
 
 MODEL = "all-MiniLM-L6-v2"
 TEXTS = [
@@ -37,10 +37,10 @@ def parse(stdout: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def reference() -> dict[str, np.ndarray]:
     """SentenceTransformer.encode of TEXTS, straight from the packaged model files."""
-    from hubserver import _minilm_source
     from sentence_transformers import SentenceTransformer
+    from support.hub import minilm_source
 
-    st = SentenceTransformer(str(_minilm_source()), device="cpu")
+    st = SentenceTransformer(str(minilm_source()), device="cpu")
     vecs = st.encode(TEXTS, convert_to_numpy=True)
     return dict(zip(TEXTS, vecs, strict=True))
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
-from conftest import Embctl, base_env, one_line_error
+from support.runner import Embctl, one_line_error
 
 MODEL = "all-MiniLM-L6-v2"
 ROWS = "".join(json.dumps({"id": i, "text": t}) + "\n"
@@ -37,8 +37,7 @@ def test_model_round_trip_to_an_offline_machine(pulled, tmp_path, hub):
 
     # Another machine: empty caches, offline, imports the directory, then embeds.
     other_home = tmp_path / "other"
-    other = Embctl({**base_env(other_home, "http://127.0.0.1:9"), "HF_HUB_OFFLINE": "1"},
-                   other_home)
+    other = Embctl.at(other_home, HF_HUB_OFFLINE="1")
     imported = other("pull", MODEL, "--from", str(out))
     assert imported.returncode == 0, imported.stderr
     theirs = other("embed", MODEL, input=ROWS)

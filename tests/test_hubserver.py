@@ -1,4 +1,4 @@
-"""Fast tests of the Hub test server itself (`tests/hubserver.py`), with the standard library."""
+"""Fast tests of the Hub test server itself (`support.hub`), with the standard library."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hubserver import (
+from support.hub import (
     MINILM_DECOYS,
     HubServer,
     HubServerClient,
@@ -23,6 +23,7 @@ from hubserver import (
     git_blob_sha1,
     make_repo,
 )
+from support.servers import fresh
 
 SMALL = b'{"hidden_size": 8}\n'
 BIG = bytes(range(256)) * 100  # 25600 bytes: over the 10 KiB LFS threshold
@@ -57,10 +58,7 @@ def tiny_server(tiny_root: Path) -> Iterator[HubServer]:
 @pytest.fixture
 def hub(tiny_server: HubServer) -> Iterator[HubServer]:
     """This module's server (synthetic repos), with faults and counters cleared."""
-    tiny_server.clear_faults()
-    tiny_server.reset_stats()
-    yield tiny_server
-    tiny_server.clear_faults()
+    yield from fresh(tiny_server)
 
 
 def request(
@@ -395,6 +393,17 @@ def test_stats(hub: HubServer) -> None:
     assert hub.bytes_sent == 0 and not hub.requests and not hub.bytes_by_path
 
 
+def test_reset_clears_faults_entries_and_counters(hub: HubServer) -> None:
+    hub.set_fault(repo="acme/tiny", path="config.json", status=500)
+    hub.add_extra_entry("acme/tiny", "../escape")
+    assert request(hub, "/acme/tiny/resolve/main/config.json")[0] == 500
+    assert request(hub, "/acme/tiny/resolve/main/../escape")[0] == 200
+    hub.reset()
+    assert not hub.faults and not hub.extra_tree_entries
+    assert hub.bytes_sent == 0 and not hub.requests and not hub.bytes_by_path
+    assert request(hub, "/acme/tiny/resolve/main/config.json")[2] == SMALL
+
+
 def test_remote_control(hub: HubServer) -> None:
     client = HubServerClient(hub.url)
     client.set_fault(repo="acme/tiny", path="config.json", status=500, times=1)
@@ -420,7 +429,8 @@ def test_remote_control(hub: HubServer) -> None:
 
 def test_command_line(tiny_root: Path) -> None:
     process = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("hubserver.py")), str(tiny_root)],
+        [sys.executable, "-m", "support.hub", str(tiny_root)],
+        cwd=Path(__file__).parent,
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import HEAVY_MODULES, one_line_error
-from image_fixtures import TINY_DIM, TINY_RESNET, build_resnet_repo, make_images
+from support.image_fixtures import TINY_DIM, TINY_RESNET, build_resnet_repo, make_images
+from support.runner import HEAVY_MODULES, one_line_error
 
 REF = f"image:{TINY_RESNET}"
 GOOD = ["rgb.png", "rgb.jpg", "gray8.png", "ir16.png", "ir16_as8.png", "ir16_lowbyte.png",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from image_fixtures import make_images, render8, thermal
+from support.image_fixtures import make_images, render8, thermal
 
 from embctl.errors import UsageError
 
@@ -93,7 +93,7 @@ def test_quality_rejects_nan_inf_zero():
 
 def test_embedder_rejects_bad_vectors_and_api_paths(tmp_path):
     from embctl_image.embedder import ImageEmbedder
-    from image_fixtures import build_resnet_repo
+    from support.image_fixtures import build_resnet_repo
 
     from embctl.backends import Model
     from embctl.errors import EmbctlError

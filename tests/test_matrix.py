@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MINILM, Embctl, base_env, cleared, one_line_error, settle
-from hubserver import HubServer
-from matrix_fixtures import (
+from support.hub import MINILM, HubServer, settle
+from support.matrix_fixtures import (
     BIN_ONLY,
     EMBED_NAME,
     LLM,
@@ -30,6 +29,8 @@ from matrix_fixtures import (
     header_size,
     tensor_bytes,
 )
+from support.runner import Embctl, one_line_error
+from support.servers import fresh
 
 MINILM_TENSOR = "embeddings.word_embeddings.weight"
 
@@ -47,12 +48,12 @@ def mhub_server(repos):
 
 @pytest.fixture
 def mhub(mhub_server):
-    yield from cleared(mhub_server)
+    yield from fresh(mhub_server)
 
 
 @pytest.fixture
 def run(tmp_path, mhub) -> Embctl:
-    return Embctl(base_env(tmp_path, mhub.url), tmp_path)
+    return Embctl.at(tmp_path, mhub.url)
 
 
 def kill_when_partial(proc: subprocess.Popen, run: Embctl, pattern: str, size: int) -> Path:

@@ -1,4 +1,4 @@
-"""The openai backend end to end: ``python -m embctl`` against the fake server in openai_server.
+"""The openai backend end to end: ``python -m embctl`` against `support.openai_server`.
 
 Every test counts what reached the server: a second run sends nothing, a rerun after a failure
 sends only the missing inputs, retries happen and are bounded, and the key never leaks.
@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Embctl, base_env, one_line_error
-from openai_server import Fault, OpenAIServer, expected_vector
+from support.openai_server import Fault, OpenAIServer, expected_vector
+from support.runner import Embctl, one_line_error
+from support.servers import fresh
 
 KEY = "sk-embctl-TEST-0123456789abcdefSECRET"
 MODEL = "test-embed"
@@ -30,17 +31,14 @@ def server():
 
 @pytest.fixture
 def fake(server):
-    server.reset()
-    yield server
-    server.reset()
+    yield from fresh(server)
 
 
 @pytest.fixture
 def oa(tmp_path, fake) -> Embctl:
-    env = base_env(tmp_path, "http://127.0.0.1:9")  # no Hub is needed
-    env.update(OPENAI_BASE_URL=fake.url, OPENAI_API_KEY=KEY, EMBCTL_OPENAI_BACKOFF="0.01",
-               EMBCTL_OPENAI_TIMEOUT="1.5")
-    return Embctl(env, tmp_path)
+    # No Hub is needed: the runner's default endpoint has nothing listening.
+    return Embctl.at(tmp_path, OPENAI_BASE_URL=fake.url, OPENAI_API_KEY=KEY,
+                     EMBCTL_OPENAI_BACKOFF="0.01", EMBCTL_OPENAI_TIMEOUT="1.5")
 
 
 def texts(n: int, tag: str = "doc") -> list[str]:

@@ -9,8 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from conftest import HEAVY_MODULES, resolve_gets
-from hubserver import make_repo
+from support.hub import make_repo, resolve_gets
+from support.runner import HEAVY_MODULES
 
 
 def install_plugin(site: Path, name: str, module_source: str, version: str = "0.1") -> None:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Embctl, base_env, one_line_error
+from support.runner import Embctl, one_line_error
 
 MODEL = "all-MiniLM-L6-v2"
 ROWS = "".join(json.dumps({"id": i, "text": t}) + "\n"
@@ -27,11 +27,6 @@ def sha256(path: Path) -> str:
 def snapshot(run: Embctl) -> Path:
     commit = (run.repo_dir / "refs" / "main").read_text().strip()
     return run.repo_dir / "snapshots" / commit
-
-
-def fresh(tmp_path: Path, name: str, url: str = "http://127.0.0.1:9", **env: str) -> Embctl:
-    home = tmp_path / name
-    return Embctl({**base_env(home, url), **env}, home)
 
 
 def model_folder(pulled: Embctl, dest: Path) -> Path:
@@ -145,7 +140,7 @@ def test_pull_from_follows_links_inside_and_refuses_links_leaving(pulled, tmp_pa
     (src / "_shared").mkdir()
     os.replace(src / "1_Pooling", src / "_shared" / "pooling")
     (src / "1_Pooling").symlink_to("_shared/pooling")  # a linked folder, inside DIR
-    b = fresh(tmp_path, "b", HF_HUB_OFFLINE="1")
+    b = Embctl.at(tmp_path / "b", HF_HUB_OFFLINE="1")
     proc = b("pull", MODEL, "--from", str(src))
     assert proc.returncode == 0, proc.stderr
     assert (snapshot(b) / "1_Pooling" / "config.json").is_file()
@@ -158,7 +153,7 @@ def test_pull_from_follows_links_inside_and_refuses_links_leaving(pulled, tmp_pa
     secret = outside / "vocab.txt"
     os.replace(src / "vocab.txt", secret)
     (src / "vocab.txt").symlink_to(secret)  # a file link leaving DIR
-    c = fresh(tmp_path, "c", HF_HUB_OFFLINE="1")
+    c = Embctl.at(tmp_path / "c", HF_HUB_OFFLINE="1")
     proc = c("pull", MODEL, "--from", str(src))
     line = one_line_error(proc)
     assert proc.returncode == 1 and "vocab.txt" in line and "--follow-links" in line
@@ -169,7 +164,7 @@ def test_pull_from_follows_links_inside_and_refuses_links_leaving(pulled, tmp_pa
     # A link that exists nowhere is named too, never dropped.
     (src / "vocab.txt").unlink()
     (src / "vocab.txt").symlink_to(tmp_path / "gone.txt")
-    d = fresh(tmp_path, "d", HF_HUB_OFFLINE="1")
+    d = Embctl.at(tmp_path / "d", HF_HUB_OFFLINE="1")
     proc = d("pull", MODEL, "--from", str(src), "--follow-links")
     assert proc.returncode == 1 and "broken symlink: vocab.txt" in one_line_error(proc)
     assert nothing_imported(d)
@@ -184,7 +179,7 @@ def test_symlink_cycles_are_refused_never_walked(pulled, tmp_path):
     line = one_line_error(proc)
     assert proc.returncode == 1 and "cycle" in line and "loop -> ." in line
     assert not out.exists() and sorted(os.listdir(tmp_path)) == ["model", "pulled"]
-    b = fresh(tmp_path, "b", HF_HUB_OFFLINE="1")
+    b = Embctl.at(tmp_path / "b", HF_HUB_OFFLINE="1")
     proc = b("pull", MODEL, "--from", str(src), "--follow-links")
     assert proc.returncode == 1 and "1_Pooling/up -> .." in one_line_error(proc)
     assert nothing_imported(b)
@@ -211,7 +206,7 @@ def test_export_import_keeps_the_revision_and_the_vector_cache(pulled, tmp_path,
     assert pulled("export", MODEL, "--to", str(usb), "-q").returncode == 0
 
     # Machine B: the export and A's vector cache file, nothing else; no network to import.
-    b = fresh(tmp_path, "b", hub.url)
+    b = Embctl.at(tmp_path / "b", hub.url)
     shutil.copytree(Path(pulled.env["EMBCTL_HOME"]) / "vectors", b.home / "embctl" / "vectors")
     proc = b("pull", MODEL, "--from", str(usb), "--json", env={"HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stderr
@@ -230,7 +225,7 @@ def test_export_import_keeps_the_revision_and_the_vector_cache(pulled, tmp_path,
     data = bytearray((damaged / "tokenizer.json").read_bytes())
     data[100] ^= 1
     (damaged / "tokenizer.json").write_bytes(bytes(data))
-    c = fresh(tmp_path, "c", HF_HUB_OFFLINE="1")
+    c = Embctl.at(tmp_path / "c", HF_HUB_OFFLINE="1")
     proc = c("pull", MODEL, "--from", str(damaged))
     line = one_line_error(proc)
     assert proc.returncode == 1 and "tokenizer.json" in line and "sha256" in line
@@ -244,7 +239,7 @@ def test_export_import_keeps_the_revision_and_the_vector_cache(pulled, tmp_path,
     # A plain folder (the README's offline install) imports as before, under its own revision.
     plain = tmp_path / "plain"
     shutil.copytree(usb, plain, ignore=shutil.ignore_patterns(".embctl-export.json"))
-    d = fresh(tmp_path, "d", HF_HUB_OFFLINE="1")
+    d = Embctl.at(tmp_path / "d", HF_HUB_OFFLINE="1")
     proc = d("pull", MODEL, "--from", str(plain), "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)[0]["revision"] != commit
@@ -257,7 +252,7 @@ def test_export_import_keeps_the_revision_and_the_vector_cache(pulled, tmp_path,
 def test_import_without_weights_fails_and_imports_nothing(pulled, tmp_path):
     src = model_folder(pulled, tmp_path / "model")
     (src / "model.safetensors").unlink()
-    b = fresh(tmp_path, "b", HF_HUB_OFFLINE="1")
+    b = Embctl.at(tmp_path / "b", HF_HUB_OFFLINE="1")
     proc = b("pull", MODEL, "--from", str(src))
     assert proc.returncode == 1 and "no weight files" in one_line_error(proc)
     assert nothing_imported(b)

@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import MINILM, one_line_error, resolve_gets, settle
+from support.hub import MINILM, resolve_gets, settle
+from support.runner import one_line_error
 
 
 def _etag(hub, path: str = "model.safetensors") -> str:
@@ -144,13 +145,13 @@ def test_repair_never_writes_through_a_planted_link(pulled, hub, tmp_path):
 
 
 def test_import_never_writes_through_a_planted_link(embctl, hub, tmp_path):
-    from hubserver import _minilm_source
+    from support.hub import minilm_source
 
     outside, victim = _outside(tmp_path)
     link = embctl.cache / "models--my-org--my-minilm" / "blobs"
     link.parent.mkdir(parents=True)
     link.symlink_to(outside, target_is_directory=True)
-    proc = embctl("pull", "my-org/my-minilm", "--from", str(_minilm_source()))
+    proc = embctl("pull", "my-org/my-minilm", "--from", str(minilm_source()))
     assert proc.returncode == 1
     assert str(link) in one_line_error(proc)
     assert sorted(p.name for p in outside.iterdir()) == ["victim.txt"]

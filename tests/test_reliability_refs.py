@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import HEAVY_MODULES, MINILM, one_line_error
-from hubserver import make_repo
+from support.hub import MINILM, make_repo
+from support.runner import HEAVY_MODULES, one_line_error
 
 LINE = '{"id": 1, "text": "The refund policy allows returns within 30 days"}\n'
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .hub import make_repo
+
 TINY_RESNET = "embctl-test/tiny-resnet"
 TINY_DIM = 32
 DECOYS = {"pytorch_model.bin": b"decoy" * 100, "tf_model.h5": b"decoy" * 100,
@@ -23,7 +25,6 @@ def build_resnet_repo(root: Path, repo_id: str = TINY_RESNET, *, size: int = 64,
                       layer_type: str = "basic", seed: int = 0) -> Path:
     """A randomly initialised ResNet saved with save_pretrained, with its image processor."""
     import torch
-    from hubserver import make_repo
     from transformers import ConvNextImageProcessorPil, ResNetConfig, ResNetModel
 
     torch.manual_seed(seed)

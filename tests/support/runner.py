@@ -1,0 +1,104 @@
+"""`Embctl` runs ``python -m embctl`` the way users run it, in a test home; `one_line_error`
+checks the shape of its errors.
+
+Each home is a fresh directory: ``HF_HOME=<home>/hf``, ``EMBCTL_HOME=<home>/embctl``, and
+``HF_ENDPOINT`` pointing at a local server (no test reaches the network).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Modules `embctl --help`, `ls`, `du`, `rm` must never import.
+HEAVY_MODULES = ("torch", "transformers", "sentence_transformers", "openai", "PIL")
+#: An endpoint where nothing listens, for runs that must not need a Hub.
+NO_HUB = "http://127.0.0.1:9"
+
+
+def base_env(home: Path, hub_url: str) -> dict[str, str]:
+    """The environment of a run in ``home`` against the Hub at ``hub_url``, without the
+    caller's HF_/EMBCTL_/OPENAI_ settings."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HF_", "HUGGINGFACE_", "SENTENCE_TRANSFORMERS", "EMBCTL_", "OPENAI_"))
+    }
+    env.update(
+        HF_ENDPOINT=hub_url,
+        HF_HOME=str(home / "hf"),
+        EMBCTL_HOME=str(home / "embctl"),
+        HF_HUB_DISABLE_XET="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_ETAG_TIMEOUT="5",
+        HF_HUB_DOWNLOAD_TIMEOUT="5",
+        PYTHONUNBUFFERED="1",
+        NO_COLOR="1",
+    )
+    return env
+
+
+@dataclass
+class Embctl:
+    """Runs ``python -m embctl`` with a test environment."""
+
+    env: dict[str, str]
+    home: Path
+
+    @classmethod
+    def at(cls, home: Path, hub_url: str = NO_HUB, **env: str) -> Embctl:
+        """A runner with its home in ``home``, against the Hub at ``hub_url``, plus ``env``."""
+        return cls({**base_env(home, hub_url), **env}, home)
+
+    @property
+    def cache(self) -> Path:
+        return Path(self.env["HF_HOME"]) / "hub"
+
+    @property
+    def repo_dir(self) -> Path:
+        return self.cache / "models--sentence-transformers--all-MiniLM-L6-v2"
+
+    def __call__(
+        self,
+        *args: str,
+        input: str | bytes | None = None,
+        env: dict | None = None,
+        timeout: float = 300,
+        check: bool | None = None,
+    ) -> subprocess.CompletedProcess:
+        full_env = {**self.env, **(env or {})}
+        text = not isinstance(input, bytes)
+        proc = subprocess.run(
+            [sys.executable, "-m", "embctl", *args],
+            input=input,
+            env=full_env,
+            capture_output=True,
+            text=text,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL if input is None else None,
+        )
+        if check:
+            assert proc.returncode == 0, f"embctl {' '.join(args)} failed:\n{proc.stderr}"
+        return proc
+
+    def popen(self, *args: str, env: dict | None = None, **kw) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", "embctl", *args],
+            env={**self.env, **(env or {})},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            **kw,
+        )
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    """The error output must be one line (plus optional warnings) and hold no traceback."""
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("embctl: error:")]
+    assert len(errors) == 1, proc.stderr
+    return errors[0]
