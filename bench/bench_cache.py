@@ -49,7 +49,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        from hubserver import build_minilm_repo
+        from support.hub import build_minilm_repo
 
         build_minilm_repo(work / "hub")
         with local_hub(work / "hub") as server:

@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None, help="reuse a generated image folder")
     args = parser.parse_args()
 
-    from image_fixtures import build_resnet_repo
+    from support.image_fixtures import build_resnet_repo
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-image-"))
     data = args.data or tmp / "images"

@@ -1,4 +1,4 @@
-"""Benchmarks for the matrix backend, against a local Hub server (tests/hubserver.py).
+"""Benchmarks for the matrix backend, against a local Hub server (tests/support/hub/).
 
     /work/venv/bin/python bench/bench_matrix.py [--runs 3] [--hidden 2048] [--texts 5000]
 
@@ -33,8 +33,8 @@ import common  # noqa: F401  (a fair environment for timing; see common.py)
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from hubserver import HubServer, build_minilm_repo  # noqa: E402
-from matrix_fixtures import EMBED_NAME, build_sharded_llm, embed_shard  # noqa: E402
+from support.hub import HubServer, build_minilm_repo  # noqa: E402
+from support.matrix_fixtures import EMBED_NAME, build_sharded_llm, embed_shard  # noqa: E402
 
 REPO = "bench/llm"
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -102,7 +102,7 @@ def main() -> None:
     repo = build_sharded_llm(root, REPO, hidden=args.hidden, layers=2)
     build_minilm_repo(root, decoys=False)
     shard = embed_shard(repo)
-    from matrix_fixtures import tensor_bytes
+    from support.matrix_fixtures import tensor_bytes
 
     tensor = len(tensor_bytes(shard, EMBED_NAME))
     print(f"built checkpoint in {time.perf_counter() - t:.1f}s: embedding {tensor:,} bytes, "

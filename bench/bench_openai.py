@@ -1,6 +1,7 @@
 """Throughput of ``embctl embed openai:...`` against a plain openai-client loop.
 
-Both talk to the fake OpenAI server of tests/openai_server.py, started here in its own process
+Both talk to the fake OpenAI server of tests/support/openai_server.py, started here in its own
+process
 with a fixed latency per request (20 ms by default), and embed the same N inputs (10,000 by
 default, 40-400 characters each) with text-embedding-3-small (1,536 dimensions).  The server
 keeps the vectors it computed (``--cache-vectors``; one untimed warm-up run fills it), because
@@ -62,9 +63,9 @@ def make_inputs(n: int) -> list[str]:
 
 def start_server(latency_ms: float) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "openai_server.py"), "--latency-ms",
+        [sys.executable, "-m", "support.openai_server", "--latency-ms",
          str(latency_ms), "--api-key", KEY, "--cache-vectors"],
-        stdout=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, text=True, cwd=ROOT / "tests")
     line = proc.stdout.readline().strip()  # "URL http://127.0.0.1:PORT/v1"
     if not line.startswith("URL "):
         proc.kill()

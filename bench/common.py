@@ -59,7 +59,7 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 @contextmanager
 def local_hub(root: Path):
-    from hubserver import HubServer
+    from support.hub import HubServer
 
     with HubServer(root) as server:
         yield server

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Embctl, base_env, one_line_error
-from openai_server import Fault, OpenAIServer
+from support.openai_server import Fault, OpenAIServer
+from support.runner import Embctl, one_line_error
 
 MODEL = "all-MiniLM-L6-v2"
 FULL = Path("/dev/full")
@@ -331,9 +331,8 @@ def openai_server():
 @pytest.fixture
 def oa(tmp_path, openai_server) -> Embctl:
     openai_server.reset()
-    env = base_env(tmp_path, "http://127.0.0.1:9")
-    env.update(OPENAI_API_KEY=KEY, EMBCTL_OPENAI_BACKOFF="0.01", EMBCTL_OPENAI_TIMEOUT="1.5")
-    return Embctl(env, tmp_path)
+    return Embctl.at(tmp_path, OPENAI_API_KEY=KEY, EMBCTL_OPENAI_BACKOFF="0.01",
+                     EMBCTL_OPENAI_TIMEOUT="1.5")
 
 
 def derived_forms(user: str, key: str) -> list[str]:
