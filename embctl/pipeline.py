@@ -506,11 +506,12 @@ def namespace_for(embedder: Embedder, adapter: InputAdapter) -> dict[str, Any]:
 
 def open_store(namespace: dict[str, Any], ref: str, embedder: Embedder | None = None
                ) -> VectorStore | None:
-    """The namespace's cache, or None (with one warning) when it cannot be opened."""
+    """The namespace's cache, or None (with one warning) when it cannot be opened.  A missing
+    file is created by the first commit: a run that commits nothing leaves none."""
     from embctl.vectors.store import VectorStore
 
     try:
-        return VectorStore.open(namespace, ref=ref,
+        return VectorStore.open(namespace, ref=ref, create=False,
                                 dim=getattr(embedder, "expected_dim", None))
     except (sqlite3.Error, OSError) as exc:
         warn(f"vector cache unavailable ({exc}); embedding without it")

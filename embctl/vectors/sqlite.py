@@ -30,11 +30,15 @@ def page_size_for(dim: int | None) -> int:
     return 65536
 
 
-def connect(path: Path, *, readonly: bool = False, page_size: int = 8192) -> sqlite3.Connection:
+def connect(path: Path, *, readonly: bool = False, page_size: int = 8192,
+            create: bool = True) -> sqlite3.Connection:
     """Open a cache file in autocommit mode with the pragmas every user needs (``page_size``
-    applies to a new, empty file only)."""
-    if readonly:
-        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None,
+    applies to a new, empty file only).  ``create=False``: a missing file is an error
+    (sqlite3.OperationalError), never created."""
+    if readonly or not create:
+        mode = "ro" if readonly else "rw"
+        uri = f"{Path(path).absolute().as_uri()}?mode={mode}"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None,
                                timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
     else:
         conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
