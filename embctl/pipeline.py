@@ -270,6 +270,7 @@ class Vectorizer:
         self._planned: dict[bytes, Job] = {}  # keys a started, unfinished job will compute
         self._error: BaseException | None = None  # the first failed batch's, in any thread
         self._warned = False
+        self._files_checked = False  # the model's cache blobs, against their hashes
 
     def close(self) -> None:
         if self._pool is not None:
@@ -335,6 +336,11 @@ class Vectorizer:
         for key, item in zip(job.keys, items, strict=True):
             if key not in job.vecs and key not in job.borrowed and key not in job.misses:
                 job.misses[key] = item
+        if job.misses and not self._files_checked:  # before the model computes anything
+            from embctl.vectors.guard import check_model_files
+
+            check_model_files(self.embedder)
+            self._files_checked = True
         for key in job.misses:
             self._planned[key] = job
         touched = self.store.take_stale() if self.store is not None else []
@@ -453,6 +459,8 @@ class Vectorizer:
     def _embed(self, payloads: list[Any]) -> memoryview:
         import numpy as np
 
+        from embctl.vectors.guard import check_finite
+
         vectors = np.asarray(self.embedder.embed(payloads), dtype="<f4")
         if vectors.ndim != 2 or vectors.shape[0] != len(payloads):
             raise EmbctlError(f"the backend returned shape {vectors.shape} for "
@@ -462,6 +470,7 @@ class Vectorizer:
         elif vectors.shape[1] != self.dim:
             raise EmbctlError(f"the backend returned {vectors.shape[1]}-dim vectors; "
                               f"the cache holds {self.dim}-dim ones")
+        check_finite(self.embedder, vectors)  # NaN or inf: never written, never cached
         # The array's own memory, as bytes (no copy): backends return a new array per call.
         return memoryview(np.ascontiguousarray(vectors)).cast("B")
 

@@ -108,6 +108,16 @@ def remove_vectors(model: Model | None = None, namespace: str | None = None, *,
     return chosen
 
 
+def drop_revision(repo_id: str, revision: str, *, root: Path | None = None) -> list[Entry]:
+    """Delete every cache of ``repo_id`` at ``revision`` (any backend and options) and return
+    their entries: once a damaged file of that revision is repaired, no vector computed
+    before the repair is served (when the damage began is unknown)."""
+    chosen = [e for e in vector_entries(root) if e.repo_id == repo_id and e.revision == revision]
+    for entry in chosen:
+        entry.size_bytes = store.remove_files(Path(entry.path))
+    return chosen
+
+
 @dataclass
 class VectorCheck:
     """The verdict on one cache file."""
