@@ -18,7 +18,10 @@ end, e.g. for the truncation warning); ``cancel()`` (the run is stopping: the ca
 now retry nothing); ``expected_dim`` (the vector size when known before
 the model runs: a new cache file's page size is chosen for it); ``max_batch_tokens`` with
 ``count_tokens(text)`` (a batch is also cut before its estimated tokens pass that budget: API
-request limits).  What is keyed and what is passed to ``embed`` is decided by an
+request limits); ``ref`` (the reference as given, for messages) and ``model_files`` (the files
+the vectors are made from: those that are Hugging Face cache blobs are checked against their
+hashes before the first batch; see embctl/vectors/guard.py, which also rejects any batch holding
+NaN or infinity).  What is keyed and what is passed to ``embed`` is decided by an
 :class:`InputAdapter`: texts today; images (path in, file bytes keyed) later.
 
 numpy is imported by the functions that run, not by this module's import.
