@@ -25,11 +25,11 @@ import sqlite3
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from embctl.paths import vectors_dir
+from embctl.vectors.meta import StoreInfo, info_from_meta, read_meta  # noqa: F401  (re-exported)
 from embctl.vectors.sqlite import (  # noqa: F401  (re-exported: store.connect...)
     BUSY_TIMEOUT_MS,
     _ReadTxn,
@@ -82,46 +82,6 @@ class KeyMaker:
         h = self._prefix.copy()
         h.update(data)
         return h.digest()
-
-
-@dataclass
-class StoreInfo:
-    """What a cache file says about itself (the ``meta`` table)."""
-
-    namespace: dict[str, Any]
-    ns_id: str
-    dim: int | None
-    count: int
-    created: float | None
-    last_used: float | None
-    ref: str | None
-    stores_text: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def read_meta(conn: sqlite3.Connection) -> dict[str, str]:
-    return dict(conn.execute("SELECT name, value FROM meta").fetchall())
-
-
-def info_from_meta(meta: dict[str, str]) -> StoreInfo:
-    def num(name: str) -> float | None:
-        try:
-            return float(meta[name])
-        except (KeyError, ValueError):
-            return None
-
-    namespace = json.loads(meta.get("namespace", "{}"))
-    dim = num("dim")
-    return StoreInfo(
-        namespace=namespace,
-        ns_id=meta.get("ns_id", ""),
-        dim=int(dim) if dim else None,
-        count=int(num("count") or 0),
-        created=num("created"),
-        last_used=num("last_used"),
-        ref=meta.get("ref"),
-        stores_text=meta.get("stores_text") == "1",
-    )
 
 
 class VectorStore:
