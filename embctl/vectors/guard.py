@@ -49,7 +49,7 @@ def check_model_files(embedder: Embedder) -> None:
         raise EmbctlError(
             f"{name}: {snapshot_path(file)}{more} does not match its hash (expected "
             f"{expected[:12]}, got {actual[:12]}): the file is damaged or was replaced; "
-            f"nothing was embedded. Run `embctl verify {name} --repair`")
+            f"nothing was computed with it. Run `embctl verify {name} --repair`")
 
 
 def check_finite(embedder: Embedder, vectors: np.ndarray) -> None:
