@@ -120,7 +120,7 @@ def load(ref: str, *, device: str | None = None, normalize: bool = False, prefix
         import sqlite3
 
         try:
-            store = VectorStore.open(namespace, ref=ref,
+            store = VectorStore.open(namespace, ref=ref, create=False,
                                      dim=getattr(embedder, "expected_dim", None))
         except (sqlite3.Error, OSError) as exc:
             from embctl.console import warn

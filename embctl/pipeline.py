@@ -18,7 +18,10 @@ end, e.g. for the truncation warning); ``cancel()`` (the run is stopping: the ca
 now retry nothing); ``expected_dim`` (the vector size when known before
 the model runs: a new cache file's page size is chosen for it); ``max_batch_tokens`` with
 ``count_tokens(text)`` (a batch is also cut before its estimated tokens pass that budget: API
-request limits).  What is keyed and what is passed to ``embed`` is decided by an
+request limits); ``ref`` (the reference as given, for messages) and ``model_files`` (the files
+the vectors are made from: those that are Hugging Face cache blobs are checked against their
+hashes before the first batch; see embctl/vectors/guard.py, which also rejects any batch holding
+NaN or infinity).  What is keyed and what is passed to ``embed`` is decided by an
 :class:`InputAdapter`: texts today; images (path in, file bytes keyed) later.
 
 numpy is imported by the functions that run, not by this module's import.
@@ -285,6 +288,7 @@ class Vectorizer:
         self._planned: dict[bytes, Job] = {}  # keys a started, unfinished job will compute
         self._error: BaseException | None = None  # the first failed batch's, in any thread
         self._warned = False
+        self._files_checked = False  # the model's cache blobs, against their hashes
 
     def close(self) -> None:
         if self._pool is not None:
@@ -350,6 +354,11 @@ class Vectorizer:
         for key, item in zip(job.keys, items, strict=True):
             if key not in job.vecs and key not in job.borrowed and key not in job.misses:
                 job.misses[key] = item
+        if job.misses and not self._files_checked:  # before the model computes anything
+            from embctl.vectors.guard import check_model_files
+
+            check_model_files(self.embedder)
+            self._files_checked = True
         for key in job.misses:
             self._planned[key] = job
         touched = self.store.take_stale() if self.store is not None else []
@@ -468,6 +477,8 @@ class Vectorizer:
     def _embed(self, payloads: list[Any]) -> memoryview:
         import numpy as np
 
+        from embctl.vectors.guard import check_finite
+
         vectors = np.asarray(self.embedder.embed(payloads), dtype="<f4")
         if vectors.ndim != 2 or vectors.shape[0] != len(payloads):
             raise EmbctlError(f"the backend returned shape {vectors.shape} for "
@@ -477,6 +488,7 @@ class Vectorizer:
         elif vectors.shape[1] != self.dim:
             raise EmbctlError(f"the backend returned {vectors.shape[1]}-dim vectors; "
                               f"the cache holds {self.dim}-dim ones")
+        check_finite(self.embedder, vectors)  # NaN or inf: never written, never cached
         # The array's own memory, as bytes (no copy): backends return a new array per call.
         return memoryview(np.ascontiguousarray(vectors)).cast("B")
 
@@ -521,11 +533,12 @@ def namespace_for(embedder: Embedder, adapter: InputAdapter) -> dict[str, Any]:
 
 def open_store(namespace: dict[str, Any], ref: str, embedder: Embedder | None = None
                ) -> VectorStore | None:
-    """The namespace's cache, or None (with one warning) when it cannot be opened."""
+    """The namespace's cache, or None (with one warning) when it cannot be opened.  A missing
+    file is created by the first commit: a run that commits nothing leaves none."""
     from embctl.vectors.store import VectorStore
 
     try:
-        return VectorStore.open(namespace, ref=ref,
+        return VectorStore.open(namespace, ref=ref, create=False,
                                 dim=getattr(embedder, "expected_dim", None))
     except (sqlite3.Error, OSError) as exc:
         warn(f"vector cache unavailable ({exc}); embedding without it")

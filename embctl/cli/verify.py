@@ -36,9 +36,9 @@ def command(refs, repair, remote, jobs, cache_dir, as_json, quiet):
     from embctl.models.hub import is_offline, repo_dir
     from embctl.models.lookup import not_in_cache
     from embctl.models.scan import scan_cache, scan_repo
-    from embctl.models.verify import check_and_repair, check_models
+    from embctl.models.verify import check_and_repair, check_models, damaged_revisions
     from embctl.registry import get_backend, resolve
-    from embctl.vectors.scan import select_vectors, verify_vectors
+    from embctl.vectors.scan import drop_revision, select_vectors, verify_vectors
 
     if remote and is_offline():
         raise EmbctlError("verify --remote compares with the Hub, and HF_HUB_OFFLINE=1 forbids "
@@ -63,6 +63,7 @@ def command(refs, repair, remote, jobs, cache_dir, as_json, quiet):
         repos = [r for r in scan_cache(cache) if r.repo_type == "model"]
         others = [(verify_vectors, None), (verify_matrices, None)]
     quiet = quiet or as_json
+    dropped = []  # (ref, commit, caches): vectors computed before a repair of their model
 
     if repair:
         def announce(repo, problems):
@@ -71,6 +72,8 @@ def command(refs, repair, remote, jobs, cache_dir, as_json, quiet):
 
         repos, problems = check_and_repair(repos, cache, names, remote=remote, workers=jobs,
                                            quiet=quiet, on_repair=announce)
+        dropped = [(ref, commit, drop_revision(repo_id, commit))
+                   for repo_id, commit, ref in damaged_revisions(repos, problems, names)]
     else:
         problems = check_models(repos, cache, names, remote=remote, workers=jobs, quiet=quiet)
     checks = [c for fn, model in others for c in fn(model, repair=repair)]
@@ -84,10 +87,20 @@ def command(refs, repair, remote, jobs, cache_dir, as_json, quiet):
                     "checked": {"models": len(repos), "files": files, "vector_caches": n_vectors,
                                 "matrices": n_matrices},
                     "problems": [p.to_json() for p in problems]
-                    + [c.to_json() for c in bad_checks]})
+                    + [c.to_json() for c in bad_checks],
+                    "dropped_vectors": [{"ref": ref, "revision": commit,
+                                         "namespace": e.extra.get("namespace"),
+                                         "count": e.count or 0} for ref, commit, caches in dropped
+                                        for e in caches]})
     else:
         for p in problems:
             click.echo(p.describe())
+        for ref, commit, caches in dropped:
+            if caches:
+                n = sum(e.count or 0 for e in caches)
+                click.echo(f"{ref}@{commit[:8]}: dropped {n:,} vectors ({len(caches)} vector "
+                           f"cache{'s' if len(caches) > 1 else ''}) computed before the repair; "
+                           "the next embed computes them again")
         for c in bad_checks:
             for line in c.problems:
                 click.echo(f"{c.entry.ref} ({c.to_json()['kind']} {c.entry.path}): {line}")

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from embctl.models import records
+from embctl.models import blobcheck, records
 from embctl.models.hashing import hash_blob, hash_kind
 from embctl.models.scan import CachedRepo
 from embctl.progress import ByteProgress
@@ -79,14 +79,17 @@ def verify_models(repos: list[CachedRepo], names: dict[str, str], *, workers: in
 
     workers = workers or min(8, os.cpu_count() or 2)
     done = 0
+    hashed: list[tuple[Path, str]] = []
     with ByteProgress("verifying", total, quiet=quiet, plain=False) as progress, ThreadPoolExecutor(
         max_workers=workers
     ) as pool:
         for repo, name, actual in pool.map(check, jobs):
             done += repo.blobs[name].size
             progress.update(done)
+            hashed.append((Path(repo.blobs[name].path), actual))
             if actual != name:
                 bad[(repo.repo_id, name)] = actual
+    blobcheck.record(hashed)  # embed need not hash these again (see embctl/models/blobcheck.py)
     for repo in repos:
         for rev in repo.revisions:
             for f in rev.files:
@@ -175,6 +178,22 @@ def check_models(repos: list[CachedRepo], cache_dir: Path, names: dict[str, str]
         for repo in repos:
             problems += compare_remote(repo, names.get(repo.repo_id, repo.repo_id))
     return problems
+
+
+#: Problems meaning a revision's bytes were not its own: vectors computed from it may be wrong.
+WRONG_BYTES = ("hash_mismatch", "wrong_version")
+
+
+def damaged_revisions(repos: list[CachedRepo], problems: list[Problem],
+                      names: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(repo id, commit, display ref) of each revision that had a file with wrong bytes."""
+    found: dict[tuple[str, str], str] = {}
+    for repo in repos:
+        ref = names.get(repo.repo_id, repo.repo_id)
+        for p in problems:
+            if p.ref == ref and p.revision and p.problem in WRONG_BYTES:
+                found[(repo.repo_id, p.revision)] = ref
+    return [(repo_id, commit, ref) for (repo_id, commit), ref in found.items()]
 
 
 def check_and_repair(repos: list[CachedRepo], cache_dir: Path, names: dict[str, str], *,

@@ -21,15 +21,16 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from embctl.vectors.store import VectorStore, connect
+from embctl.vectors.store import VectorStore
 
 Row = tuple[bytes, bytes, "str | None"]
 
 
 class Committer:
     def __init__(self, store: VectorStore) -> None:
-        """Commit into ``store``'s file through a connection of its own."""
-        self.store = VectorStore(store.path, connect(store.path), store.namespace, store.ns_id)
+        """Commit into ``store``'s file through a connection of its own, opened (and the file
+        created, when missing) by the first commit: a run that commits nothing leaves no file."""
+        self.store = store.sibling()
         self.error: BaseException | None = None
         self._lock = threading.Lock()
         self._pending: dict[bytes, bytes] = {}

@@ -108,6 +108,16 @@ def remove_vectors(model: Model | None = None, namespace: str | None = None, *,
     return chosen
 
 
+def drop_revision(repo_id: str, revision: str, *, root: Path | None = None) -> list[Entry]:
+    """Delete every cache of ``repo_id`` at ``revision`` (any backend and options) and return
+    their entries: once a damaged file of that revision is repaired, no vector computed
+    before the repair is served (when the damage began is unknown)."""
+    chosen = [e for e in vector_entries(root) if e.repo_id == repo_id and e.revision == revision]
+    for entry in chosen:
+        entry.size_bytes = store.remove_files(Path(entry.path))
+    return chosen
+
+
 @dataclass
 class VectorCheck:
     """The verdict on one cache file."""
@@ -172,20 +182,53 @@ def _check_one(entry: Entry, repair: bool) -> VectorCheck:
     check = VectorCheck(entry, ok=True)
     if entry.status == "incomplete":  # being created right now: nothing to check yet
         return check
+    if _inspect(entry, repair, check) and repair:
+        _salvage(entry, check)
+    return check
+
+
+def _salvage(entry: Entry, check: VectorCheck) -> None:
+    """Replace a damaged file by what can be read of it (or drop it), then check that."""
+    from embctl.vectors.salvage import salvage
+
+    path = Path(entry.path)
+    try:
+        result = salvage(path)
+    except (sqlite3.Error, OSError) as exc:
+        check.problems.append(f"could not be repaired: {exc}")
+        return
+    check.problems.append(result.describe())
+    check.repaired = True
+    if not result.dropped:  # what was saved may hold bad vectors too: repaired the same way
+        again = VectorCheck(_entry(path), ok=True)
+        damaged = _inspect(again.entry, True, again)
+        check.checked += again.checked
+        check.removed += again.removed
+        check.problems += again.problems
+        for kind, n in again.bad.items():
+            check.bad[kind] = check.bad.get(kind, 0) + n
+        check.repaired = not damaged and (again.ok or again.repaired)
+
+
+def _inspect(entry: Entry, repair: bool, check: VectorCheck) -> bool:
+    """Check one file, deleting bad vectors with ``repair``; -> True when the file itself is
+    damaged (unreadable, failing SQLite's integrity check), which only a salvage mends."""
     if entry.status == "broken":
         check.ok = False
         check.problems.append(f"cannot be read: {entry.extra.get('error')}")
-        return check
+        return True
     try:
-        conn = store.connect(Path(entry.path), readonly=not repair)
+        conn = store.connect(Path(entry.path), readonly=not repair, create=False)
     except sqlite3.Error as exc:
-        return VectorCheck(entry, ok=False, problems=[f"cannot be opened: {exc}"])
+        check.ok = False
+        check.problems.append(f"cannot be opened: {exc}")
+        return True
     try:
         result = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall()]
         if result != ["ok"]:
             check.ok = False
             check.problems.append("SQLite integrity check failed: " + "; ".join(result[:5]))
-            return check
+            return True
         try:
             import numpy  # noqa: F401
 
@@ -222,14 +265,16 @@ def _check_one(entry: Entry, repair: bool) -> VectorCheck:
     except sqlite3.DatabaseError as exc:
         check.ok = False
         check.problems.append(f"unreadable: {exc}")
+        return True
     finally:
         conn.close()
-    return check
+    return False
 
 
 def verify_vectors(model: Model | None = None, namespace: str | None = None, *,
                    repair: bool = False, root: Path | None = None) -> list[VectorCheck]:
     """Run SQLite's integrity check on each selected cache and flag vectors with NaN, inf,
     zero norm or the wrong dimension.  With ``repair``, delete the flagged vectors (the next
-    embed recomputes them); a file failing the integrity check is left for ``rm``."""
+    embed recomputes them), and replace a damaged file by what can be read of it, or drop it
+    when nothing can (see embctl/vectors/salvage.py)."""
     return [_check_one(entry, repair) for entry in select_vectors(model, namespace, root)]

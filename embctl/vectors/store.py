@@ -25,15 +25,22 @@ import sqlite3
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from embctl.paths import vectors_dir
+from embctl.vectors.meta import StoreInfo, info_from_meta, read_meta  # noqa: F401  (re-exported)
+from embctl.vectors.sqlite import (  # noqa: F401  (re-exported: store.connect...)
+    BUSY_TIMEOUT_MS,
+    _ReadTxn,
+    _retry,
+    _Txn,
+    connect,
+    page_size_for,
+)
 
 SCHEMA_VERSION = 1
 SUFFIX = ".sqlite"
-BUSY_TIMEOUT_MS = 60_000
 #: last_used is refreshed only when older than this, so warm runs write (almost) nothing.
 TOUCH_GRANULARITY_S = 3600
 _CHUNK = 500  # parameters per IN (...) query; SQLite's limit is far higher
@@ -77,131 +84,30 @@ class KeyMaker:
         return h.digest()
 
 
-def page_size_for(dim: int | None) -> int:
-    """The page size for a new file of ``dim``-dimension vectors: the smallest that wastes
-    under a tenth of each page.  A row is stored whole in one table page, so 8 KiB pages hold
-    five 384-dim rows, but only one 1,536-dim row (6 KiB, a quarter of the page wasted) where
-    32 KiB pages hold five: a 20% smaller file and about 40% less CPU to write it.  Bigger
-    pages cost reads in random order, hence the smallest that fits."""
-    if not dim:
-        return 8192
-    row = dim * 4 + 48  # the key (32 bytes), the cell's header and pointer
-    for size in (8192, 16384, 32768):
-        usable = size - 100  # page header and reserve, roughly
-        rows = usable // row
-        if rows and usable - rows * row < size // 10:
-            return size
-    return 65536
-
-
-def connect(path: Path, *, readonly: bool = False, page_size: int = 8192) -> sqlite3.Connection:
-    """Open a cache file in autocommit mode with the pragmas every user needs (``page_size``
-    applies to a new, empty file only)."""
-    if readonly:
-        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None,
-                               timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
-    else:
-        conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
-                               check_same_thread=False)
-    try:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        if not readonly:
-            conn.execute(f"PRAGMA page_size = {int(page_size)}")  # see page_size_for()
-            _retry(lambda: conn.execute("PRAGMA journal_mode = WAL"))
-            conn.execute("PRAGMA synchronous = NORMAL")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def _retry(fn, attempts: int = 20):
-    """Run fn, retrying on SQLITE_BUSY that busy_timeout does not cover (WAL setup)."""
-    delay = 0.01
-    for attempt in range(attempts):
-        try:
-            return fn()
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc) or attempt == attempts - 1:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
-    return None
-
-
-class _Txn:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on error."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        _retry(lambda: self.conn.execute("BEGIN IMMEDIATE"))
-        return self.conn
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            _retry(lambda: self.conn.execute("COMMIT"))
-        else:
-            try:
-                self.conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-
-
-@dataclass
-class StoreInfo:
-    """What a cache file says about itself (the ``meta`` table)."""
-
-    namespace: dict[str, Any]
-    ns_id: str
-    dim: int | None
-    count: int
-    created: float | None
-    last_used: float | None
-    ref: str | None
-    stores_text: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def read_meta(conn: sqlite3.Connection) -> dict[str, str]:
-    return dict(conn.execute("SELECT name, value FROM meta").fetchall())
-
-
-def info_from_meta(meta: dict[str, str]) -> StoreInfo:
-    def num(name: str) -> float | None:
-        try:
-            return float(meta[name])
-        except (KeyError, ValueError):
-            return None
-
-    namespace = json.loads(meta.get("namespace", "{}"))
-    dim = num("dim")
-    return StoreInfo(
-        namespace=namespace,
-        ns_id=meta.get("ns_id", ""),
-        dim=int(dim) if dim else None,
-        count=int(num("count") or 0),
-        created=num("created"),
-        last_used=num("last_used"),
-        ref=meta.get("ref"),
-        stores_text=meta.get("stores_text") == "1",
-    )
-
-
 class VectorStore:
-    """One namespace's cache file.  Not thread-safe: use it from one thread."""
+    """One namespace's cache file.  Not thread-safe: use it from one thread.
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, namespace: dict[str, Any],
-                 ns_id: str) -> None:
+    ``conn`` is None while the file does not exist: a store opened with ``create=False``
+    creates its file with the first write, so a run that commits nothing leaves no file.
+    """
+
+    def __init__(self, path: Path, conn: sqlite3.Connection | None, namespace: dict[str, Any],
+                 ns_id: str, *, ref: str | None = None, page_size: int = 8192) -> None:
         self.path = path
         self.conn = conn
         self.namespace = namespace
         self.ns_id = ns_id
+        self.ref = ref
+        self.page_size = page_size
         self.key = KeyMaker(ns_id)
         self.dim: int | None = None
         self.stale: list[bytes] = []
         self.used = False  # any hit or write: refresh the file's last_used on close
+        self.stores_text = False  # mark the file as holding texts with the next write
+        if conn is not None:
+            self._read_dim(conn)
+
+    def _read_dim(self, conn: sqlite3.Connection) -> None:
         meta = read_meta(conn)
         if meta.get("dim"):
             self.dim = int(meta["dim"])
@@ -210,34 +116,80 @@ class VectorStore:
 
     @classmethod
     def open(cls, namespace: dict[str, Any], *, ref: str | None = None,
-             root: Path | None = None, dim: int | None = None) -> VectorStore:
-        """Open (creating if needed) the cache of ``namespace``; ``dim``, when known, sizes a
-        new file's pages.  Raises sqlite3.Error/OSError."""
-        ns_id = namespace_id(namespace)
+             root: Path | None = None, dim: int | None = None,
+             create: bool = True) -> VectorStore:
+        """Open the cache of ``namespace``; ``dim``, when known, sizes a new file's pages.
+        ``create=False``: a missing file is created by the first write, not now (its
+        directory is checked now).  Raises sqlite3.Error/OSError."""
         path = store_path(namespace, root)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = connect(path, page_size=page_size_for(dim))
+        store = cls(path, None, namespace, namespace_id(namespace), ref=ref,
+                    page_size=page_size_for(dim))
+        if create or path.exists():
+            store._attach(create=True)
+        else:
+            _check_dir(path.parent)
+        return store
+
+    def sibling(self) -> VectorStore:
+        """Another handle on the same file, with a connection of its own made on first use
+        (the committer thread's)."""
+        other = VectorStore(self.path, None, self.namespace, self.ns_id, ref=self.ref,
+                            page_size=self.page_size)
+        other.dim, other.stores_text = self.dim, self.stores_text
+        return other
+
+    def _attach(self, *, create: bool) -> bool:
+        """Connect to the file, creating it (and its schema) with ``create``; without, False
+        when it is missing or has no schema yet (another process is creating it)."""
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = connect(self.path, page_size=self.page_size, create=create)
+        except sqlite3.OperationalError:
+            if create or self.path.exists():
+                raise
+            return False
         try:
             if not _has_schema(conn):
+                if not create:
+                    conn.close()
+                    return False
                 with _Txn(conn):
                     _create(conn)
                     now = str(time.time())
-                    rows = {"schema": str(SCHEMA_VERSION), "namespace": canonical(namespace),
-                            "ns_id": ns_id, "created": now, "last_used": now, "count": "0",
-                            "ref": ref or ""}
+                    rows = {"schema": str(SCHEMA_VERSION), "namespace": canonical(self.namespace),
+                            "ns_id": self.ns_id, "created": now, "last_used": now, "count": "0",
+                            "ref": self.ref or ""}
                     conn.executemany("INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)",
                                      rows.items())
             else:
                 schema = conn.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
                 if schema and int(schema[0]) > SCHEMA_VERSION:
                     raise sqlite3.DatabaseError(
-                        f"{path.name}: written by a newer embctl (schema {schema[0]})")
+                        f"{self.path.name}: written by a newer embctl (schema {schema[0]})")
+            self._read_dim(conn)
         except BaseException:
             conn.close()
             raise
-        return cls(path, conn, namespace, ns_id)
+        self.conn = conn
+        return True
+
+    def _reader(self) -> sqlite3.Connection | None:
+        """The connection for reads; None while the file does not exist (looked for again on
+        each call: another process may create it)."""
+        if self.conn is None and self.path.exists():
+            self._attach(create=False)
+        return self.conn
+
+    def _writer(self) -> sqlite3.Connection:
+        if self.conn is None:
+            self._attach(create=True)
+        assert self.conn is not None
+        return self.conn
 
     def close(self) -> None:
+        if self.conn is None:
+            return
         try:
             if self.used:
                 self.used = False
@@ -252,11 +204,14 @@ class VectorStore:
     def get_many(self, keys: Sequence[bytes]) -> dict[bytes, bytes]:
         """The stored vectors (raw float32 LE blobs) for those keys that are present."""
         found: dict[bytes, bytes] = {}
+        conn = self._reader()
+        if conn is None:
+            return found
         stale = int(time.time()) - TOUCH_GRANULARITY_S
         for i in range(0, len(keys), _CHUNK):
             chunk = keys[i:i + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            for key, vec, last_used in self.conn.execute(
+            for key, vec, last_used in conn.execute(
                     f"SELECT key, vec, last_used FROM vectors WHERE key IN ({marks})", chunk):
                 found[key] = vec
                 if last_used < stale:
@@ -273,15 +228,21 @@ class VectorStore:
     def iter_rows(self, batch: int = 1000) -> Iterator[list[tuple[bytes, bytes, str | None]]]:
         """All (key, vec, text) rows in key order, in lists of ``batch``.  Call inside
         :meth:`snapshot` for a consistent view."""
-        cur = self.conn.execute("SELECT key, vec, text FROM vectors ORDER BY key")
+        conn = self._reader()
+        if conn is None:
+            return
+        cur = conn.execute("SELECT key, vec, text FROM vectors ORDER BY key")
         while rows := cur.fetchmany(batch):
             yield rows
 
     def snapshot(self) -> _ReadTxn:
-        return _ReadTxn(self.conn)
+        return _ReadTxn(self._writer())
 
     def count(self) -> int:
-        row = self.conn.execute("SELECT value FROM meta WHERE name='count'").fetchone()
+        conn = self._reader()
+        if conn is None:
+            return 0
+        row = conn.execute("SELECT value FROM meta WHERE name='count'").fetchone()
         return int(row[0]) if row else 0
 
     # -- writing ---------------------------------------------------------------------------
@@ -296,7 +257,7 @@ class VectorStore:
         rows = list(rows)
         now = int(time.time())
         self.used = True
-        with _Txn(self.conn) as conn:
+        with _Txn(self._writer()) as conn:
             inserted = 0
             if rows:
                 before = conn.total_changes
@@ -312,6 +273,10 @@ class VectorStore:
                 if inserted:
                     conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + ? "
                                  "WHERE name = 'count'", (inserted,))
+                if self.stores_text:
+                    conn.execute("INSERT OR REPLACE INTO meta (name, value) "
+                                 "VALUES ('stores_text', '1')")
+                    self.stores_text = False  # marked once
             self._touch(conn, touched, now)
         return inserted
 
@@ -319,7 +284,7 @@ class VectorStore:
         """Mark keys as used now (cheap: only rows not touched within the last hour)."""
         if not keys:
             return
-        with _Txn(self.conn) as conn:
+        with _Txn(self._writer()) as conn:
             self._touch(conn, keys, int(time.time()))
 
     def _touch(self, conn: sqlite3.Connection, keys: Sequence[bytes], now: int) -> None:
@@ -335,29 +300,24 @@ class VectorStore:
                          (str(time.time()),))
 
     def mark_stores_text(self) -> None:
-        with _Txn(self.conn) as conn:
-            conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('stores_text', '1')")
+        """Mark the file as holding texts, with the next write of rows (a run that writes
+        none leaves the file as it is, or absent)."""
+        self.stores_text = True
 
     def delete_keys(self, keys: Sequence[bytes]) -> int:
-        with _Txn(self.conn) as conn:
+        with _Txn(self._writer()) as conn:
             return _delete(conn, keys)
 
 
-class _ReadTxn:
-    """A read transaction: a consistent snapshot of the file under WAL."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN")
-        return self.conn
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.conn.execute("COMMIT")
-        except sqlite3.Error:
-            pass
+def _check_dir(folder: Path) -> None:
+    """Fail now (OSError) when the cache file could not be created in ``folder`` later."""
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise NotADirectoryError(f"{probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PermissionError(f"{probe} is not writable")
 
 
 def _has_schema(conn: sqlite3.Connection) -> bool:

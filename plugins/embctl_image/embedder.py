@@ -104,6 +104,17 @@ class ImageEmbedder:
             self._dim = int(self.compute([probe[0]]).shape[1])
         return self._dim
 
+    @property
+    def ref(self) -> str:
+        """The reference as given, for messages."""
+        return self.model.ref
+
+    @property
+    def model_files(self) -> list[Path]:
+        """The files the vectors are made from: the pipeline checks those that are cache blobs
+        against their hashes before the first batch."""
+        return sorted(p for p in self.path.rglob("*") if p.is_file())
+
     def _crop_shape(self) -> tuple[int, int, int]:
         size = self.pre.crop or self.pre.size
         edge = size.get("shortest_edge", 224)

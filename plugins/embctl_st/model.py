@@ -140,6 +140,17 @@ class STEmbedder:
         }
 
     @property
+    def ref(self) -> str:
+        """The reference as given, for messages."""
+        return self.model.ref
+
+    @property
+    def model_files(self) -> list[Path]:
+        """The files the vectors are made from: the pipeline checks those that are cache blobs
+        against their hashes before the first batch."""
+        return sorted(p for p in self.path.rglob("*") if p.is_file())
+
+    @property
     def dim(self) -> int:
         if self._dim is None:
             self._dim = int(self._load().get_sentence_embedding_dimension())

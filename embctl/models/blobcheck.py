@@ -1,0 +1,116 @@
+"""Checking a model's cache blobs against their hashes before computing vectors with them.
+
+A blob in the Hugging Face cache is named by its content hash (sha256, or git's blob sha1 for
+small files), so a damaged or replaced blob can be told from the right one by hashing it.
+Hashing on every run would cost (0.1 s for all-MiniLM-L6-v2's 91 MB, about 1 s a GB), so each
+verdict is remembered in ``EMBCTL_HOME/blob-hashes.json`` under the blob's name, size and
+modification time: a blob is hashed again only after it was written to or replaced (a
+damaging write, a repair, another tool), and ``embctl verify`` records what it hashes.  Damage
+that keeps a file's size and time (bit rot) is what ``embctl verify`` is for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from embctl.models.hashing import hash_blob, hash_kind
+from embctl.paths import embctl_home
+
+MEMO = "blob-hashes.json"
+MAX_ENTRIES = 4096
+
+
+def _memo_path() -> Path:
+    return embctl_home() / MEMO
+
+
+def _stamp(name: str, st: os.stat_result) -> str:
+    return f"{name} {st.st_size} {st.st_mtime_ns}"
+
+
+def _load() -> dict[str, str]:
+    try:
+        data = json.loads(_memo_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _save(memo: dict[str, str]) -> None:
+    """Write the memo atomically; a memo that cannot be written only costs a hash later."""
+    path = _memo_path()
+    entries = list(memo.items())[-MAX_ENTRIES:]
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".blob-hashes.", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(dict(entries), f)
+        os.replace(tmp, path)
+    except OSError:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def record(hashed: Iterable[tuple[Path, str]]) -> None:
+    """Remember blobs hashed elsewhere (by ``verify``): (blob path, actual hash)."""
+    memo = _load()
+    changed = False
+    for path, actual in hashed:
+        try:
+            memo[_stamp(path.name, path.stat())] = actual
+            changed = True
+        except OSError:
+            continue
+    if changed:
+        _save(memo)
+
+
+def damaged(files: Iterable[Path]) -> list[tuple[Path, str, str]]:
+    """The files that are cache blobs (links to ``blobs/<hash>``) whose content does not
+    match their name: (file, expected hash, actual hash).  Other files are not checked."""
+    memo: dict[str, str] | None = None
+    bad = []
+    new = False
+    for file in files:
+        if not os.path.islink(file):
+            continue
+        blob = file.resolve()
+        kind = hash_kind(blob.name)
+        if kind is None:
+            continue
+        try:
+            st = blob.stat()
+        except OSError:
+            continue  # a missing blob: loading the model says so
+        if memo is None:
+            memo = _load()
+        stamp = _stamp(blob.name, st)
+        actual = memo.get(stamp)
+        if actual is None:
+            try:
+                actual = hash_blob(blob, kind)
+            except OSError:
+                continue
+            memo[stamp] = actual
+            new = True
+        if actual != blob.name:
+            bad.append((file, blob.name, actual))
+    if new and memo is not None:
+        _save(memo)
+    return bad
+
+
+def snapshot_path(file: Path) -> str:
+    """``1_Pooling/config.json`` for ``.../snapshots/<commit>/1_Pooling/config.json``."""
+    parts = file.parts
+    if "snapshots" in parts:
+        i = len(parts) - 1 - parts[::-1].index("snapshots")
+        return "/".join(parts[i + 2:])
+    return file.name
