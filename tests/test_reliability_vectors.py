@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Embctl, base_env, one_line_error
-from openai_server import Fault, OpenAIServer
+from support.openai_server import Fault, OpenAIServer
+from support.runner import Embctl, one_line_error
 
 MODEL = "all-MiniLM-L6-v2"
 TENSOR = "encoder.layer.0.attention.self.query.weight"  # 576 KiB at 49 MB of the 91 MB blob
@@ -315,10 +315,9 @@ def server():
 @pytest.fixture
 def oa(tmp_path, server) -> Embctl:
     server.reset()
-    env = base_env(tmp_path, "http://127.0.0.1:9")  # no Hub is needed
-    env.update(OPENAI_BASE_URL=server.url, OPENAI_API_KEY="sk-embctl-TEST-0123456789abcdef",
-               EMBCTL_OPENAI_BACKOFF="0.01", EMBCTL_OPENAI_TIMEOUT="1.5")
-    yield Embctl(env, tmp_path)
+    yield Embctl.at(tmp_path, OPENAI_BASE_URL=server.url,  # no Hub is needed
+                    OPENAI_API_KEY="sk-embctl-TEST-0123456789abcdef",
+                    EMBCTL_OPENAI_BACKOFF="0.01", EMBCTL_OPENAI_TIMEOUT="1.5")
     server.reset()
 
 
