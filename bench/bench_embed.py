@@ -94,7 +94,7 @@ def timed(cmd: list[str], env: dict[str, str], **kw) -> float:
 
 
 def snapshot_dir(env: dict[str, str]) -> str:
-    code = ("from embctl.registry import resolve; from embctl_st.model import locate;"
+    code = ("from embctl.registry import resolve; from embctl.models.locate import locate;"
             "print(locate(resolve('all-MiniLM-L6-v2'))[0])")
     return subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
                           text=True).stdout.strip()

@@ -8,6 +8,10 @@ A plugin is a module exposed through the ``embctl`` entry-point group::
 whose functions are decorated with :data:`hookimpl`.  The built-in backends in ``plugins/`` are
 registered exactly this way.  Plugin modules must stay cheap to import: import torch,
 transformers, openai or PIL inside the callables of the backend, never at module level.
+
+The types a hook registers (``Backend``, ``Option``, ``Alias``) and the ``Embedder`` base class
+a backend's ``load`` returns are in :mod:`embctl.backends`; docs/plugins.md documents every
+hook, field and member with a complete example plugin.
 """
 
 from __future__ import annotations

@@ -3,14 +3,25 @@ fast start that imports no heavy library."""
 
 from __future__ import annotations
 
+import ast
 import json
+import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from support.hub import make_repo, resolve_gets
 from support.runner import HEAVY_MODULES
+
+from embctl.backends import Backend, Embedder, Model, Option
+from embctl.errors import UsageError
+from embctl.namespace import namespace_for
+from embctl.options import check_options, format_backend_options, parse_options, with_defaults
+from embctl.vectors.store import namespace_id
+
+PLUGINS = Path(__file__).parent.parent / "plugins"
 
 
 def install_plugin(site: Path, name: str, module_source: str, version: str = "0.1") -> None:
@@ -40,7 +51,9 @@ TOY = """
 
 
 def with_site(run, site: Path) -> dict:
-    return {"PYTHONPATH": str(site)}
+    """``site`` first on the path, then the caller's (the checkout under test)."""
+    return {"PYTHONPATH": os.pathsep.join([str(site), *filter(None, [
+        os.environ.get("PYTHONPATH")])])}
 
 
 def test_builtin_plugin_listed(embctl):
@@ -123,3 +136,176 @@ def test_fast_commands_import_no_heavy_library(pulled):
              *args], env=pulled.env, capture_output=True, text=True, timeout=60)
         line = [x for x in proc.stderr.splitlines() if x.startswith("HEAVY:")]
         assert line == ["HEAVY:"], (args, proc.stderr)
+
+
+# -- the contract, in process ----------------------------------------------------------------
+
+
+def test_no_plugin_imports_another():
+    """Locating, pulling and device choice are core services: a plugin imports embctl and
+    itself, never another plugin."""
+    names = {p.name for p in PLUGINS.iterdir() if p.is_dir() and p.name.startswith("embctl_")}
+    found = []
+    for plugin in sorted(names):
+        for path in (PLUGINS / plugin).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    modules = [node.module]
+                elif isinstance(node, ast.Import):
+                    modules = [a.name for a in node.names]
+                else:
+                    continue
+                found += [(path.name, m) for m in modules
+                          if m.split(".")[0] in names - {plugin}]
+    assert found == []
+
+
+def test_builtin_embedders_subclass_the_contract():
+    from embctl_image.embedder import ImageEmbedder
+    from embctl_matrix.embedder import StaticEmbedder
+    from embctl_openai.embedder import OpenAIEmbedder
+    from embctl_st.model import STEmbedder
+
+    for cls in (STEmbedder, ImageEmbedder, OpenAIEmbedder, StaticEmbedder):
+        assert issubclass(cls, Embedder), cls
+    # Matrix caches name the matrix by content, as they did before the core wrote identities.
+    assert StaticEmbedder.namespace_identity is False
+
+
+def test_builtin_namespaces_are_unchanged(tmp_path):
+    """The namespaces of today's caches, byte for byte (their ids were computed before the core
+    wrote backend/repo_id/revision): existing caches keep hitting."""
+    from embctl_image.embedder import ImageEmbedder
+    from embctl_openai.embedder import load as openai_load
+    from embctl_st.model import STEmbedder
+
+    (tmp_path / "config.json").write_text('{"hidden_sizes": [8, 16]}')
+    (tmp_path / "preprocessor_config.json").write_text('{"size": {"height": 4, "width": 4}}')
+    st = STEmbedder(Model("x", "st", "org/a"), tmp_path, "abc123",
+                    {"normalize": True, "truncate_dim": 4})
+    assert dict(st.params) == {"normalize": True, "truncate_dim": 4}
+    assert namespace_id(namespace_for(st.model, st, prefix="q: ")) == \
+        "c06a2898a290bfc5d57d867641f74075"
+    api = openai_load(Model("openai:m", "openai", "m"),
+                      {"dimensions": 8, "base_url": "http://h:1/v1"})
+    assert namespace_id(namespace_for(api.model, api)) == "d80a98727dd292154cf6948648e9d9a5"
+    image = ImageEmbedder(Model("image:org/i", "image", "org/i"), tmp_path, "def456",
+                          {"image_range": "0:100"})
+    ns = namespace_for(image.model, image, input_kind="image")
+    assert namespace_id(ns) == "e2ed53614c06984eb0ac15393b34067e"
+    assert image.namespace == {k: v for k, v in ns.items() if k not in ("prefix", "input_kind",
+                                                                       "v")}
+
+
+class Toy(Embedder):
+    params = {"scale": 2}
+
+
+def test_the_core_writes_the_identity():
+    model = Model("toy:o/n@v1", "toy", "o/n", "v1")
+    toy = Toy()
+    assert namespace_for(model, toy) == {"scale": 2, "backend": "toy", "repo_id": "o/n",
+                                         "revision": "v1", "prefix": "", "input_kind": "text",
+                                         "v": 1}
+    toy.revision = "c0ffee"  # the resolved commit wins over the requested revision
+    assert namespace_for(model, toy, prefix="p")["revision"] == "c0ffee"
+    toy.params = {"repo_id": "mine", "scale": 3}  # a backend cannot override the identity
+    assert namespace_for(model, toy)["repo_id"] == "o/n"
+    toy.namespace_identity = False
+    assert set(namespace_for(model, toy)) == {"repo_id", "scale", "prefix", "input_kind", "v"}
+
+    class Legacy:  # a plugin older than the base class: its namespace, identity added
+        namespace = {"backend": "toy", "knob": 1}
+
+    assert namespace_for(model, Legacy()) == {"backend": "toy", "knob": 1, "repo_id": "o/n",
+                                              "revision": "v1", "prefix": "", "input_kind":
+                                              "text", "v": 1}
+
+
+def test_embedder_defaults_cover_what_the_core_reads():
+    toy = Toy()
+    assert (toy.dim, toy.expected_dim, toy.batch_size, toy.concurrency) == (0, None, None, 1)
+    assert (toy.max_batch_tokens, toy.count_tokens, toy.tokens_exact) == (None, None, False)
+    assert (toy.max_input_tokens, list(toy.model_files), toy.ref) == (None, [], "")
+    toy.cancel()
+    toy.finish()
+    with pytest.raises(NotImplementedError):
+        toy.embed(["x"])
+    toy.model = Model("toy-model", "toy", "o/n")
+    assert toy.ref == "toy-model"
+    toy.namespace = {"knob": 1}  # what older plugins did: it sets params
+    assert toy.params == {"knob": 1}
+    assert toy.namespace == {"knob": 1, "backend": "toy", "repo_id": "o/n"}
+
+
+BACKEND = Backend("toy", options=(
+    Option("normalize", bool, False, "L2-normalize"),
+    Option("dims", int, None, "dimensions", minimum=1),
+    Option("scale", float, 1.0),
+    Option("mode", str, "fast", choices=("fast", "slow")),
+))
+
+
+def test_options_parse_typed_values():
+    assert parse_options(BACKEND, ["normalize=yes", "dims=256", "scale=0.5", "mode=slow"]) == \
+        {"normalize": True, "dims": 256, "scale": 0.5, "mode": "slow"}
+    assert parse_options(BACKEND, ["dims=1", "dims=2"]) == {"dims": 2}  # the last one wins
+    assert check_options(BACKEND, {"dims": 8, "normalize": False, "scale": 2, "mode": None}) == \
+        {"dims": 8, "normalize": False, "scale": 2.0}
+    assert check_options(BACKEND, {"dims": "8"}) == {"dims": 8}  # text: parsed as on the CLI
+    assert with_defaults(BACKEND, {"dims": 8}) == {"normalize": False, "dims": 8, "scale": 1.0,
+                                                  "mode": "fast"}
+
+
+@pytest.mark.parametrize(("given", "message"), [
+    (["size=3"], "unknown option 'size'; toy options: normalize (bool), dims (int), "
+                 "scale (float), mode (fast|slow)"),
+    (["dims"], "option 'dims': expected KEY=VALUE"),
+    (["dims=x"], "toy option dims: expected int, got 'x'"),
+    (["dims=0"], "toy option dims: must be at least 1, got 0"),
+    (["normalize=maybe"], "toy option normalize: expected true or false, got 'maybe'"),
+    (["mode=medium"], "toy option mode: expected one of fast, slow, got 'medium'"),
+])
+def test_options_refuse_bad_input_in_one_line(given, message):
+    with pytest.raises(UsageError) as err:
+        parse_options(BACKEND, given)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_options_refuse_bad_python_values():
+    for values in ({"dims": 1.5}, {"normalize": 1}, {"scale": True}, {"nope": 1}):
+        with pytest.raises(UsageError):
+            check_options(BACKEND, values)
+    with pytest.raises(UsageError, match="takes no options"):
+        parse_options(Backend("bare"), ["x=1"])
+
+
+def test_builtin_backends_declare_their_load_options():
+    from embctl.registry import backends
+
+    declared = {name: [o.name for o in b.options] for name, b in backends().items()}
+    assert declared == {
+        "st": ["device", "normalize", "truncate_dim"],
+        "image": ["device", "normalize", "image_range", "workers"],
+        "matrix": ["normalize", "tensor"],
+        "openai": ["dimensions", "base_url", "batch_size", "max_batch_tokens", "concurrency",
+                   "max_retries", "backoff", "timeout"],
+    }
+    openai = backends()["openai"]
+    with pytest.raises(UsageError) as err:  # a parser's message; the credentials never shown
+        parse_options(openai, ["base_url=https://user:sk-secret@h/v1"])
+    assert "sk-secret" not in str(err.value) and "credentials" in str(err.value)
+    assert parse_options(backends()["image"], ["image-range=0:16383"]) == \
+        {"image_range": "0:16383"}
+    text = format_backend_options()
+    assert "openai:\n  dimensions=INT" in text and "image_range=minmax|LO:HI" in text
+
+
+def test_plugins_lists_backend_options(embctl):
+    proc = embctl("plugins")
+    assert proc.returncode == 0, proc.stderr
+    assert "truncate_dim=INT" in proc.stdout and "base_url=URL" in proc.stdout
+    rows = json.loads(embctl("plugins", "--json").stdout)
+    [st] = [b for p in rows for b in p["backends"] if b["name"] == "st"]
+    assert st["options"][1] == {"name": "normalize", "type": "bool", "default": False,
+                                "help": "L2-normalize the vectors", "choices": None}

@@ -10,16 +10,18 @@ from embctl.cli.options import json_option
 @click.command("plugins")
 @json_option
 def command(as_json):
-    """List installed plugins (entry-point group 'embctl'), their backends and aliases.
+    """List installed plugins (entry-point group 'embctl'), their backends with each
+    backend's options, and their aliases.
 
     A plugin that fails to load is listed with its error; every other command keeps working.
 
     \b
     Examples:
       embctl plugins
-      embctl plugins --json | jq '.[].backends'
+      embctl plugins --json | jq '.[].backends[].options'
     """
     from embctl.console import print_json
+    from embctl.options import describe, option_line
     from embctl.registry import aliases, backends, plugin_infos
 
     infos = plugin_infos()
@@ -30,7 +32,9 @@ def command(as_json):
             "module": info.module,
             "version": info.version,
             "backends": [
-                {"name": b, "description": backends()[b].description} for b in info.backends
+                {"name": b, "description": backends()[b].description,
+                 "options": [describe(o) for o in backends()[b].options]}
+                for b in info.backends
             ],
             "aliases": [
                 {"name": a, "target": aliases()[a].target, "dim": aliases()[a].dim,
@@ -46,5 +50,9 @@ def command(as_json):
         click.echo(f"{row['name']} {row['version'] or '?'} ({row['module']}){status}")
         for b in row["backends"]:
             click.echo(f"  backend {b['name']}: {b['description']}")
+            lines = [option_line(o) for o in backends()[b["name"]].options]
+            width = max((len(left) for left, _ in lines), default=0)
+            for left, right in lines:
+                click.echo(f"    {left.ljust(width)}  {right}".rstrip())
         for a in row["aliases"]:
             click.echo(f"  alias   {a['name']} -> {a['target']}")

@@ -9,11 +9,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from embctl.backends import Alias, Backend
+from embctl.backends import Alias, Backend, Option
+from embctl.errors import UsageError
 from embctl.hookspecs import hookimpl
 from embctl_image.files import select_files
 
 MB = 1_000_000
+
+
+def _image_range(text: str) -> str:
+    """The ``image_range`` option, checked and written as ``load`` reads it."""
+    from embctl_image.decode import Scaling
+
+    try:
+        return Scaling.parse(text).rule
+    except UsageError:
+        raise ValueError(f"expected 'minmax' or LO:HI with LO < HI (e.g. 0:16383), "
+                         f"got {text!r}") from None
+
+
+#: What ``load`` takes besides the core's cache_dir and quiet.
+OPTIONS = (
+    Option("device", str, None, "cpu, cuda, cuda:1, mps... (default: cuda if available, "
+           "else cpu)"),
+    Option("normalize", bool, False, "L2-normalize the vectors"),
+    Option("image_range", _image_range, "minmax", "how >8-bit (infrared) images map to "
+           "0..255: per-image min/max, or a fixed range such as 0:16383",
+           metavar="minmax|LO:HI"),
+    Option("workers", int, None, "decoding threads (default: the CPUs, at most 4)", minimum=1),
+)
 
 
 def _load(model: Any, options: dict[str, Any]) -> Any:
@@ -30,6 +54,7 @@ def register_backends(register):
             description="image feature extractors from the Hub (transformers ResNet/ConvNeXt/ViT)",
             select_files=select_files,
             load=_load,
+            options=OPTIONS,
             input_kind="image",
         )
     )

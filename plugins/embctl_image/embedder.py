@@ -26,8 +26,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from embctl.backends import Model
+from embctl.backends import Embedder, Model
+from embctl.device import pick_device
 from embctl.errors import EmbctlError
+from embctl.models.locate import locate
 from embctl.pipeline_images import Ready
 from embctl_image.decode import DecodeError, Scaling, decode
 from embctl_image.preprocess import Preprocessor
@@ -56,9 +58,7 @@ def workers_default() -> int:
                       else os.cpu_count() or 1))
 
 
-class ImageEmbedder:
-    input_kind = "image"
-    concurrency = 1
+class ImageEmbedder(Embedder):
     batch_size = 32
     #: What a decoding Future may raise for a bad file (the adapter reports it by line).
     decode_errors = (DecodeError,)
@@ -82,10 +82,8 @@ class ImageEmbedder:
         self._net = None
         self._device = "cpu"
         self._pool: ThreadPoolExecutor | None = None
-        self.namespace: dict[str, Any] = {
-            "backend": model.backend,
-            "repo_id": model.repo_id,
-            "revision": revision,
+        # The core adds backend, repo_id and revision (embctl/namespace.py).
+        self.params = {
             "normalize": self.normalize,
             "wide_scaling": self.scaling.rule,
             "preprocess": self.pre.describe(),
@@ -103,11 +101,6 @@ class ImageEmbedder:
             probe = np.zeros((1, *self._crop_shape()), dtype=np.uint8)
             self._dim = int(self.compute([probe[0]]).shape[1])
         return self._dim
-
-    @property
-    def ref(self) -> str:
-        """The reference as given, for messages."""
-        return self.model.ref
 
     @property
     def model_files(self) -> list[Path]:
@@ -142,8 +135,6 @@ class ImageEmbedder:
     def _load(self):
         if self._net is None:
             with _LOCK:
-                from embctl_st.model import pick_device
-
                 self._device = pick_device(self.device_request)
                 key = (str(self.path), self._device)
                 if key not in _LOADED:
@@ -250,9 +241,8 @@ def _load_model(path: Path, device: str, ref: str):
 
 
 def load(model: Model, options: dict[str, Any]) -> ImageEmbedder:
-    """Backend.load for ``image``: options are device, normalize, image_range, workers,
-    cache_dir, quiet."""
-    from embctl_st.model import locate
-
-    path, revision = locate(model, options.get("cache_dir"), quiet=bool(options.get("quiet")))
+    """Backend.load for ``image``: options are device, normalize, image_range, workers (see
+    ``OPTIONS`` in __init__.py), and the core's cache_dir and quiet."""
+    path, revision = locate(model, options.get("cache_dir"), quiet=bool(options.get("quiet")),
+                            markers=("config.json",))
     return ImageEmbedder(model, path, revision, options)

@@ -10,8 +10,15 @@ backend's callables when a command needs them.
 
 from __future__ import annotations
 
-from embctl.backends import Backend
+from embctl.backends import Backend, Option
 from embctl.hookspecs import hookimpl
+
+#: What ``load`` takes besides the core's cache_dir and quiet (``pull`` takes ``tensor`` too).
+OPTIONS = (
+    Option("normalize", bool, True, "L2-normalize the mean-pooled vectors"),
+    Option("tensor", str, None, "the token-embedding tensor, when its name is not a known "
+           "one (several names: one per checkpoint, comma-separated)", metavar="NAME"),
+)
 
 
 def _pull(model, options):
@@ -35,5 +42,6 @@ def register_backends(register):
             "static embeddings",
             pull=_pull,
             load=_load,
+            options=OPTIONS,
         )
     )

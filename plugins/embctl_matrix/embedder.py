@@ -13,24 +13,30 @@ from typing import Any
 
 import numpy as np
 
-from embctl.backends import Model
+from embctl.backends import Embedder, Model
 from embctl.errors import EmbctlError, UsageError
 from embctl.matrices import store
 from embctl.matrices.arrays import raw_memmap, to_float
 from embctl.models.hub import HubUnreachable, is_offline
 
 
-class StaticEmbedder:
+class StaticEmbedder(Embedder):
     #: Inputs per call the pipeline should use: a lookup is cheap, per-call overhead is not.
     batch_size = 512
+    #: The namespace names the matrix by its content (sha256, sources, revisions), and matrix
+    #: caches were keyed so before the core wrote backend/repo_id/revision: adding them now
+    #: would orphan every existing cache.
+    namespace_identity = False
 
-    def __init__(self, info: store.MatrixInfo, encode, *, normalize: bool = True) -> None:
+    def __init__(self, info: store.MatrixInfo, encode, *, normalize: bool = True,
+                 model: Model | None = None) -> None:
+        self.model = model
         self.info = info
         self._matrix = raw_memmap(info)
         self._encode = encode
         self.normalize = normalize
         self.dim = info.shape[1]
-        self.namespace: dict[str, Any] = {
+        self.params = {
             "kind": "static-mean",
             "matrix_sha256": info.sha256,
             "sources": info.sources,
@@ -72,7 +78,8 @@ class StaticEmbedder:
 
 
 def load(model: Model, options: dict[str, Any]) -> StaticEmbedder:
-    """Backend ``load``: the cached matrix (pulled first when missing and online)."""
+    """Backend ``load``: the cached matrix (pulled first when missing and online).  Options:
+    normalize, tensor (see ``OPTIONS`` in __init__.py), the core's cache_dir and quiet."""
     from embctl_matrix.tokenizer import load_tokenizer
 
     if options.get("truncate_dim"):
@@ -94,12 +101,12 @@ def load(model: Model, options: dict[str, Any]) -> StaticEmbedder:
         raise EmbctlError(f"{ref}: no tokenizer for this matrix (the model has no "
                           "tokenizer.json; pull it again, or install transformers)")
     normalize = options.get("normalize")
-    return StaticEmbedder(info, encode, normalize=True if normalize is None else bool(normalize))
+    return StaticEmbedder(info, encode, normalize=True if normalize is None else bool(normalize),
+                          model=model)
 
 
 def _snapshot(info: store.MatrixInfo, options: dict[str, Any]) -> Path | None:
-    from embctl.paths import hub_cache_dir, repo_folder_name
+    """The first source's snapshot, for a tokenizer the matrix did not keep."""
+    from embctl.models.locate import snapshot_dir
 
-    cache = Path(options.get("cache_dir") or hub_cache_dir())
-    path = cache / repo_folder_name(info.sources[0]) / "snapshots" / info.revisions[0]
-    return path if path.is_dir() else None
+    return snapshot_dir(info.sources[0], info.revisions[0], options.get("cache_dir"))

@@ -10,8 +10,41 @@ from __future__ import annotations
 
 from typing import Any
 
-from embctl.backends import Alias, Backend
+from embctl.backends import Alias, Backend, Option
+from embctl.errors import UsageError
 from embctl.hookspecs import hookimpl
+
+
+def _base_url(text: str) -> str:
+    """The ``base_url`` option, checked as ``load`` checks it (no credentials in it)."""
+    from embctl_openai.settings import check_base_url
+
+    try:
+        return check_base_url(text.strip(), "base_url")
+    except UsageError as exc:
+        raise ValueError(str(exc).removeprefix("base_url ")) from None
+
+
+#: What ``load`` takes besides the core's quiet.  Each falls back to its environment variable,
+#: then to the default its help names (so the declared defaults are None).
+OPTIONS = (
+    Option("dimensions", int, None, "ask the server for N-dimensional vectors (v3 models; "
+           "env EMBCTL_OPENAI_DIMENSIONS)", minimum=1),
+    Option("base_url", _base_url, None, "the server (default: OPENAI_BASE_URL, else "
+           "https://api.openai.com/v1)", metavar="URL"),
+    Option("batch_size", int, None, "inputs per request (default: EMBCTL_OPENAI_BATCH_SIZE, "
+           "else 512; at most 2048)", minimum=1),
+    Option("max_batch_tokens", int, None, "estimated tokens per request (default: "
+           "EMBCTL_OPENAI_MAX_BATCH_TOKENS, else 100000)", minimum=1),
+    Option("concurrency", int, None, "requests in flight (default: EMBCTL_OPENAI_CONCURRENCY, "
+           "else 4; at most 64)", minimum=1),
+    Option("max_retries", int, None, "retries of a failed request (default: "
+           "EMBCTL_OPENAI_MAX_RETRIES, else 5)", minimum=0),
+    Option("backoff", float, None, "first wait before a retry, in seconds; doubles each retry "
+           "(default: EMBCTL_OPENAI_BACKOFF, else 0.5)", minimum=0),
+    Option("timeout", float, None, "seconds per request (default: EMBCTL_OPENAI_TIMEOUT, "
+           "else 60)", minimum=0.001),
+)
 
 
 def _load(model, options: dict[str, Any]):
@@ -35,6 +68,7 @@ def register_backends(register):
             hub=False,
             pull=_pull,
             load=_load,
+            options=OPTIONS,
         )
     )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from embctl.backends import Embedder, Model
 from embctl.errors import EmbctlError, UsageError
 from embctl_openai.client import EmbeddingsClient
 from embctl_openai.settings import Settings, from_options
@@ -22,14 +23,15 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-class OpenAIEmbedder:
-    def __init__(self, settings: Settings) -> None:
+class OpenAIEmbedder(Embedder):
+    def __init__(self, settings: Settings, model: Model | None = None) -> None:
         self.settings = settings
-        self.dim: int = settings.dimensions or settings.native_dim or 0  # 0: unknown until used
-        self.expected_dim: int | None = self.dim or None  # sizes the cache file's pages
-        self.namespace: dict[str, Any] = {
-            "backend": "openai",
-            "repo_id": settings.model,  # the API model name (the key ls/rm/export match on)
+        # The core writes backend and repo_id (the API model name, which ls/rm/export match
+        # on) into the namespace from the model; API models have no revision.
+        self.model = model or Model(f"openai:{settings.model}", "openai", settings.model)
+        self.dim = settings.dimensions or settings.native_dim or 0  # 0: unknown until used
+        self.expected_dim = self.dim or None  # sizes the cache file's pages
+        self.params = {
             "dimensions": settings.dimensions,
             "endpoint": settings.host,  # host[:port]/path: never credentials or query
         }
@@ -115,4 +117,4 @@ def load(model: Any, options: dict[str, Any] | None) -> OpenAIEmbedder:
     """Build the embedder; offline and cheap (no key needed until the first request)."""
     if getattr(model, "revision", None):
         raise UsageError(f"{model.ref!r}: API models have no revisions")
-    return OpenAIEmbedder(from_options(model.repo_id, options or {}))
+    return OpenAIEmbedder(from_options(model.repo_id, options or {}), model)

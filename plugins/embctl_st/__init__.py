@@ -6,11 +6,20 @@ the first model is needed.
 
 from __future__ import annotations
 
-from embctl.backends import Alias, Backend
+from embctl.backends import Alias, Backend, Option
 from embctl.hookspecs import hookimpl
 from embctl_st.files import select_files
 
 MB = 1_000_000
+
+#: What ``load`` takes besides the core's cache_dir and quiet.
+OPTIONS = (
+    Option("device", str, None, "cpu, cuda, cuda:1, mps... (default: cuda if available, "
+           "else cpu)"),
+    Option("normalize", bool, False, "L2-normalize the vectors"),
+    Option("truncate_dim", int, None, "keep the first N dimensions (Matryoshka models)",
+           minimum=1),
+)
 
 
 def _load(model, options):
@@ -29,6 +38,7 @@ def register_backends(register):
             bare_org="sentence-transformers",
             select_files=select_files,
             load=_load,
+            options=OPTIONS,
         )
     )
 

@@ -8,7 +8,6 @@ vectors are all cached never loads the model at all.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -16,61 +15,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from embctl.backends import Model
+from embctl.backends import Embedder, Model
 from embctl.console import warn
+from embctl.device import pick_device
 from embctl.errors import EmbctlError
+from embctl.models.locate import locate
 
 #: Loaded SentenceTransformer objects, by (model directory, device): once per process.
 _LOADED: dict[tuple[str, str], Any] = {}
 _LOCK = threading.Lock()
-
-
-def _snapshot_in_cache(model: Model, cache_dir: Path) -> tuple[Path, str] | None:
-    """(snapshot dir, commit) when the revision is already in the cache."""
-    from embctl.models.hub import is_commit, read_ref, repo_dir
-
-    storage = repo_dir(cache_dir, model.repo_id)
-    commit = model.revision if is_commit(model.revision) else read_ref(
-        storage, model.revision or "main")
-    if not commit:
-        return None
-    snapshot = storage / "snapshots" / commit
-    if (snapshot / "config.json").exists() or (snapshot / "modules.json").exists():
-        return snapshot, commit
-    return None
-
-
-def locate(model: Model, cache_dir: Path | None = None, *, quiet: bool = False) -> tuple[Path, str]:
-    """The model directory and its revision id; pulls the model when it is not cached."""
-    if model.local_path:
-        path = Path(model.local_path)
-        if not (path / "config.json").exists() and not (path / "modules.json").exists():
-            raise EmbctlError(f"{model.ref}: no config.json or modules.json; not a model directory")
-        return path, "local-" + _dir_fingerprint(path)
-    from embctl.paths import hub_cache_dir
-
-    cache = hub_cache_dir(cache_dir)
-    found = _snapshot_in_cache(model, cache)
-    if found:
-        return found
-    from embctl.models.pull import pull
-    from embctl.registry import get_backend
-
-    result = pull(model, get_backend(model.backend), cache, quiet=quiet)
-    return Path(result.path), result.commit
-
-
-def _dir_fingerprint(path: Path) -> str:
-    """Identify a local model directory's content by its files' paths, sizes and mtimes."""
-    h = hashlib.sha256()
-    for folder, dirs, names in os.walk(path):
-        dirs.sort()
-        for name in sorted(names):
-            full = Path(folder) / name
-            st = full.stat()
-            h.update(f"{full.relative_to(path).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n"
-                     .encode())
-    return h.hexdigest()[:16]
 
 
 def config_dim(path: Path) -> int | None:
@@ -101,22 +54,12 @@ def config_dim(path: Path) -> int | None:
     return int(dim) if dim else None
 
 
-def pick_device(requested: str | None) -> str:
-    if requested:
-        return requested
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-class STEmbedder:
+class STEmbedder(Embedder):
     """A sentence-transformers model, loaded on first use.
 
-    ``namespace`` and (usually) ``dim`` are known without loading anything.
+    ``params`` and (usually) ``dim`` are known without loading anything.
     """
 
-    input_kind = "text"
-    concurrency = 1
     batch_size = 64
 
     def __init__(self, model: Model, path: Path, revision: str, options: dict[str, Any]) -> None:
@@ -131,18 +74,8 @@ class STEmbedder:
         self._dim = config_dim(path)
         if self._dim and self.truncate_dim:
             self._dim = min(self._dim, self.truncate_dim)
-        self.namespace: dict[str, Any] = {
-            "backend": model.backend,
-            "repo_id": model.repo_id,
-            "revision": revision,
-            "normalize": self.normalize,
-            "truncate_dim": self.truncate_dim,
-        }
-
-    @property
-    def ref(self) -> str:
-        """The reference as given, for messages."""
-        return self.model.ref
+        # The core adds backend, repo_id and revision (embctl/namespace.py).
+        self.params = {"normalize": self.normalize, "truncate_dim": self.truncate_dim}
 
     @property
     def model_files(self) -> list[Path]:
@@ -248,7 +181,8 @@ def _load_st(path: Path, device: str, ref: str):
 
 
 def load(model: Model, options: dict[str, Any]) -> STEmbedder:
-    """Backend.load for ``st``: options are device, normalize, truncate_dim, cache_dir,
-    quiet."""
-    path, revision = locate(model, options.get("cache_dir"), quiet=bool(options.get("quiet")))
+    """Backend.load for ``st``: options are device, normalize, truncate_dim (see
+    ``OPTIONS`` in __init__.py), and the core's cache_dir and quiet."""
+    path, revision = locate(model, options.get("cache_dir"), quiet=bool(options.get("quiet")),
+                            markers=("config.json", "modules.json"))
     return STEmbedder(model, path, revision, options)

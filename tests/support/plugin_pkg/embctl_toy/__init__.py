@@ -1,0 +1,43 @@
+"""``toy:``, a third-party embctl backend used by the tests: the whole plugin contract from the
+outside (docs/plugins.md walks through it).
+
+A toy model is a Hub repo with ``toy.json`` (``{"dim": D}``) and ``weights.bin``: 256 rows of D
+little-endian float32, one per byte value.  A text's vector is the mean of the rows of its
+UTF-8 bytes, L2-normalized with ``normalize=true``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from embctl.backends import Alias, Backend, Model, Option
+from embctl.hookspecs import hookimpl
+
+FILES = ("toy.json", "weights.bin")
+
+
+def select_files(paths: list[str]) -> list[str]:
+    """A pull fetches the config and the weights; never READMEs or other exports."""
+    return [p for p in FILES if p in paths]
+
+
+def _load(model: Model, options: dict[str, Any]):
+    from embctl_toy.embedder import load  # numpy is imported here, not by `embctl ls`
+
+    return load(model, options)
+
+
+@hookimpl
+def register_backends(register):
+    register(Backend(
+        name="toy",
+        description="toy byte-embedding models (a third-party plugin)",
+        select_files=select_files,
+        load=_load,
+        options=(Option("normalize", bool, False, "L2-normalize the vectors"),),
+    ))
+
+
+@hookimpl
+def register_aliases(register):
+    register(Alias("toy-mini", "toy:toyorg/toy-mini", "The smallest toy model", dim=16))
