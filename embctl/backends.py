@@ -71,6 +71,8 @@ class Backend:
                    Called as ``pull(model, options) -> dict`` (a JSON-able summary).
     load:          ``load(model, options) -> Embedder``; options carry device, normalize, ...
     input_kind:    "text" or "image": what the embed pipeline feeds ``Embedder.embed``.
+    recognize:     given the file paths of a model another tool put in the Hub cache, True
+                   when it is one of this backend's (``ls`` shows it as such).
     """
 
     name: str
@@ -82,6 +84,7 @@ class Backend:
     pull: Callable[..., dict[str, Any]] | None = None
     load: Callable[..., Embedder] | None = None
     input_kind: str = "text"
+    recognize: Callable[[list[str]], bool] | None = None
     plugin: str = field(default="", compare=False)
 
 

@@ -22,6 +22,11 @@ def _load(model: Any, options: dict[str, Any]) -> Any:
     return load(model, options)
 
 
+def _recognize(files: list[str]) -> bool:
+    """An image model: it ships an image processor's config."""
+    return "preprocessor_config.json" in files
+
+
 @hookimpl
 def register_backends(register):
     register(
@@ -31,6 +36,7 @@ def register_backends(register):
             select_files=select_files,
             load=_load,
             input_kind="image",
+            recognize=_recognize,
         )
     )
 

@@ -19,6 +19,11 @@ def _load(model, options):
     return load(model, options)
 
 
+def _recognize(files: list[str]) -> bool:
+    """A sentence-transformers model: the files its save() writes."""
+    return "modules.json" in files or "config_sentence_transformers.json" in files
+
+
 @hookimpl
 def register_backends(register):
     register(
@@ -29,6 +34,7 @@ def register_backends(register):
             bare_org="sentence-transformers",
             select_files=select_files,
             load=_load,
+            recognize=_recognize,
         )
     )
 
