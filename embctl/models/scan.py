@@ -5,7 +5,8 @@ imported (about 0.4 s for ``hf cache ls`` on an empty cache).  This scan reads t
 with ``os.scandir``/``readlink`` and one ``stat`` per blob, and reports what the HF scan hides:
 ``.incomplete`` downloads (hf #4412) and partial snapshots (hf #4419, via pull records).
 The data classes mirror huggingface_hub's (repo -> revision -> file), and like them are
-immutable: a scan is a snapshot, and what changes the cache scans again.
+immutable: a scan is a snapshot, and what changes the cache scans again.  (They compare by
+identity: ``eq=False`` keeps defining them cheap, which ``ls`` pays at every start.)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from embctl.inventory import Entry
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Blob:
     name: str
     path: str
@@ -31,7 +32,7 @@ class Blob:
     link: bool = False  # blobs/NAME is itself a symlink (deleting it frees nothing)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SnapshotFile:
     path: str  # repo-relative, '/'-separated
     link: str  # the symlink (or file) in the snapshot
@@ -39,14 +40,14 @@ class SnapshotFile:
     exists: bool  # the target exists
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Revision:
     commit: str
     refs: list[str]
     files: list[SnapshotFile]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CachedRepo:
     repo_id: str
     repo_type: str

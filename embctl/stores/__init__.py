@@ -17,12 +17,15 @@ order.  The scanners (``embctl.models.scan``, ``embctl.vectors.scan``,
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from embctl.inventory import Entry
-from embctl.stores.base import Store
 from embctl.stores.matrices import MatrixStore
 from embctl.stores.models import ModelStore
 from embctl.stores.vectors import VectorCacheStore
+
+if TYPE_CHECKING:
+    from embctl.inventory import Entry
+    from embctl.stores.base import Store
 
 #: The stores, in the order every command visits them.
 STORES = (ModelStore, VectorCacheStore, MatrixStore)

@@ -6,25 +6,25 @@ the folder holds something.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
-from embctl.stores.base import Scope, VerifyOptions, VerifyReport
-from embctl.stores.plan import RemovalPlan, remove_files
 from embctl.stores.vectors import has_files
 
 if TYPE_CHECKING:
     from embctl.backends import Model
     from embctl.inventory import Entry
+    from embctl.stores.base import Scope, VerifyOptions, VerifyReport
+    from embctl.stores.plan import RemovalPlan
 
 
-@dataclass(frozen=True)
 class MatrixStore:
     """Matrices under ``root`` (default: ``EMBCTL_HOME/matrices``)."""
 
-    folder: Path | None = None
-    kind: ClassVar[str] = "matrix"
+    kind = "matrix"
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = folder
 
     @classmethod
     def open(cls, cache_dir: Path) -> MatrixStore:
@@ -56,6 +56,7 @@ class MatrixStore:
         return scope != "vectors"
 
     def verify(self, entries: list[Entry], options: VerifyOptions) -> VerifyReport:
+        from embctl.stores.base import VerifyReport
         """Each matrix's data against the sha256 in its header; ``repair`` pulls a bad one
         again and deletes stale .npy files."""
         from embctl.matrices.verify import check_entry
@@ -70,11 +71,14 @@ class MatrixStore:
 
     def plan_removal(self, entries: list[Entry], model: Model | None = None) -> RemovalPlan:
         from embctl.matrices.store import matrix_files
+        from embctl.stores.plan import RemovalPlan, remove_files
 
         return RemovalPlan(tuple(remove_files(self.kind, self.root, e,
                                               matrix_files(Path(e.path))) for e in entries))
 
     def plan_prune(self, entries: list[Entry] | None = None) -> RemovalPlan:
+        from embctl.stores.plan import RemovalPlan
+
         return RemovalPlan()
 
     def usage(self) -> dict[str, int]:

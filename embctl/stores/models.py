@@ -6,17 +6,16 @@ backends recognise them (``Backend.recognize``), so the core names none.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from embctl.models.scan import model_entries, model_entry, scan_cache, scan_repo
-from embctl.stores.base import Scope, VerifyOptions, VerifyReport
-from embctl.stores.plan import RemovalPlan
 
 if TYPE_CHECKING:
     from embctl.backends import Model
     from embctl.inventory import Entry
+    from embctl.stores.base import Scope, VerifyOptions, VerifyReport
+    from embctl.stores.plan import RemovalPlan
 
 
 def recognize_backend(files: list[str]) -> str | None:
@@ -37,12 +36,13 @@ def recognize_backend(files: list[str]) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
 class ModelStore:
     """Hub model repos in the Hugging Face cache (``cache_dir``)."""
 
-    cache_dir: Path
-    kind: ClassVar[str] = "model"
+    kind = "model"
+
+    def __init__(self, cache_dir: Path) -> None:
+        self.cache_dir = cache_dir
 
     @classmethod
     def open(cls, cache_dir: Path) -> ModelStore:
@@ -84,6 +84,7 @@ class ModelStore:
         """Every blob against its hash (and the Hub's listing with ``remote``); with
         ``repair``, bad files are fetched again and checked again."""
         from embctl.models.verify import check_and_repair, check_models, damaged_revisions
+        from embctl.stores.base import VerifyReport
 
         repos = [e.source for e in entries if e.source is not None]
         names = {e.repo_id: e.ref for e in entries}
@@ -104,6 +105,7 @@ class ModelStore:
 
     def plan_removal(self, entries: list[Entry], model: Model | None = None) -> RemovalPlan:
         from embctl.stores.model_removal import plan_repo, plan_revision
+        from embctl.stores.plan import RemovalPlan
 
         plan = RemovalPlan()
         for entry in entries:

@@ -14,7 +14,6 @@ followed (``shutil.rmtree`` does the same inside folders).
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -134,6 +133,7 @@ class RemovalPlan:
     def execute(self) -> int:
         """Delete everything planned, then run each removal's ``finish`` (once each); return
         the bytes freed (as planned)."""
+        import shutil  # not at module level: it imports the compression modules
         self.check()
         for item in self.items:
             for path in item.files:

@@ -6,16 +6,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
-
-from embctl.stores.base import Scope, VerifyOptions, VerifyReport
-from embctl.stores.plan import RemovalPlan, remove_files
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from embctl.backends import Model
     from embctl.inventory import Entry
+    from embctl.stores.base import Scope, VerifyOptions, VerifyReport
+    from embctl.stores.plan import RemovalPlan
 
 
 def has_files(path: Path) -> bool:
@@ -25,12 +23,13 @@ def has_files(path: Path) -> bool:
         return False
 
 
-@dataclass(frozen=True)
 class VectorCacheStore:
     """Vector caches under ``root`` (default: ``EMBCTL_HOME/vectors``)."""
 
-    folder: Path | None = None
-    kind: ClassVar[str] = "vectors"
+    kind = "vectors"
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = folder
 
     @classmethod
     def open(cls, cache_dir: Path) -> VectorCacheStore:
@@ -65,6 +64,7 @@ class VectorCacheStore:
         return scope != "default" or not get_backend(model.backend).hub
 
     def verify(self, entries: list[Entry], options: VerifyOptions) -> VerifyReport:
+        from embctl.stores.base import VerifyReport
         """SQLite's integrity check and every vector's values (NaN, inf, zero, dimension);
         ``repair`` deletes bad vectors and salvages damaged files."""
         from embctl.vectors.scan import check_vectors
@@ -82,12 +82,15 @@ class VectorCacheStore:
         return drop_revision(repo_id, commit, root=self.root)
 
     def plan_removal(self, entries: list[Entry], model: Model | None = None) -> RemovalPlan:
+        from embctl.stores.plan import RemovalPlan, remove_files
         from embctl.vectors.scan import vector_files
 
         return RemovalPlan(tuple(remove_files(self.kind, self.root, e, vector_files(e))
                                  for e in entries))
 
     def plan_prune(self, entries: list[Entry] | None = None) -> RemovalPlan:
+        from embctl.stores.plan import RemovalPlan
+
         return RemovalPlan()
 
     def usage(self) -> dict[str, int]:
