@@ -18,20 +18,24 @@ if TYPE_CHECKING:
     from embctl.stores.plan import RemovalPlan
 
 
+_FAILED: set[str] = set()  # backends whose recognize raised (warned once)
+
+
 def recognize_backend(files: list[str]) -> str | None:
     """The backend whose ``recognize`` claims a snapshot with these files: the default backend
     first (it takes references without a prefix), then the others in registry order.  A
-    plugin whose ``recognize`` raises is skipped with a warning."""
+    plugin whose ``recognize`` raises is skipped, with one warning."""
     from embctl.plugins import warn
     from embctl.registry import backends
 
     for backend in sorted(backends().values(), key=lambda b: not b.default):
-        if backend.recognize is None:
+        if backend.recognize is None or backend.name in _FAILED:
             continue
         try:
             if backend.recognize(files):
                 return backend.name
         except Exception as exc:  # one failing plugin must not break ls
+            _FAILED.add(backend.name)
             warn(f"plugin {backend.plugin!r}: recognize failed: {type(exc).__name__}: {exc}")
     return None
 

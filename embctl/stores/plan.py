@@ -17,9 +17,12 @@ import os
 import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from embctl.errors import EmbctlError
+
+if TYPE_CHECKING:
+    from embctl.inventory import Entry
 
 #: What ``rm --json`` shows of each removal, by default.
 SHOWN = ("kind", "ref", "repo_id", "revision", "path", "freed_bytes")
@@ -155,7 +158,7 @@ class RemovalPlan:
         return self.bytes_freed
 
 
-def remove_files(kind: str, root: str | os.PathLike[str], entry: Any,
+def remove_files(kind: str, root: str | os.PathLike[str], entry: Entry,
                  files: Iterable[str | os.PathLike[str]]) -> Removal:
     """The removal of a store entry that is a set of files (a vector cache, a matrix)."""
     paths = tuple(os.fspath(p) for p in files)
