@@ -183,6 +183,8 @@ class Backend:
                    ``quiet``.
     options:       the backend's own options, declared: :class:`Option`.
     input_kind:    "text" or "image": what the embed pipeline feeds ``Embedder.embed``.
+    recognize:     given the file paths of a model another tool put in the Hub cache, True
+                   when it is one of this backend's (``ls`` shows it as such).
     """
 
     name: str
@@ -195,6 +197,7 @@ class Backend:
     load: Callable[..., Embedder] | None = None
     options: tuple[Option, ...] = ()
     input_kind: str = "text"
+    recognize: Callable[[list[str]], bool] | None = None
     plugin: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:

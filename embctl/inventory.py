@@ -1,12 +1,13 @@
-"""One listing of everything embctl manages: models, vector caches and matrices.
+"""One row of the inventory of everything embctl manages: models, vector caches, matrices.
 
-Each store contributes :class:`Entry` rows (``embctl.models.scan``, ``embctl.vectors.scan``,
-``embctl.matrices.scan``); ``ls`` filters, sorts and renders them, ``du`` sums them.
+A leaf module (standard library only): the scanners (``embctl.models.scan``,
+``embctl.vectors.scan``, ``embctl.matrices.scan``) build :class:`Entry` rows, and
+``embctl.stores`` gathers them for ``ls``, ``du``, ``rm`` and ``verify``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 KINDS = ("model", "vectors", "matrix")
@@ -14,8 +15,10 @@ KINDS = ("model", "vectors", "matrix")
 STATUSES = ("ok", "partial", "incomplete", "broken", "empty")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Entry:
+    """One thing in a store, as a scan found it (immutable: a later scan makes new rows)."""
+
     kind: str  # "model", "vectors" or "matrix"
     ref: str  # what to type to use or remove it: alias, repo id, or backend:id
     repo_id: str | None
@@ -26,45 +29,13 @@ class Entry:
     path: str
     last_used: float | None = None  # epoch seconds
     count: int | None = None  # vectors in a cache
-    status: str = "ok"  # "ok", "partial", "incomplete", "broken"
+    status: str = "ok"  # one of STATUSES
     extra: dict[str, Any] = field(default_factory=dict)
+    #: What the store scanned to make this row (a model's CachedRepo); never shown.
+    source: Any = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        extra = data.pop("extra")
-        data.update(extra)
+        data = {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name not in ("extra", "source")}
+        data.update(self.extra)
         return data
-
-
-def _has_files(path) -> bool:
-    try:
-        return any(path.iterdir())
-    except OSError:
-        return False
-
-
-def vector_entries() -> list[Entry]:
-    """Vector caches; sqlite3 and the store are imported only when there are some."""
-    from embctl.paths import vectors_dir
-
-    if not _has_files(vectors_dir()):
-        return []
-    from embctl.vectors.scan import vector_entries as scan
-
-    return scan()
-
-
-def matrix_entries() -> list[Entry]:
-    from embctl.paths import matrices_dir
-
-    if not _has_files(matrices_dir()):
-        return []
-    from embctl.matrices.scan import matrix_entries as scan
-
-    return scan()
-
-
-def all_entries(cache_dir) -> list[Entry]:
-    from embctl.models.scan import model_entries
-
-    return [*model_entries(cache_dir), *vector_entries(), *matrix_entries()]

@@ -6,6 +6,11 @@ import click
 
 from embctl.cli.options import cache_dir_option, json_option, resolve_cache_dir
 
+#: du's lines (and --json's keys), in order: each store's categories, then the total.
+LABELS = {"models": "models", "vectors": "vector caches", "matrices": "matrices",
+          "incomplete": "incomplete downloads", "other": "other Hub repos (datasets, spaces)",
+          "total": "total"}
+
 
 @click.command("du")
 @cache_dir_option
@@ -23,16 +28,14 @@ def command(cache_dir, as_json):
       embctl du --json | jq .total
     """
     from embctl.console import human_size, print_json
-    from embctl.models.usage import disk_usage
+    from embctl.stores import disk_usage, open_stores
 
-    usage = disk_usage(resolve_cache_dir(cache_dir, must_exist=True))
+    found = disk_usage(open_stores(resolve_cache_dir(cache_dir, must_exist=True)))
+    usage = {key: found.get(key, 0) for key in LABELS}
     if as_json:
         print_json(usage)
         return
-    labels = {"models": "models", "vectors": "vector caches", "matrices": "matrices",
-              "incomplete": "incomplete downloads", "other": "other Hub repos (datasets, spaces)",
-              "total": "total"}
-    for key, label in labels.items():
+    for key, label in LABELS.items():
         if key == "other" and not usage[key]:
             continue
         click.echo(f"{human_size(usage[key]):>10}  {label}")

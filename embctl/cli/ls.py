@@ -34,12 +34,12 @@ def command(pattern, sort, filters, limit, cache_dir, as_json):
     missing or unreadable: run embctl verify).
     """
     from embctl.console import info, print_json
-    from embctl.inventory import all_entries
     from embctl.listing import parse_filter, render_table, select
+    from embctl.stores import open_stores, scan_all
 
     checks = [parse_filter(expr) for expr in filters]  # usage errors before any scanning
     cache = resolve_cache_dir(cache_dir, must_exist=True)
-    rows = select(all_entries(cache), pattern, checks, sort, limit)
+    rows = select(scan_all(open_stores(cache)), pattern, checks, sort, limit)
     if as_json:
         print_json([e.to_json() for e in rows])
     elif rows:

@@ -48,13 +48,9 @@ def command(refs, revision, only_vectors, namespaces, everything, prune, dry_run
 
     from embctl.console import human_size, info, print_json
     from embctl.errors import EmbctlError, UsageError
-    from embctl.matrices.scan import remove_matrices
-    from embctl.models.hub import repo_dir
-    from embctl.models.lookup import not_in_cache
-    from embctl.models.remove import RemovalPlan, execute, plan_prune, plan_repo, plan_revision
-    from embctl.models.scan import scan_repo
-    from embctl.registry import get_backend, resolve
-    from embctl.vectors.scan import remove_vectors
+    from embctl.registry import resolve
+    from embctl.stores import open_stores
+    from embctl.stores.rm import plan_rm
 
     if not refs and not prune and not namespaces:
         raise UsageError("nothing to remove: give a REF, --namespace or --prune")
@@ -64,75 +60,30 @@ def command(refs, revision, only_vectors, namespaces, everything, prune, dry_run
     models = [resolve(r) for r in refs]
     if revision:
         models = [replace(m, revision=revision) for m in models]
-    plan = RemovalPlan(cache)
-    repos = []
-    later = []  # (kind, model, namespace, entry): vector caches and matrices
-    for model in models:
-        backend = get_backend(model.backend)
-        found = False
-        # A backend with its own pull (matrix:) keeps its models under EMBCTL_HOME; the
-        # Hub repo of the same name holds only what it borrowed, and is not what REF names.
-        if not only_vectors and backend.hub and backend.pull is None:
-            repo = scan_repo(repo_dir(cache, model.repo_id))
-            if repo is not None:
-                found = True
-                repos.append(repo)
-                name = model.alias or model.repo_id
-                plan.merge(plan_revision(cache, repo, model.revision, name) if model.revision
-                           else plan_repo(cache, repo, name))
-        if not only_vectors:
-            for entry in remove_matrices(model, dry_run=True):
-                found = True
-                later.append(("matrix", model, None, entry))
-        if only_vectors or everything or not backend.hub:
-            for entry in remove_vectors(model, dry_run=True):
-                found = True
-                later.append(("vectors", model, entry.extra.get("namespace"), entry))
-        if not found:
-            raise (EmbctlError(f"{model.ref}: no vector caches") if only_vectors
-                   else not_in_cache(model.ref, cache))
-    for ns in namespaces:
-        chosen = remove_vectors(None, ns, dry_run=True)
-        if len(chosen) != 1:
-            raise EmbctlError(f"--namespace {ns}: {'several' if chosen else 'no'} vector caches "
-                              "match")
-        later.append(("vectors", None, chosen[0].extra.get("namespace"), chosen[0]))
-    for kind, _model, _ns, entry in later:
-        plan.items.append({"kind": kind, "ref": entry.ref, "repo_id": entry.repo_id,
-                           "revision": None, "path": entry.path, "freed_bytes": entry.size_bytes})
-        plan.freed_bytes += entry.size_bytes
-    if prune:
-        plan.merge(plan_prune(cache, repos or None))
-    if not plan.items:
+    scope = "vectors" if only_vectors else "all" if everything else "default"
+    plan = plan_rm(open_stores(cache), cache, models, scope=scope, namespaces=namespaces,
+                   prune=prune)
+    if not plan:
         if as_json:
-            print_json({"removed": [], "freed_bytes": 0, "dry_run": dry_run})
+            print_json(plan.to_json(dry_run))
         else:
             info("nothing to remove")
         return
     verb = "would remove" if dry_run else ("removing" if yes else "will remove")
     if not as_json or not yes:
         for item in plan.items:
-            what = item.get("ref") or item["repo_id"]
-            if item.get("revision"):
-                what += f"@{item['revision'][:8]}"
-            info(f"{verb} {item['kind']} {what} ({human_size(item['freed_bytes'])})"
-                 + (f": {item['path']}" if item["kind"] in ("incomplete", "blob") else ""))
+            info(f"{verb} {item.describe()}")
     if not dry_run and not yes:
         if not sys.stdin.isatty():
             raise EmbctlError("not removing anything without confirmation: stdin is not a "
                               "terminal; pass -y to remove, or --dry-run to preview")
         if not click.confirm(f"Remove {len(plan.items)} item(s), freeing "
-                             f"{human_size(plan.freed_bytes)}?", err=True):
+                             f"{human_size(plan.bytes_freed)}?", err=True):
             raise EmbctlError("nothing removed")
     if not dry_run:
-        execute(plan)
-        for kind, model, ns, entry in later:
-            if kind == "vectors":
-                remove_vectors(None, ns)
-            else:
-                remove_matrices(model, key=entry.extra.get("key"))
+        plan.execute()
     if as_json:
-        print_json({"removed": plan.items, "freed_bytes": plan.freed_bytes, "dry_run": dry_run})
+        print_json(plan.to_json(dry_run))
     else:
         done = "would free" if dry_run else "freed"
-        info(f"{done} {human_size(plan.freed_bytes)} ({plan.freed_bytes:,} bytes)")
+        info(f"{done} {human_size(plan.bytes_freed)} ({plan.bytes_freed:,} bytes)")

@@ -10,17 +10,18 @@ from __future__ import annotations
 import os
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from embctl.inventory import Entry
 from embctl.matrices.format import FormatError
-from embctl.matrices.store import INCOMPLETE, SUFFIX, MatrixInfo, read_info
+from embctl.matrices.store import INCOMPLETE, SUFFIX, MatrixInfo, matrix_files, read_info
 from embctl.paths import matrices_dir
 
 if TYPE_CHECKING:
     from embctl.backends import Model
+    from embctl.matrices.verify import MatrixCheck
 
 _PENDING = re.compile(rf"^(?P<stem>.+){re.escape(SUFFIX)}(?:\.part\d+)?(?:{INCOMPLETE})?$")
 
@@ -125,48 +126,21 @@ def select_matrices(model: Model | None = None, key: str | None = None,
     return [e for e in matrix_entries(root) if _matches(e, model, key)]
 
 
-def _files_of(entry: Entry) -> list[Path]:
-    path = Path(entry.path)
-    stem = path.name[: -len(SUFFIX)]
-    found = [p for p in path.parent.glob(f"{glob_escape(stem)}.*") if p.is_file()]
-    lock = path.parent / ".locks" / f"{path.name}.lock"
-    return found + ([lock] if lock.exists() else [])
-
-
-def glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", text)
-
-
 def remove_matrices(model: Model | None = None, key: str | None = None, *,
                     dry_run: bool = False, root: Path | None = None) -> list[Entry]:
     """Delete the selected matrices with their .npy, tokenizer and partial files; return their
     entries, whose ``size_bytes`` is what was (or, with ``dry_run``, would be) freed."""
-    chosen = select_matrices(model, key, root)
-    for entry in chosen:
-        files = _files_of(entry)
-        entry.size_bytes = _size(files)
+    done = []
+    for entry in select_matrices(model, key, root):
+        files = matrix_files(Path(entry.path))
+        done.append(replace(entry, size_bytes=_size(files)))
         if not dry_run:
             for p in files:
                 try:
                     os.unlink(p)
                 except FileNotFoundError:
                     pass
-    return chosen
-
-
-@dataclass
-class MatrixCheck:
-    """The verdict on one cached matrix."""
-
-    entry: Entry
-    ok: bool
-    problems: list[str] = field(default_factory=list)
-    repaired: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": "matrix", "ref": self.entry.ref, "path": self.entry.path,
-                "key": self.entry.extra.get("key"), "ok": self.ok, "problems": self.problems,
-                "repaired": self.repaired}
+    return done
 
 
 def verify_matrices(model: Model | None = None, key: str | None = None, *,

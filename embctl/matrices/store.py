@@ -174,6 +174,19 @@ def cached_matrices() -> list[MatrixInfo]:
     return found
 
 
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def matrix_files(path: Path) -> list[Path]:
+    """Every file of the matrix at ``path`` (whether or not it is complete): the matrix, its
+    tokenizer and .npy companions, partial downloads, and its lock."""
+    stem = path.name[: -len(SUFFIX)]
+    found = [p for p in path.parent.glob(f"{glob_escape(stem)}.*") if p.is_file()]
+    lock = path.parent / ".locks" / f"{path.name}.lock"
+    return found + ([lock] if lock.exists() else [])
+
+
 def parse_matrix_ref(ref: str) -> tuple[list[str], str | None]:
     """``matrix:A+B@rev`` (the prefix optional) -> (["A", "B"], "rev")."""
     text = ref.strip()

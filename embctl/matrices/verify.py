@@ -3,15 +3,40 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from embctl.errors import EmbctlError
 from embctl.inventory import Entry
 from embctl.matrices.format import FormatError
-from embctl.matrices.scan import MatrixCheck, _files_of, glob_escape
-from embctl.matrices.store import MatrixInfo, read_info
+from embctl.matrices.store import MatrixInfo, glob_escape, matrix_files, read_info
 
 CHUNK = 8 << 20
+
+
+@dataclass
+class MatrixCheck:
+    """The verdict on one cached matrix."""
+
+    entry: Entry
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+    repaired: bool = False
+
+    @property
+    def resolved(self) -> bool:
+        """Nothing is left wrong: nothing was, or repair mended it."""
+        return self.ok or self.repaired
+
+    def lines(self) -> list[str]:
+        """One line per problem, for people."""
+        return [f"{self.entry.ref} (matrix {self.entry.path}): {p}" for p in self.problems]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "matrix", "ref": self.entry.ref, "path": self.entry.path,
+                "key": self.entry.extra.get("key"), "ok": self.ok, "problems": self.problems,
+                "repaired": self.repaired}
 
 
 def rehash(info: MatrixInfo) -> tuple[str, int]:
@@ -90,7 +115,7 @@ def check_entry(entry: Entry, *, repair: bool = False) -> MatrixCheck:
 
 def _repair(check: MatrixCheck, info: MatrixInfo | None) -> MatrixCheck:
     """Delete the bad matrix and pull it again (needs the network)."""
-    for p in _files_of(check.entry):
+    for p in matrix_files(Path(check.entry.path)):
         p.unlink(missing_ok=True)
     if info is None:
         check.problems.append("deleted; run `embctl pull` for it again")
@@ -98,10 +123,11 @@ def _repair(check: MatrixCheck, info: MatrixInfo | None) -> MatrixCheck:
     from embctl.backends import Model
     from embctl.registry import get_backend
 
-    model = Model(info.ref, "matrix", "+".join(info.sources), info.requested_revision)
+    backend = check.entry.backend or ""
+    model = Model(info.ref, backend, "+".join(info.sources), info.requested_revision)
     tensor = ",".join(info.tensors)
     try:
-        get_backend("matrix").pull(model, {"cache_dir": None, "quiet": True, "tensor": tensor})
+        get_backend(backend).pull(model, {"cache_dir": None, "quiet": True, "tensor": tensor})
     except EmbctlError as exc:
         check.problems.append(f"deleted; pulling it again failed: {exc}")
         return check

@@ -4,30 +4,35 @@ huggingface_hub's ``scan_cache_dir`` stats every file through pathlib and needs 
 imported (about 0.4 s for ``hf cache ls`` on an empty cache).  This scan reads the same layout
 with ``os.scandir``/``readlink`` and one ``stat`` per blob, and reports what the HF scan hides:
 ``.incomplete`` downloads (hf #4412) and partial snapshots (hf #4419, via pull records).
-The data classes mirror huggingface_hub's (repo -> revision -> file).
+The data classes mirror huggingface_hub's (repo -> revision -> file), and like them are
+immutable: a scan is a snapshot, and what changes the cache scans again.  (They compare by
+identity: ``eq=False`` keeps defining them cheap, which ``ls`` pays at every start.)
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from embctl.inventory import Entry
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Blob:
     name: str
     path: str
-    size: int
+    size: int  # of the file it is, or links to
     atime: float
     mtime: float
-    inode: tuple[int, int]
+    inode: tuple[int, int]  # (device, inode) of that file
+    nlink: int = 1  # hard links to that file, here and elsewhere
+    link: bool = False  # blobs/NAME is itself a symlink (deleting it frees nothing)
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class SnapshotFile:
     path: str  # repo-relative, '/'-separated
     link: str  # the symlink (or file) in the snapshot
@@ -35,14 +40,14 @@ class SnapshotFile:
     exists: bool  # the target exists
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Revision:
     commit: str
     refs: list[str]
     files: list[SnapshotFile]
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class CachedRepo:
     repo_id: str
     repo_type: str
@@ -92,7 +97,7 @@ def _scan_blobs(blobs_dir: str) -> tuple[dict[str, Blob], list[Blob]]:
         except OSError:
             continue
         blob = Blob(entry.name, entry.path, st.st_size, st.st_atime, st.st_mtime,
-                    (st.st_dev, st.st_ino))
+                    (st.st_dev, st.st_ino), st.st_nlink, entry.is_symlink())
         if entry.name.endswith(".incomplete"):
             incomplete.append(blob)
         else:
@@ -137,23 +142,21 @@ def scan_repo(path: str | os.PathLike[str]) -> CachedRepo | None:
     prefix, _, rest = name.partition("--")
     if prefix not in REPO_TYPES or not rest:
         return None
-    repo = CachedRepo(rest.replace("--", "/"), REPO_TYPES[prefix], path)
-    repo.blobs, repo.incomplete = _scan_blobs(os.path.join(path, "blobs"))
-    repo.refs = _scan_refs(os.path.join(path, "refs"))
+    blobs, incomplete = _scan_blobs(os.path.join(path, "blobs"))
+    refs = _scan_refs(os.path.join(path, "refs"))
     by_commit: dict[str, list[str]] = {}
-    for ref, commit in repo.refs.items():
+    for ref, commit in refs.items():
         by_commit.setdefault(commit, []).append(ref)
     snapshots = os.path.join(path, "snapshots")
     try:
         commits = sorted(os.scandir(snapshots), key=lambda e: -e.stat().st_mtime)
     except OSError:
         commits = []
-    for entry in commits:
-        if entry.is_dir(follow_symlinks=False):
-            files = _scan_snapshot(entry.path, repo.blobs)
-            repo.revisions.append(Revision(entry.name, sorted(by_commit.get(entry.name, [])),
-                                           files))
-    return repo
+    revisions = [Revision(entry.name, sorted(by_commit.get(entry.name, [])),
+                          _scan_snapshot(entry.path, blobs))
+                 for entry in commits if entry.is_dir(follow_symlinks=False)]
+    return CachedRepo(rest.replace("--", "/"), REPO_TYPES[prefix], path, blobs, incomplete,
+                      revisions, refs)
 
 
 def scan_cache(cache_dir: str | os.PathLike[str]) -> list[CachedRepo]:
@@ -194,16 +197,6 @@ def model_dim(snapshot_dir: str) -> int | None:
     return None
 
 
-def guess_backend(snapshot_dir: str) -> str | None:
-    if os.path.exists(os.path.join(snapshot_dir, "modules.json")) or os.path.exists(
-        os.path.join(snapshot_dir, "config_sentence_transformers.json")
-    ):
-        return "st"
-    if os.path.exists(os.path.join(snapshot_dir, "preprocessor_config.json")):
-        return "image"
-    return None
-
-
 def repo_status(repo: CachedRepo, revision: Revision | None, record: dict) -> str:
     if revision is None:
         return "incomplete" if repo.incomplete else "empty"
@@ -219,35 +212,44 @@ def repo_status(repo: CachedRepo, revision: Revision | None, record: dict) -> st
     return "ok"
 
 
-def model_entries(cache_dir: Path) -> list[Entry]:
-    """One ``Entry`` per cached model repo (its head revision), for ls and du."""
+#: Given a snapshot's file paths, the backend whose models look like that (or None).
+Recognizer = Callable[[list[str]], str | None]
+
+
+def model_entry(repo: CachedRepo, cache_dir: Path, recognize: Recognizer | None = None,
+                ref: str | None = None) -> Entry:
+    """The ``Entry`` of a cached model repo (its head revision).  Its backend is the one its
+    pull recorded; for models other tools put in the cache, what ``recognize`` makes of the
+    head's files.  ``ref`` overrides the name shown (else the pulled reference, or repo id)."""
     from embctl.models.records import read_record
 
-    entries = []
-    for repo in scan_cache(cache_dir):
-        if repo.repo_type != "model":
-            continue
-        head = repo.head()
-        record = read_record(repo.repo_id, cache_dir)
-        snapshot = os.path.join(repo.path, "snapshots", head.commit) if head else repo.path
-        backend = record.get("backend") or (guess_backend(snapshot) if head else None)
-        entries.append(
-            Entry(
-                kind="model",
-                ref=record.get("ref") or repo.repo_id,
-                repo_id=repo.repo_id,
-                backend=backend,
-                revision=head.commit if head else None,
-                dim=model_dim(snapshot) if head else None,
-                size_bytes=repo.size,
-                path=repo.path,
-                last_used=repo.last_used,
-                status=repo_status(repo, head, record),
-                extra={
-                    "revisions": len(repo.revisions),
-                    "refs": sorted(repo.refs),
-                    "incomplete_bytes": repo.incomplete_size,
-                },
-            )
-        )
-    return entries
+    head = repo.head()
+    record = read_record(repo.repo_id, cache_dir)
+    snapshot = os.path.join(repo.path, "snapshots", head.commit) if head else repo.path
+    backend = record.get("backend")
+    if backend is None and head is not None and recognize is not None:
+        backend = recognize([f.path for f in head.files])
+    return Entry(
+        kind="model",
+        ref=ref or record.get("ref") or repo.repo_id,
+        repo_id=repo.repo_id,
+        backend=backend,
+        revision=head.commit if head else None,
+        dim=model_dim(snapshot) if head else None,
+        size_bytes=repo.size,
+        path=repo.path,
+        last_used=repo.last_used,
+        status=repo_status(repo, head, record),
+        extra={
+            "revisions": len(repo.revisions),
+            "refs": sorted(repo.refs),
+            "incomplete_bytes": repo.incomplete_size,
+        },
+        source=repo,
+    )
+
+
+def model_entries(cache_dir: Path, recognize: Recognizer | None = None) -> list[Entry]:
+    """One ``Entry`` per cached model repo (its head revision), for ls and du."""
+    return [model_entry(repo, cache_dir, recognize) for repo in scan_cache(cache_dir)
+            if repo.repo_type == "model"]

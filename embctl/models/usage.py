@@ -1,4 +1,4 @@
-"""Disk usage by category, each byte counted once.
+"""Disk usage of the model cache by category, each byte counted once.
 
 A blob shared between revisions is stored once per repo already; a blob shared between repos
 (hard links, or Xet's shared store linked into several repos) is counted once by inode.
@@ -15,9 +15,8 @@ from pathlib import Path
 from embctl.models.scan import scan_cache
 
 
-def disk_usage(cache_dir: Path) -> dict[str, int]:
-    from embctl.inventory import matrix_entries, vector_entries
-
+def model_usage(cache_dir: Path) -> dict[str, int]:
+    """``{"models", "incomplete", "other"}`` bytes of the cache."""
     seen: set[tuple[int, int]] = set()
     models = incomplete = other = 0
     for repo in sorted(scan_cache(cache_dir), key=lambda r: r.repo_type != "model"):
@@ -31,13 +30,4 @@ def disk_usage(cache_dir: Path) -> dict[str, int]:
             incomplete += repo.incomplete_size
         else:
             other += size + repo.incomplete_size
-    vectors = sum(e.size_bytes for e in vector_entries())
-    matrices = sum(e.size_bytes for e in matrix_entries())
-    return {
-        "models": models,
-        "vectors": vectors,
-        "matrices": matrices,
-        "incomplete": incomplete,
-        "other": other,
-        "total": models + vectors + matrices + incomplete + other,
-    }
+    return {"models": models, "incomplete": incomplete, "other": other}

@@ -36,6 +36,14 @@ class Problem:
     def to_json(self) -> dict:
         return asdict(self)
 
+    @property
+    def resolved(self) -> bool:
+        """Nothing is left wrong: repair mended it."""
+        return self.repaired
+
+    def lines(self) -> list[str]:
+        return [self.describe()]
+
     def describe(self) -> str:
         where = f"{self.ref}@{self.revision[:8]}" if self.revision else self.ref
         text = f"{where}: {self.path}: {self.problem.replace('_', ' ')}"

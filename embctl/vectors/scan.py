@@ -10,7 +10,7 @@ import math
 import sqlite3
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +39,7 @@ def _entry(path: Path) -> Entry:
     ns = info.namespace
     backend = ns.get("backend")
     repo_id = ns.get("repo_id")
-    ref = info.ref or (repo_id if backend in (None, "st") else f"{backend}:{repo_id}")
+    ref = info.ref or _fallback_ref(backend, repo_id)
     params = {k: v for k, v in ns.items() if k not in ("backend", "repo_id", "revision", "v")}
     return Entry(
         kind="vectors",
@@ -55,6 +55,21 @@ def _entry(path: Path) -> Entry:
         extra={"namespace": info.ns_id or path.stem, "params": params,
                "stores_text": info.stores_text},
     )
+
+
+def _fallback_ref(backend: str | None, repo_id: str | None) -> str | None:
+    """The reference of a cache whose file recorded none: ``backend:repo_id``, or the bare
+    repo id for the default backend (whose references need no prefix)."""
+    if backend is None or repo_id is None:
+        return repo_id
+    from embctl.errors import UsageError
+    from embctl.registry import default_backend
+
+    try:
+        default = default_backend().name
+    except UsageError:  # no default backend installed
+        default = None
+    return repo_id if backend == default else f"{backend}:{repo_id}"
 
 
 #: A file with no tables yet is one that VectorStore.open is creating (the file exists from
@@ -102,10 +117,9 @@ def remove_vectors(model: Model | None = None, namespace: str | None = None, *,
     """Delete the selected caches (file, -wal, -shm) and return their entries, whose
     ``size_bytes`` is what was (or, with ``dry_run``, would be) freed."""
     chosen = select_vectors(model, namespace, root)
-    if not dry_run:
-        for entry in chosen:
-            entry.size_bytes = store.remove_files(Path(entry.path))
-    return chosen
+    if dry_run:
+        return chosen
+    return [replace(e, size_bytes=store.remove_files(Path(e.path))) for e in chosen]
 
 
 def drop_revision(repo_id: str, revision: str, *, root: Path | None = None) -> list[Entry]:
@@ -113,9 +127,14 @@ def drop_revision(repo_id: str, revision: str, *, root: Path | None = None) -> l
     their entries: once a damaged file of that revision is repaired, no vector computed
     before the repair is served (when the damage began is unknown)."""
     chosen = [e for e in vector_entries(root) if e.repo_id == repo_id and e.revision == revision]
-    for entry in chosen:
-        entry.size_bytes = store.remove_files(Path(entry.path))
-    return chosen
+    return [replace(e, size_bytes=store.remove_files(Path(e.path))) for e in chosen]
+
+
+def vector_files(entry: Entry) -> list[Path]:
+    """The files of a cache: the SQLite file with its -wal and -shm (what removing it deletes;
+    the WAL first, so a crash midway leaves no WAL beside a missing database)."""
+    path = Path(entry.path)
+    return [Path(f"{path}-wal"), Path(f"{path}-shm"), path]
 
 
 @dataclass
@@ -129,6 +148,15 @@ class VectorCheck:
     bad: dict[str, int] = field(default_factory=dict)  # "nan", "inf", "zero_norm", "wrong_dim"
     removed: int = 0  # bad vectors deleted by repair
     repaired: bool = False  # repair deleted every bad vector (the next embed recomputes them)
+
+    @property
+    def resolved(self) -> bool:
+        """Nothing is left wrong: nothing was, or repair mended it."""
+        return self.ok or self.repaired
+
+    def lines(self) -> list[str]:
+        """One line per problem, for people."""
+        return [f"{self.entry.ref} (vectors {self.entry.path}): {p}" for p in self.problems]
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": "vectors", "ref": self.entry.ref, "path": self.entry.path,
@@ -277,4 +305,9 @@ def verify_vectors(model: Model | None = None, namespace: str | None = None, *,
     zero norm or the wrong dimension.  With ``repair``, delete the flagged vectors (the next
     embed recomputes them), and replace a damaged file by what can be read of it, or drop it
     when nothing can (see embctl/vectors/salvage.py)."""
-    return [_check_one(entry, repair) for entry in select_vectors(model, namespace, root)]
+    return check_vectors(select_vectors(model, namespace, root), repair=repair)
+
+
+def check_vectors(entries: list[Entry], *, repair: bool = False) -> list[VectorCheck]:
+    """:func:`verify_vectors` on caches already selected."""
+    return [_check_one(entry, repair) for entry in entries]

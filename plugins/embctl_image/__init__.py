@@ -46,6 +46,11 @@ def _load(model: Any, options: dict[str, Any]) -> Any:
     return load(model, options)
 
 
+def _recognize(files: list[str]) -> bool:
+    """An image model: it ships an image processor's config."""
+    return "preprocessor_config.json" in files
+
+
 @hookimpl
 def register_backends(register):
     register(
@@ -56,6 +61,7 @@ def register_backends(register):
             load=_load,
             options=OPTIONS,
             input_kind="image",
+            recognize=_recognize,
         )
     )
 

@@ -28,6 +28,11 @@ def _load(model, options):
     return load(model, options)
 
 
+def _recognize(files: list[str]) -> bool:
+    """A sentence-transformers model: the files its save() writes."""
+    return "modules.json" in files or "config_sentence_transformers.json" in files
+
+
 @hookimpl
 def register_backends(register):
     register(
@@ -39,6 +44,7 @@ def register_backends(register):
             select_files=select_files,
             load=_load,
             options=OPTIONS,
+            recognize=_recognize,
         )
     )
 

@@ -1,0 +1,86 @@
+"""``embctl verify`` as a loop over the stores.
+
+Stores are checked in order; when one repairs a revision whose bytes were wrong (a model
+file), what the others derived from it (vector caches) is dropped before they are checked:
+when the damage began is unknown, so no vector computed before the repair is served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from embctl.stores.base import Store, VerifyOptions, VerifyReport
+
+if TYPE_CHECKING:
+    from embctl.backends import Model
+    from embctl.inventory import Entry
+
+
+def select_for_verify(stores: Sequence[Store], cache_dir: Path,
+                      models: Sequence[Model]) -> list[tuple[Store, list[Entry]]]:
+    """What each store holds of ``models`` (everything, when there are none); a reference
+    that names nothing in any store is an error."""
+    from embctl.models.lookup import not_in_cache
+
+    if not models:
+        return [(store, store.select()) for store in stores]
+    picked: list[tuple[Store, list[Entry]]] = []
+    found: set[int] = set()
+    for store in stores:
+        entries: dict[str, Entry] = {}  # by path: two references may name the same entry
+        for i, model in enumerate(models):
+            for entry in store.select(model):
+                found.add(i)
+                entries.setdefault(entry.path, entry)
+        picked.append((store, list(entries.values())))
+    for i, model in enumerate(models):
+        if i not in found:
+            raise not_in_cache(model.ref, cache_dir)
+    return picked
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """What other stores dropped after a repair of a revision whose bytes were wrong."""
+
+    ref: str
+    commit: str
+    entries: tuple[Entry, ...]
+
+
+@dataclass(frozen=True)
+class Verified:
+    """Every store's report, each with what its repairs made the others drop."""
+
+    reports: tuple[VerifyReport, ...]
+    dropped: tuple[tuple[Dropped, ...], ...]  # one tuple per report
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.reports)
+
+    @property
+    def checked(self) -> dict[str, int]:
+        return {k: v for r in self.reports for k, v in r.checked.items()}
+
+
+def verify_stores(selection: Sequence[tuple[Store, list[Entry]]],
+                  options: VerifyOptions) -> Verified:
+    """Verify each store's selected entries, in order (see the module's docstring)."""
+    reports: list[VerifyReport] = []
+    dropped: list[tuple[Dropped, ...]] = []
+    gone: set[str] = set()
+    for store, entries in selection:
+        report = store.verify([e for e in entries if e.path not in gone], options)
+        reports.append(report)
+        mine = []
+        for repo_id, commit, ref in report.damaged:
+            lost = tuple(e for other, _ in selection if other is not store
+                         for e in other.forget_revision(repo_id, commit))
+            gone.update(e.path for e in lost)
+            mine.append(Dropped(ref, commit, lost))
+        dropped.append(tuple(mine))
+    return Verified(tuple(reports), tuple(dropped))
