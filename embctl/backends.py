@@ -71,6 +71,8 @@ class Backend:
                    Called as ``pull(model, options) -> dict`` (a JSON-able summary).
     load:          ``load(model, options) -> Embedder``; options carry device, normalize, ...
     input_kind:    "text" or "image": what the embed pipeline feeds ``Embedder.embed``.
+    input_adapter: ``input_adapter(options) -> InputAdapter``: what ``embed`` reads, keys and
+                   hands to ``embed`` (embctl/embed/adapter.py); ``None``: texts.
     """
 
     name: str
@@ -82,6 +84,7 @@ class Backend:
     pull: Callable[..., dict[str, Any]] | None = None
     load: Callable[..., Embedder] | None = None
     input_kind: str = "text"
+    input_adapter: Callable[[dict[str, Any]], Any] | None = None
     plugin: str = field(default="", compare=False)
 
 

@@ -22,6 +22,12 @@ def _load(model: Any, options: dict[str, Any]) -> Any:
     return load(model, options)
 
 
+def _input_adapter(options: dict[str, Any]) -> Any:
+    from embctl_image.adapter import input_adapter
+
+    return input_adapter(options)
+
+
 @hookimpl
 def register_backends(register):
     register(
@@ -31,6 +37,7 @@ def register_backends(register):
             select_files=select_files,
             load=_load,
             input_kind="image",
+            input_adapter=_input_adapter,
         )
     )
 
