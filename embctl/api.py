@@ -14,24 +14,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from embctl.errors import EmbctlError
-
 if TYPE_CHECKING:
     import numpy as np
 
-    from embctl.backends import Embedder, Model
-    from embctl.pipeline import Vectorizer
+    from embctl.embed.session import Session
 
 
 class EmbeddingModel:
     """A model ready to embed, with its metadata.  Create it with :func:`load`."""
 
-    def __init__(self, model: Model, embedder: Embedder, vectorizer: Vectorizer,
-                 namespace: dict[str, Any]) -> None:
-        self._model = model
-        self._embedder = embedder
-        self._vectorizer = vectorizer
-        self.namespace = namespace
+    def __init__(self, session: Session) -> None:
+        self._model = session.target.model
+        self._embedder = session.embedder
+        self._vectorizer = session.vectorizer
+        self.namespace: dict[str, Any] = session.namespace
 
     @property
     def ref(self) -> str:
@@ -101,31 +97,11 @@ def load(ref: str, *, device: str | None = None, normalize: bool = False, prefix
     """Resolve ``ref`` (alias, repo id, ``backend:id``, or a local model directory) and
     return an :class:`EmbeddingModel`.  Raises :class:`embctl.errors.EmbctlError` with a
     one-line message when the model cannot be found or pulled."""
-    from embctl.models.lookup import load_embedder
-    from embctl.pipeline import Vectorizer, adapter_for, namespace_for
-    from embctl.registry import get_backend, resolve
-    from embctl.vectors.store import VectorStore
+    from embctl.embed.session import open_session, select
 
-    model = resolve(ref, allow_path=True)
-    backend = get_backend(model.backend)
-    if backend.load is None:
-        raise EmbctlError(f"backend {backend.name!r} cannot embed")
-    embedder = load_embedder(model, backend, {"device": device, "normalize": normalize,
-                                    "truncate_dim": truncate_dim, "quiet": True,
-                                    "cache_dir": cache_dir})
-    adapter = adapter_for(backend.input_kind, prefix)
-    namespace = namespace_for(embedder, adapter)
-    store = None
-    if cache:
-        import sqlite3
-
-        try:
-            store = VectorStore.open(namespace, ref=ref, create=False,
-                                     dim=getattr(embedder, "expected_dim", None))
-        except (sqlite3.Error, OSError) as exc:
-            from embctl.console import warn
-
-            warn(f"vector cache unavailable ({exc}); embedding without it")
-    vectorizer = Vectorizer(embedder, store, adapter, batch_size=batch_size,
-                            store_text=store_text)
-    return EmbeddingModel(model, embedder, vectorizer, namespace)
+    session = open_session(select(ref, {"prefix": prefix}),
+                           {"device": device, "normalize": normalize,
+                            "truncate_dim": truncate_dim, "quiet": True, "cache_dir": cache_dir},
+                           cache="write" if cache else "off", batch_size=batch_size,
+                           store_text=store_text)
+    return EmbeddingModel(session)

@@ -185,6 +185,8 @@ class Backend:
     input_kind:    "text" or "image": what the embed pipeline feeds ``Embedder.embed``.
     recognize:     given the file paths of a model another tool put in the Hub cache, True
                    when it is one of this backend's (``ls`` shows it as such).
+    input_adapter: ``input_adapter(options) -> InputAdapter``: what ``embed`` reads, keys and
+                   hands to ``embed`` (embctl/embed/adapter.py); ``None``: texts.
     """
 
     name: str
@@ -198,6 +200,7 @@ class Backend:
     options: tuple[Option, ...] = ()
     input_kind: str = "text"
     recognize: Callable[[list[str]], bool] | None = None
+    input_adapter: Callable[[dict[str, Any]], Any] | None = None
     plugin: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:

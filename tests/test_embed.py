@@ -309,7 +309,8 @@ def test_python_api_shares_the_cli_cache(pulled, reference):
 
 
 def test_import_and_help_stay_light(pulled):
-    script = ("import sys, embctl, embctl.pipeline, embctl.vectors.scan\n"
+    script = ("import sys, embctl, embctl.embed.run, embctl.embed.dryrun, embctl.embed.session, "
+              "embctl.vectors.scan\n"
               "heavy = [m for m in ('numpy', 'torch', 'sentence_transformers') "
               "if m in sys.modules]\n"
               "assert not heavy, heavy\n")

@@ -179,11 +179,12 @@ class _CountingEmbedder:
 
 
 def test_vectorizer_never_recomputes_a_vector_queued_for_commit(tmp_path):
-    from embctl.pipeline import InputAdapter, Vectorizer
+    from embctl.embed.adapter import TextAdapter
+    from embctl.embed.vectorizer import Vectorizer
 
     s = store.VectorStore.open(NS, root=tmp_path)
     model = _CountingEmbedder()
-    v = Vectorizer(model, s, InputAdapter(), batch_size=4)
+    v = Vectorizer(model, s, TextAdapter(), batch_size=4)
     texts = [f"text {i}" for i in range(40)]
     first, hits, computed, _ = v.vectors(texts)
     again, hits2, computed2, _ = v.vectors(texts)  # right away: some may still be queued
@@ -196,10 +197,11 @@ def test_vectorizer_never_recomputes_a_vector_queued_for_commit(tmp_path):
 
 
 def test_vectorizer_goes_on_without_the_cache_when_a_commit_fails(tmp_path, capsys):
-    from embctl.pipeline import InputAdapter, Vectorizer
+    from embctl.embed.adapter import TextAdapter
+    from embctl.embed.vectorizer import Vectorizer
 
     s = store.VectorStore.open(NS, root=tmp_path)
-    v = Vectorizer(_CountingEmbedder(), s, InputAdapter(), batch_size=4)
+    v = Vectorizer(_CountingEmbedder(), s, TextAdapter(), batch_size=4)
     v.vectors(["warm-up"])  # starts the committer
     v._committer._pool.submit(lambda: None).result()
     other = sqlite3.connect(s.path)
@@ -217,11 +219,12 @@ def test_vectorizer_goes_on_without_the_cache_when_a_commit_fails(tmp_path, caps
 def test_started_windows_share_what_they_compute(tmp_path):
     """With concurrent calls the next window starts before the last is finished: a text in
     both is computed once, by the first, with or without a cache."""
-    from embctl.pipeline import InputAdapter, Vectorizer
+    from embctl.embed.adapter import TextAdapter
+    from embctl.embed.vectorizer import Vectorizer
 
     for s in (store.VectorStore.open(NS, root=tmp_path), None):
         model = _CountingEmbedder()
-        v = Vectorizer(model, s, InputAdapter(), batch_size=3, concurrency=3)
+        v = Vectorizer(model, s, TextAdapter(), batch_size=3, concurrency=3)
         first = v.start([f"a{i}" for i in range(10)])
         second = v.start([f"a{i}" for i in range(5, 15)])  # a5..a9 are in flight
         blob1, hits1, computed1, dups1 = v.finish(first)

@@ -200,7 +200,7 @@ def test_verify_flags_bad_vectors_in_image_caches(embctl, resnet_repo, images):
 
 
 def test_plugin_import_stays_light(embctl):
-    script = ("import sys, embctl_image, embctl.pipeline_images, embctl.cli.embed_images\n"
+    script = ("import sys, embctl_image, embctl_image.adapter, embctl_image.inputs\n"
               f"heavy = [m for m in {HEAVY_MODULES + ('numpy',)!r} if m in sys.modules]\n"
               "assert not heavy, heavy\n")
     import subprocess

@@ -357,7 +357,8 @@ def test_lazy_store_creates_its_file_with_the_first_commit(tmp_path):
     """In process: what the pipeline and embctl.load open.  Lookups before the file exists
     create nothing; the committer's first commit creates it, and a store opened earlier then
     reads it."""
-    from embctl.pipeline import InputAdapter, Vectorizer
+    from embctl.embed.adapter import TextAdapter
+    from embctl.embed.vectorizer import Vectorizer
     from embctl.vectors import scan, store
 
     ns = {"backend": "test", "repo_id": "org/model", "revision": "b" * 40}
@@ -378,7 +379,7 @@ def test_lazy_store_creates_its_file_with_the_first_commit(tmp_path):
     reader = store.VectorStore.open(ns, root=tmp_path, create=False)
     writer = store.VectorStore.open(ns, root=tmp_path, create=False)
     writer.mark_stores_text()
-    v = Vectorizer(Model(), writer, InputAdapter(), store_text=True)
+    v = Vectorizer(Model(), writer, TextAdapter(), store_text=True)
     v.vectors(["one", "three"])
     v.close()
     assert path.exists() and reader.get_many([reader.key(b"one")]) != {}

@@ -2,7 +2,7 @@
 
 Each command lives in its own module and is imported only when it runs (or when ``--help``
 lists it), so ``embctl --help`` stays fast.  Command modules only parse arguments and render;
-the work is done by ``embctl.models``, ``embctl.vectors`` and ``embctl.pipeline``.
+the work is done by ``embctl.models``, ``embctl.vectors`` and ``embctl.embed``.
 """
 
 from __future__ import annotations

@@ -76,54 +76,48 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
       embctl embed e5-small-v2 --prefix 'query: ' --text-field q < queries.jsonl
       embctl embed openai:text-embedding-3-small --dimensions 256 --dry-run < docs.jsonl
     """
-    from embctl import outputs, pipeline
     from embctl.console import stderr_is_tty
-    from embctl.models.lookup import load_embedder
+    from embctl.embed.outputs import make_writer, output_format
+    from embctl.embed.records import Options
+    from embctl.embed.session import open_session, select
     from embctl.outfile import check_output
-    from embctl.registry import get_backend, resolve
 
     cap = _cap(max_cache_size)
-    model = resolve(ref, allow_path=True)
-    backend = get_backend(model.backend)
-    if backend.load is None:
-        raise UsageError(f"backend {backend.name!r} cannot embed")
-    if backend.hub and (dimensions or base_url):
+    # --path-field is the image backend's, passed through to the backend's input adapter
+    # uninterpreted (as --image-range, --dimensions and --base-url are to its load); they are
+    # to become backend-declared options.
+    target = select(ref, {"prefix": prefix, "path_field": path_field})
+    if target.backend.hub and (dimensions or base_url):
         raise UsageError("--dimensions and --base-url apply to API backends (openai:); "
                          "for local models use --truncate-dim")
-    fmt = outputs.output_format(output_path, fmt)
+    fmt = output_format(output_path, fmt)
     if output_path != "-":  # before the model is loaded (or pulled): a missing folder...
         check_output(output_path)
     if cache_dir is not None:
         resolve_cache_dir(cache_dir)  # a file where the folder should be: one line, now
-    opts = pipeline.Options(text_field=text_field, id_field=id_field, lines=lines,
-                            batch_size=batch_size, prefix=prefix, on_error=on_error,
-                            store_text=store_text, concurrency=concurrency)
-    if backend.input_kind == "image":  # image inputs: see embctl/cli/embed_images.py
-        from embctl.cli.embed_images import image_input
-
-        stream = image_input(opts, input_path, path_field)
-    else:
-        stream = _open_input(input_path)
-    embedder = load_embedder(model, backend, {"device": device, "normalize": normalize,
-                                    "truncate_dim": truncate_dim, "quiet": quiet,
-                                    "cache_dir": cache_dir, "dimensions": dimensions,
-                                    "base_url": base_url, "concurrency": concurrency,
-                                    "batch_size": batch_size, "image_range": image_range})
-    if dry_run:
-        _dry_run(embedder, backend, stream, opts, ref, no_cache)
-        return
-    store = None
-    if not no_cache:
-        adapter = pipeline.adapter_for(backend.input_kind, prefix)
-        store = pipeline.open_store(pipeline.namespace_for(embedder, adapter), ref, embedder)
-
-    def writer(dim_hint):
-        return outputs.make_writer(output_path, fmt, opts, dim_hint)
-
+    opts = Options(text_field=text_field, id_field=id_field, lines=lines,
+                   batch_size=batch_size, prefix=prefix, on_error=on_error,
+                   store_text=store_text, concurrency=concurrency)
+    stream = target.adapter.open(input_path, opts)
     try:
-        stats = pipeline.run(embedder, store, stream, writer, opts,
-                             progress=not quiet and stderr_is_tty(),
-                             input_kind=backend.input_kind)
+        session = open_session(
+            target, {"device": device, "normalize": normalize, "truncate_dim": truncate_dim,
+                     "quiet": quiet, "cache_dir": cache_dir, "dimensions": dimensions,
+                     "base_url": base_url, "concurrency": concurrency,
+                     "batch_size": batch_size, "image_range": image_range},
+            cache="off" if no_cache else "read" if dry_run else "write",
+            batch_size=batch_size, store_text=store_text, concurrency=concurrency)
+        if dry_run:
+            from embctl.embed.dryrun import dry_run as plan_run
+
+            plan = plan_run(session.vectorizer, stream, opts)
+            print(plan.summary(), file=sys.stderr, flush=True)
+            return
+        from embctl.embed.run import run
+
+        stats = run(session.vectorizer, stream,
+                    lambda dim_hint: make_writer(output_path, fmt, opts, dim_hint), opts,
+                    progress=not quiet and stderr_is_tty())
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
@@ -131,24 +125,6 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
         _evict(cap, quiet)
     if not quiet:
         print(stats.summary(), file=sys.stderr, flush=True)
-
-
-def _dry_run(embedder, backend, stream, opts, ref: str, no_cache: bool) -> None:
-    """Count what would be sent; open the cache only if it exists (create nothing)."""
-    from embctl import pipeline
-    from embctl.vectors.store import store_path
-
-    adapter = pipeline.adapter_for(backend.input_kind, opts.prefix)
-    namespace = pipeline.namespace_for(embedder, adapter)
-    store = None
-    if not no_cache and store_path(namespace).exists():
-        store = pipeline.open_store(namespace, ref)
-    try:
-        plan = pipeline.dry_run(embedder, store, stream, opts, input_kind=backend.input_kind)
-    finally:
-        if stream is not sys.stdin.buffer:
-            stream.close()
-    print(plan.summary(), file=sys.stderr, flush=True)
 
 
 def _cap(option: str | None) -> int | None:
@@ -161,17 +137,6 @@ def _cap(option: str | None) -> int | None:
         return parse_size(text)
     except ValueError as exc:
         raise UsageError(f"--max-cache-size: {exc}") from None
-
-
-def _open_input(path: str):
-    if path == "-":
-        if sys.stdin is None:
-            raise UsageError("no input: give -i FILE or pipe JSONL to stdin")
-        return sys.stdin.buffer
-    try:
-        return open(path, "rb")
-    except OSError as exc:
-        raise UsageError(f"-i {path}: {exc.strerror}") from None
 
 
 def _evict(cap: int, quiet: bool) -> None:

@@ -140,7 +140,7 @@ class _Safetensors:
 
 class _Jsonl:
     def __init__(self, fh: IO[bytes], count: int, dim: int, info, texts: bool) -> None:
-        from embctl.outputs import dumps_vector_factory
+        from embctl.embed.outputs import dumps_vector_factory
 
         self.fh = fh
         self.texts = texts

@@ -51,6 +51,12 @@ def _recognize(files: list[str]) -> bool:
     return "preprocessor_config.json" in files
 
 
+def _input_adapter(options: dict[str, Any]) -> Any:
+    from embctl_image.adapter import input_adapter
+
+    return input_adapter(options)
+
+
 @hookimpl
 def register_backends(register):
     register(
@@ -62,6 +68,9 @@ def register_backends(register):
             options=OPTIONS,
             input_kind="image",
             recognize=_recognize,
+
+
+            input_adapter=_input_adapter,
         )
     )
 

@@ -11,7 +11,7 @@ Work is split so that both cores stay busy:
   (Pillow and numpy release the GIL while they work) and returns a Future of a uint8 crop;
 * ``compute(crops)`` turns a batch of crops into normalized pixels and runs the model.
 
-The embed pipeline's image adapter (``embctl/pipeline_images.py``) submits the next batch's
+The image input adapter (``embctl_image/adapter.py``) submits the next batch's
 images before it runs the model on the current one.  ``embed(inputs)`` does the same for a
 plain list of paths (the Python API).
 """
@@ -30,7 +30,7 @@ from embctl.backends import Embedder, Model
 from embctl.device import pick_device
 from embctl.errors import EmbctlError
 from embctl.models.locate import locate
-from embctl.pipeline_images import Ready
+from embctl_image.adapter import Ready
 from embctl_image.decode import DecodeError, Scaling, decode
 from embctl_image.preprocess import Preprocessor
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from embctl.backends import Embedder, Model
+from embctl.embed.batching import split
 from embctl.errors import EmbctlError, UsageError
 from embctl_openai.client import EmbeddingsClient
 from embctl_openai.settings import Settings, from_options
@@ -62,18 +63,9 @@ class OpenAIEmbedder(Embedder):
         self.client.cancel()
 
     def split(self, inputs: Sequence[str]) -> list[tuple[int, int]]:
-        """[start, end) ranges of ``inputs``, each within ``batch_size`` and the token budget."""
-        ranges: list[tuple[int, int]] = []
-        start, tokens = 0, 0
-        for i, text in enumerate(inputs):
-            n = self.count_tokens(text)
-            if i > start and (i - start >= self.batch_size or tokens + n > self.max_batch_tokens):
-                ranges.append((start, i))
-                start, tokens = i, 0
-            tokens += n
-        if start < len(inputs):
-            ranges.append((start, len(inputs)))
-        return ranges
+        """[start, end) ranges of ``inputs``, each within ``batch_size`` and the token budget
+        (the pipeline's own rule: embctl/embed/batching.py)."""
+        return split(inputs, self.batch_size, self.max_batch_tokens, self.count_tokens)
 
     def _check(self, inputs: Sequence[Any]) -> list[str]:
         texts: list[str] = []

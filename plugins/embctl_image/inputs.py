@@ -1,9 +1,8 @@
-"""``embctl embed`` with an image backend: the input is JSONL naming image files, or a folder.
+"""What ``embctl embed`` reads with the image backend: JSONL naming image files, or a folder.
 
-Kept apart from ``embed.py`` so that the text path stays as it was: ``image_input`` checks the
-options that make no sense for images, sets where relative paths start, and returns the
-stream of JSONL lines the pipeline reads (a folder becomes one ``{"path": ...}`` line per
-image file under it, recursively, in sorted order).
+:func:`open_input` checks the options that make no sense for images, says where relative paths
+start, and returns the stream of JSONL lines the pipeline reads (a folder becomes one
+``{"path": ...}`` line per image file under it, recursively, in sorted order).
 """
 
 from __future__ import annotations
@@ -11,17 +10,22 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import IO, TYPE_CHECKING
 
 from embctl.errors import UsageError
-from embctl.pipeline import Options
+
+if TYPE_CHECKING:
+    from embctl.embed.records import Options
 
 #: What ``-i DIR`` picks up (case-insensitive); other files are ignored.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")
 
 
-def image_input(opts: Options, input_path: str, path_field: str):
-    """Adjust ``opts`` for image records and open the input: stdin, a JSONL file or a folder."""
+def open_input(input_path: str, opts: Options, path_field: str
+               ) -> tuple[IO[bytes] | Iterable[bytes], str]:
+    """Adjust ``opts`` for image records and open the input (stdin, a JSONL file or a
+    folder); -> (the stream of JSONL lines, the folder relative paths start from)."""
     if opts.lines:
         raise UsageError("--lines is for text backends; image backends read JSONL or -i DIR")
     if opts.prefix:
@@ -30,14 +34,13 @@ def image_input(opts: Options, input_path: str, path_field: str):
     if input_path == "-":
         if sys.stdin is None:
             raise UsageError("no input: give -i FILE, -i DIR or pipe JSONL to stdin")
-        opts.base_dir = os.getcwd()
-        return sys.stdin.buffer
+        return sys.stdin.buffer, os.getcwd()
     if os.path.isdir(input_path):
-        opts.base_dir = os.path.abspath(input_path)
-        return FolderLines(opts.base_dir, path_field)
-    opts.base_dir = os.path.dirname(os.path.abspath(input_path))
+        base = os.path.abspath(input_path)
+        return FolderLines(base, path_field), base
+    base = os.path.dirname(os.path.abspath(input_path))
     try:
-        return open(input_path, "rb")
+        return open(input_path, "rb"), base
     except OSError as exc:
         raise UsageError(f"-i {input_path}: {exc.strerror}") from None
 

@@ -1,9 +1,11 @@
-"""The image input adapter of ``embctl embed``: paths in, file bytes keyed, errors by line.
+"""The image backend's input adapter (``Backend.input_adapter``; the contract is in
+embctl/embed/adapter.py): paths in, file bytes keyed, errors by line.
 
 Records name image files (the ``--path-field``, default ``path``), relative to the input's
-folder (``base_dir``: the JSONL file's folder, the ``-i DIR`` folder, or the current directory
-for stdin) or absolute.  A relative path that resolves outside ``base_dir`` (``..`` or a
-symbolic link) is refused; an absolute path is the user's explicit choice and is accepted.
+folder (``base``: the JSONL file's folder, the ``-i DIR`` folder, or the current directory for
+stdin and the Python API; see inputs.py) or absolute.  A relative path that resolves outside
+``base`` (``..`` or a symbolic link) is refused; an absolute path is the user's explicit
+choice and is accepted.
 
 For every chunk of records (one model batch) :meth:`ImageAdapter.prepare`:
 
@@ -18,7 +20,8 @@ For every chunk of records (one model batch) :meth:`ImageAdapter.prepare`:
    reach the cache.
 
 The pipeline's Vectorizer then finds the chunk's misses, gets the ready vectors back through
-``payload`` and commits them as one batch.  Without an embedder (dry run) only step 1 runs.
+``payload`` (the embedder's ``embed`` passes :class:`Ready` vectors through) and commits them
+as one batch.  Without a Vectorizer (dry run) only step 1 runs.
 """
 
 from __future__ import annotations
@@ -30,12 +33,13 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from embctl.pipeline import InputAdapter, Record
+from embctl.embed.adapter import InputAdapter
 
 if TYPE_CHECKING:
-    from embctl.pipeline import Vectorizer
+    from embctl.embed.adapter import VectorSource
+    from embctl.embed.records import Options, Record
 
 #: Chunks whose decoding is queued ahead of the one on the model.
 PREFETCH = 2
@@ -65,13 +69,22 @@ Pending = tuple[list[Checked], list[tuple[int, str]], dict[bytes, Future]]
 class ImageAdapter(InputAdapter):
     kind = "image"
 
-    def __init__(self, base_dir: str | os.PathLike | None = None) -> None:
+    def __init__(self, base_dir: str | os.PathLike | None = None,
+                 path_field: str = "path") -> None:
         super().__init__("")
         self.base = Path(os.path.realpath(base_dir or os.getcwd()))
+        self.path_field = path_field
         self._digest: dict[str, bytes] = {}  # resolved path -> sha256 of its bytes
         self._ready: dict[bytes, Any] = {}  # digest -> Ready vector for the Vectorizer
 
     # -- InputAdapter ----------------------------------------------------------------------
+
+    def open(self, path: str, opts: Options) -> IO[bytes] | Iterable[bytes]:
+        from embctl_image.inputs import open_input
+
+        stream, base = open_input(path, opts, self.path_field)
+        self.base = Path(os.path.realpath(base))
+        return stream
 
     def key_bytes(self, item: str) -> bytes:
         digest = self._digest.get(item)
@@ -88,7 +101,7 @@ class ImageAdapter(InputAdapter):
 
     # -- the chunked pass ------------------------------------------------------------------
 
-    def prepare(self, windows: Iterable[list[Record]], vectorizer: Vectorizer | None,
+    def prepare(self, windows: Iterable[list[Record]], vectorizer: VectorSource | None,
                 on_bad: Callable[[int, str], None]) -> Iterator[list[Record]]:
         embedder = vectorizer.embedder if vectorizer is not None else None
         pipelined = callable(getattr(embedder, "compute", None)) and \
@@ -154,13 +167,13 @@ class ImageAdapter(InputAdapter):
                           "folder; give an absolute path to use another)")
         return full, None
 
-    def _submit(self, checked: list[Checked], vectorizer: Vectorizer | None,
+    def _submit(self, checked: list[Checked], vectorizer: VectorSource | None,
                 embedder: Any) -> dict[bytes, Future]:
         """Queue decoding of the chunk's distinct files whose vectors are not cached."""
         digests = list(dict.fromkeys(c.digest for c in checked))
         cached: set[bytes] = set()
-        if vectorizer is not None and vectorizer.store is not None and digests:
-            keys = {vectorizer._key(b"sha256:" + d): d for d in digests}
+        if vectorizer is not None and digests:  # lookup: {} without a cache
+            keys = {vectorizer.key(b"sha256:" + d): d for d in digests}
             cached = {keys[k] for k in vectorizer.lookup(list(keys))}
         jobs: dict[bytes, Future] = {}
         for item in checked:
@@ -206,3 +219,10 @@ def _chunks(windows: Iterable[list[Record]], size: int) -> Iterator[list[Record]
     for window in windows:
         for i in range(0, len(window), size):
             yield window[i:i + size]
+
+
+def input_adapter(options: dict[str, Any]) -> ImageAdapter:
+    """``Backend.input_adapter`` for ``image``: options hold ``path_field`` (``--path-field``;
+    default ``path``).  ``prefix`` is refused by :meth:`ImageAdapter.open` (the CLI), ignored
+    by the Python API, as before."""
+    return ImageAdapter(path_field=options.get("path_field") or "path")

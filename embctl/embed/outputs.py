@@ -17,7 +17,7 @@ from embctl.outfile import OutputFile
 if TYPE_CHECKING:
     import numpy as np
 
-    from embctl.pipeline import Options, Record
+    from embctl.embed.records import Options, Record
 
 
 def dumps_vector_factory() -> Callable[[np.ndarray], bytes]:

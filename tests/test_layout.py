@@ -1,0 +1,155 @@
+"""The code's shape, checked: no import cycles, small files, plugins apart from each other.
+
+The import graph is read from the source with ``ast``: every ``import`` and ``from ... import``
+anywhere in a module (function-level imports too, since they run as soon as the function does),
+except those under ``if TYPE_CHECKING:``, which never run.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCE_LIMIT = 450
+TEST_LIMIT = 700
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of embctl/ and plugins/, by dotted name."""
+    found = {}
+    for base, top in ((ROOT, ROOT / "embctl"), *((ROOT / "plugins", p) for p in
+                                                  sorted((ROOT / "plugins").iterdir()))):
+        if not (top / "__init__.py").exists():
+            continue
+        for path in sorted(top.rglob("*.py")):
+            parts = list(path.relative_to(base).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            found[".".join(parts)] = path
+    return found
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imports(tree: ast.AST, name: str, is_package: bool, modules: dict[str, Path]) -> set[str]:
+    """The modules of ours that ``name`` imports when it runs."""
+    out: set[str] = set()
+
+    def target(dotted: str) -> str | None:
+        while dotted and dotted not in modules:
+            dotted = dotted.rpartition(".")[0]
+        return dotted or None
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                out.add(target(alias.name))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                package = name if is_package else name.rpartition(".")[0]
+                for _ in range(node.level - 1):
+                    package = package.rpartition(".")[0]
+                base = f"{package}.{node.module}" if node.module else package
+            else:
+                base = node.module or ""
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                out.add(full if full in modules else target(base))
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    out.discard(None)
+    out.discard(name)
+    return out  # type: ignore[return-value]
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: _imports(ast.parse(path.read_text()), name, path.name == "__init__.py", modules)
+            for name, path in modules.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = [0]
+
+    def strong(v: str) -> None:
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            strong(v)
+    return found
+
+
+def test_the_checker_finds_a_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_graph_sees_function_level_imports():
+    tree = ast.parse("def f():\n    from embctl.refs import parse_ref\n")
+    assert _imports(tree, "embctl.x", False, _modules()) == {"embctl.refs"}
+
+
+def test_no_import_cycles():
+    assert cycles(import_graph()) == []
+
+
+def test_no_plugin_imports_another_and_the_core_imports_no_plugin():
+    graph = import_graph()
+    plugins = {name.split(".")[0] for name in graph} - {"embctl"}
+    bad = []
+    for name, deps in graph.items():
+        top = name.split(".")[0]
+        for dep in deps:
+            other = dep.split(".")[0]
+            if other in plugins and other != top:
+                bad.append(f"{name} -> {dep}")
+    assert bad == []
+
+
+def test_files_are_small():
+    big = []
+    for folder, limit in (("embctl", SOURCE_LIMIT), ("plugins", SOURCE_LIMIT),
+                          ("tests", TEST_LIMIT)):
+        for path in (ROOT / folder).rglob("*.py"):
+            lines = len(path.read_text().splitlines())
+            if lines > limit:
+                big.append(f"{path.relative_to(ROOT)}: {lines} > {limit}")
+    assert big == []
