@@ -73,9 +73,7 @@ class EmbeddingModel:
 
             return np.zeros((0, self.dim), dtype=np.float32)
         matrix = self._vectorizer.embed_matrix(items)
-        finish = getattr(self._embedder, "finish", None)
-        if callable(finish):
-            finish()
+        self._embedder.finish()
         return matrix[0] if single else matrix
 
     def close(self) -> None:

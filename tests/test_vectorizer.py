@@ -11,29 +11,34 @@ import zlib
 import numpy as np
 import pytest
 
-from embctl.backends import Backend
+from embctl import backends
+from embctl.backends import Backend, Model
 from embctl.embed.adapter import InputAdapter, TextAdapter, adapter_for
 from embctl.embed.batching import split
 from embctl.embed.dryrun import dry_run
 from embctl.embed.outputs import Writer
 from embctl.embed.records import Options
 from embctl.embed.run import run
-from embctl.embed.session import namespace_for
 from embctl.embed.vectorizer import Vectorizer
 from embctl.errors import EmbctlError
+from embctl.namespace import namespace_for
 from embctl.vectors.store import VectorStore
 
 DIM = 3
 
 
-class Embedder:
+MODEL = Model("fake", "test", "org/fake", "f" * 40)
+
+
+class Embedder(backends.Embedder):
     """Vectors that depend on the text only; records every call.  ``poison`` texts come back
     as NaN; ``budget`` declares a token budget per call (one token per character)."""
+
+    model = MODEL
 
     def __init__(self, *, batch_size: int | None = None, budget: int | None = None,
                  poison: frozenset[str] = frozenset(), concurrency: int = 1) -> None:
         self.dim = DIM
-        self.namespace = {"backend": "test", "repo_id": "org/fake", "revision": "f" * 40}
         self.calls: list[list[str]] = []
         self.poison = poison
         self.concurrency = concurrency
@@ -61,7 +66,9 @@ def vector(text: str) -> list[float]:
 
 
 def open_store(tmp_path, embedder: Embedder, adapter: InputAdapter | None = None) -> VectorStore:
-    return VectorStore.open(namespace_for(embedder, adapter or TextAdapter()), root=tmp_path)
+    adapter = adapter or TextAdapter()
+    ns = namespace_for(MODEL, embedder, prefix=adapter.prefix, input_kind=adapter.kind)
+    return VectorStore.open(ns, root=tmp_path)
 
 
 def cached(tmp_path, embedder: Embedder, texts: list[str]) -> set[str]:
@@ -263,7 +270,7 @@ def test_a_backend_brings_its_own_adapter(tmp_path):
     text = adapter_for(Backend("plain"), {"prefix": "p: "})
     assert type(text) is TextAdapter and text.prefix == "p: "
     e = Embedder()
-    ns = namespace_for(e, adapter)
+    ns = namespace_for(MODEL, e, prefix=adapter.prefix, input_kind=adapter.kind)
     assert ns["input_kind"] == "folded" and ns["prefix"] == "" and ns["repo_id"] == "org/fake"
     v = Vectorizer(e, VectorStore.open(ns, root=tmp_path), adapter)
     _, hits, computed, duplicates = v.vectors(["Abc", "aBC"])  # one key: one to compute

@@ -66,11 +66,11 @@ def dry_run(vectorizer: Vectorizer, stream: IO[bytes] | Iterable[bytes], opts: O
     adapter = vectorizer.adapter
     read = Stats()
     plan = DryRun()
-    count = getattr(embedder, "count_tokens", None)
-    limit = getattr(embedder, "max_input_tokens", None)
+    count = embedder.count_tokens
+    limit = embedder.max_input_tokens
     plan.input_limit = limit
-    plan.tokens_exact = bool(getattr(embedder, "tokens_exact", False))
-    if callable(count):
+    plan.tokens_exact = bool(embedder.tokens_exact)
+    if count is not None:
         plan.tokens = 0
     on_bad = BadLines(opts, read, warn_each=False)
     per_window = window_size(opts, vectorizer.batch_size, vectorizer.concurrency)

@@ -98,9 +98,7 @@ def run(vectorizer: Vectorizer, stream: IO[bytes] | Iterable[bytes],
             writer.close(ok)  # may fail (a full disk): the cache is closed all the same
         finally:
             vectorizer.close()
-            finish = getattr(embedder, "finish", None)
-            if callable(finish):
-                finish()
+            embedder.finish()
             stats.seconds = time.monotonic() - start
     on_bad.finish()
     return stats

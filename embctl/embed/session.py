@@ -18,15 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from embctl.console import warn
 from embctl.errors import UsageError
+from embctl.namespace import namespace_for
 
 if TYPE_CHECKING:
     from embctl.backends import Backend, Embedder, Model
     from embctl.embed.adapter import InputAdapter
     from embctl.embed.vectorizer import Vectorizer
     from embctl.vectors.store import VectorStore
-
-#: Bumped when the pipeline changes what a cached vector means (part of every namespace).
-NAMESPACE_VERSION = 1
 
 #: ``open_session(cache=...)``: read and write (the file is created by the first commit),
 #: read only what exists (dry runs: create nothing), or no cache at all.
@@ -83,7 +81,8 @@ def open_session(target: Target, load_options: dict[str, Any], *, cache: str = "
     if cache not in CACHE_MODES:
         raise ValueError(f"cache must be one of {CACHE_MODES}, not {cache!r}")
     embedder = load_embedder(target.model, target.backend, load_options)
-    namespace = namespace_for(embedder, target.adapter)
+    namespace = namespace_for(target.model, embedder, prefix=target.adapter.prefix,
+                              input_kind=target.adapter.kind)
     ref = target.model.ref
     store = None
     if cache == "write":
@@ -100,15 +99,6 @@ def open_session(target: Target, load_options: dict[str, Any], *, cache: str = "
     return Session(target, embedder, namespace, vectorizer)
 
 
-def namespace_for(embedder: Embedder, adapter: InputAdapter) -> dict[str, Any]:
-    """The embedder's namespace plus what the pipeline itself changes (prefix, input kind)."""
-    ns = dict(embedder.namespace)
-    ns["prefix"] = adapter.prefix
-    ns["input_kind"] = adapter.kind
-    ns["v"] = NAMESPACE_VERSION
-    return ns
-
-
 def open_store(namespace: dict[str, Any], ref: str, embedder: Embedder | None = None
                ) -> VectorStore | None:
     """The namespace's cache, or None (with one warning) when it cannot be opened.  A missing
@@ -117,7 +107,7 @@ def open_store(namespace: dict[str, Any], ref: str, embedder: Embedder | None = 
 
     try:
         return VectorStore.open(namespace, ref=ref, create=False,
-                                dim=getattr(embedder, "expected_dim", None))
+                                dim=embedder.expected_dim if embedder else None)
     except (sqlite3.Error, OSError) as exc:
         warn(f"vector cache unavailable ({exc}); embedding without it")
         return None

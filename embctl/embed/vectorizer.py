@@ -72,8 +72,8 @@ class Vectorizer:
         self.embedder = embedder
         self.store = store
         self.adapter = adapter
-        self.batch_size = max(1, batch_size or getattr(embedder, "batch_size", None) or 64)
-        self.concurrency = max(1, int(concurrency or getattr(embedder, "concurrency", 1) or 1))
+        self.batch_size = max(1, batch_size or embedder.batch_size or 64)
+        self.concurrency = max(1, int(concurrency or embedder.concurrency or 1))
         self.store_text = store_text
         self.on_progress = on_progress
         self.dim: int | None = store.dim if store else None
@@ -164,9 +164,9 @@ class Vectorizer:
             self._planned[key] = job
 
     def _batches(self, order: list[bytes], misses: dict[bytes, Any]) -> list[list[bytes]]:
-        budget = getattr(self.embedder, "max_batch_tokens", None)
-        count = getattr(self.embedder, "count_tokens", None)
-        if budget and callable(count):
+        budget = self.embedder.max_batch_tokens
+        count = self.embedder.count_tokens
+        if budget and count is not None:
             payload = self.adapter.payload
             ranges = split(order, self.batch_size, budget, lambda k: count(payload(misses[k])))
         else:
@@ -275,9 +275,7 @@ class Vectorizer:
         self._planned.clear()  # the jobs started after this one are abandoned
 
     def _cancel_embedder(self) -> None:
-        cancel = getattr(self.embedder, "cancel", None)
-        if callable(cancel):
-            cancel()
+        self.embedder.cancel()
 
     def _embed(self, payloads: list[Any]) -> memoryview:
         import numpy as np
@@ -325,5 +323,5 @@ class Vectorizer:
         import numpy as np
 
         blob, *_ = self.vectors(items)
-        dim = self.dim or getattr(self.embedder, "dim", 0)
+        dim = self.dim or self.embedder.dim
         return np.frombuffer(blob, dtype="<f4").reshape(len(items), dim).astype(np.float32)

@@ -95,13 +95,21 @@ def load_embedder(model: Model, backend: Backend, options: dict[str, Any]) -> Em
     """``backend.load``, for embed and ``embctl.load``: a backend pulls a model it does not
     have; when the Hub cannot be asked, the error says the model is not cached and how to
     get it, whichever backend it came from, instead of the network's own words."""
+    from embctl.backends import Embedder
     from embctl.models.hub import HubUnreachable
     from embctl.paths import hub_cache_dir
 
     try:
-        return backend.load(model, options)
+        embedder = backend.load(model, options)
     except HubUnreachable as exc:
         hint = did_you_mean(model.ref, hub_cache_dir(options.get("cache_dir")))
         fix = f"pull it first: embctl pull {model.ref}"
         fix = f"{hint} (otherwise {fix})" if hint else f"; {fix}"
         raise EmbctlError(f"{model.ref}: not cached, and {exc.reason}{fix}") from None
+    if not isinstance(embedder, Embedder):  # the core reads the base class's members
+        raise EmbctlError(f"backend {backend.name!r} (plugin {backend.plugin or '?'}): load() "
+                          f"returned a {type(embedder).__name__}, not an "
+                          "embctl.backends.Embedder; subclass it (see docs/plugins.md)")
+    if embedder.model is None:
+        embedder.model = model  # messages and the namespace's identity come from it
+    return embedder

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from embctl.errors import EmbctlError
 
@@ -20,16 +20,14 @@ if TYPE_CHECKING:
 
 
 def model_name(embedder: Embedder) -> str:
-    ref = getattr(embedder, "ref", None)
-    if ref:
-        return str(ref)
-    ns: dict[str, Any] = getattr(embedder, "namespace", {}) or {}
+    if embedder.ref:
+        return embedder.ref
+    ns = embedder.namespace
     return f"{ns.get('backend', '?')}:{ns.get('repo_id', '?')}"
 
 
 def _cached_files(embedder: Embedder) -> list[os.PathLike[str]]:
-    files = getattr(embedder, "model_files", None)
-    return [f for f in files or () if os.path.islink(f)]
+    return [f for f in embedder.model_files or () if os.path.islink(f)]
 
 
 def check_model_files(embedder: Embedder) -> None:
