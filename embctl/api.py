@@ -91,15 +91,21 @@ class EmbeddingModel:
 
 def load(ref: str, *, device: str | None = None, normalize: bool = False, prefix: str = "",
          truncate_dim: int | None = None, batch_size: int | None = None, cache: bool = True,
-         store_text: bool = False, cache_dir: str | None = None) -> EmbeddingModel:
+         store_text: bool = False, cache_dir: str | None = None,
+         **options: Any) -> EmbeddingModel:
     """Resolve ``ref`` (alias, repo id, ``backend:id``, or a local model directory) and
-    return an :class:`EmbeddingModel`.  Raises :class:`embctl.errors.EmbctlError` with a
-    one-line message when the model cannot be found or pulled."""
+    return an :class:`EmbeddingModel`.  ``options`` are the backend's own (``embctl plugins``
+    lists them; ``dimensions=256`` for ``openai:``), checked as ``embed -O`` checks them.
+    Raises :class:`embctl.errors.EmbctlError` with a one-line message when the model cannot
+    be found or pulled (:class:`embctl.errors.UsageError` for a bad option)."""
     from embctl.embed.session import open_session, select
+    from embctl.options import load_options
 
-    session = open_session(select(ref, {"prefix": prefix}),
-                           {"device": device, "normalize": normalize,
-                            "truncate_dim": truncate_dim, "quiet": True, "cache_dir": cache_dir},
+    target = select(ref, {"prefix": prefix})
+    values = load_options(target.backend, given=options, flags={"truncate_dim": truncate_dim},
+                          shared={"device": device, "normalize": normalize,
+                                  "batch_size": batch_size})
+    session = open_session(target, {**values, "quiet": True, "cache_dir": cache_dir},
                            cache="write" if cache else "off", batch_size=batch_size,
                            store_text=store_text)
     return EmbeddingModel(session)

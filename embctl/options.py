@@ -3,7 +3,8 @@
 One parser for every way an option arrives, so the command line and the Python API agree:
 
 - ``parse_options(backend, ["dimensions=256"])``: ``KEY=VALUE`` strings (``embed -O``);
-- ``check_options(backend, {"dimensions": 256})``: Python values (``embctl.load(ref, **kw)``).
+- ``check_options(backend, {"dimensions": 256})``: Python values (``embctl.load(ref, **kw)``);
+- ``load_options(backend, pairs, flags=..., shared=...)``: what ``Backend.load`` receives.
 
 Both return the typed values of the options given, and raise a one-line ``UsageError`` naming
 the valid options and their types for an unknown key or a bad value.  No click here: the CLI
@@ -108,6 +109,36 @@ def check_options(backend: Backend, values: Mapping[str, Any]) -> dict[str, Any]
         value = float(value) if option.type is float else value
         checked[option.name] = _checked(backend, option, value)
     return checked
+
+
+def load_options(backend: Backend, pairs: Sequence[str] = (), *,
+                 given: Mapping[str, Any] | None = None,
+                 flags: Mapping[str, Any] | None = None,
+                 shared: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What ``Backend.load`` receives: every declared option, typed, with its default.
+
+    ``pairs``: ``KEY=VALUE`` strings (``embed -O``); ``given``: Python values
+    (``embctl.load(ref, dimensions=256)``).  ``flags``: options given through a
+    command's own flag (``--dimensions 256``); a flag the backend does not declare is refused
+    with one line naming it, a ``-O`` of the same option wins.  ``shared``: the core's own
+    settings (``--batch-size``, ``--concurrency``) that a backend may also declare to learn
+    them; passed on only to those that do.
+    """
+    values = parse_options(backend, pairs)
+    values.update(check_options(backend, given or {}))
+    for name, value in (flags or {}).items():
+        if value is None or name in values:
+            continue
+        if not any(o.name == name for o in backend.options):
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} does not apply to the {backend.name} backend; "
+                             f"{_valid(backend)}")
+        values.update(check_options(backend, {name: value}))
+    for name, value in (shared or {}).items():
+        if value is not None and name not in values and any(
+                o.name == name for o in backend.options):
+            values.update(check_options(backend, {name: value}))
+    return with_defaults(backend, values)
 
 
 def _is_typed(kind: Any, value: Any) -> bool:

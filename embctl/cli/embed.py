@@ -14,7 +14,21 @@ from embctl.errors import UsageError
 CAP_ENV = "EMBCTL_VECTOR_CACHE_MAX_SIZE"
 
 
-@click.command("embed")
+class EmbedCommand(click.Command):
+    """``embed --help`` ends with every installed backend's own options (``-O KEY=VALUE``)."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from embctl.options import format_backend_options
+
+        super().format_epilog(ctx, formatter)
+        listing = format_backend_options()
+        if listing:
+            with formatter.section("Backend options (-O KEY=VALUE; see `embctl plugins`)"):
+                for line in listing.splitlines():  # as printed: aligned columns
+                    formatter.write(" " * formatter.current_indent + line + "\n")
+
+
+@click.command("embed", cls=EmbedCommand)
 @click.argument("ref", shell_complete=complete_any)
 @click.option("-i", "--input", "input_path", default="-", metavar="FILE|DIR|-",
               help="JSONL input (default: stdin); image backends: or a folder of images.")
@@ -54,6 +68,8 @@ CAP_ENV = "EMBCTL_VECTOR_CACHE_MAX_SIZE"
               help="API backends: ask the server for N-dimensional vectors (openai v3 models).")
 @click.option("--base-url", default=None, metavar="URL",
               help="API backends: the server (default: OPENAI_BASE_URL, else api.openai.com).")
+@click.option("-O", "--option", "backend_options", multiple=True, metavar="KEY=VALUE",
+              help="A backend's own option, repeatable (listed below and by `embctl plugins`).")
 @click.option("--dry-run", is_flag=True,
               help="Say how many inputs would be sent (and their estimated tokens); send nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary line.")
@@ -63,7 +79,8 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
             on_error: str, fmt: str | None, max_cache_size: str | None, cache_dir,
             concurrency: int | None = None, dimensions: int | None = None,
             base_url: str | None = None, dry_run: bool = False, quiet: bool = False,
-            path_field: str = "path", image_range: str | None = None) -> None:
+            path_field: str = "path", image_range: str | None = None,
+            backend_options: tuple[str, ...] = ()) -> None:
     """Embed JSONL from stdin (or -i FILE) with model REF.
 
     Each output line is the input object with an "embedding" list added, in input order.
@@ -75,21 +92,27 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
       embctl embed all-MiniLM-L6-v2 --lines -i titles.txt -o titles.npy
       embctl embed e5-small-v2 --prefix 'query: ' --text-field q < queries.jsonl
       embctl embed openai:text-embedding-3-small --dimensions 256 --dry-run < docs.jsonl
+      embctl embed openai:text-embedding-3-small -O base_url=http://localhost:8000/v1 -O timeout=5
+
+    \b
+    --device, --normalize, --truncate-dim, --dimensions, --base-url and --image-range are
+    shorthands for the backend options of those names (refused by a backend without them).
     """
     from embctl.console import stderr_is_tty
     from embctl.embed.outputs import make_writer, output_format
     from embctl.embed.records import Options
     from embctl.embed.session import open_session, select
+    from embctl.options import load_options
     from embctl.outfile import check_output
 
     cap = _cap(max_cache_size)
-    # --path-field is the image backend's, passed through to the backend's input adapter
-    # uninterpreted (as --image-range, --dimensions and --base-url are to its load); they are
-    # to become backend-declared options.
+    # --path-field goes to the backend's input adapter uninterpreted (image backends read it).
     target = select(ref, {"prefix": prefix, "path_field": path_field})
-    if target.backend.hub and (dimensions or base_url):
-        raise UsageError("--dimensions and --base-url apply to API backends (openai:); "
-                         "for local models use --truncate-dim")
+    load = load_options(target.backend, backend_options,
+                        flags={"device": device, "normalize": normalize,
+                               "truncate_dim": truncate_dim, "dimensions": dimensions,
+                               "base_url": base_url, "image_range": image_range},
+                        shared={"batch_size": batch_size, "concurrency": concurrency})
     fmt = output_format(output_path, fmt)
     if output_path != "-":  # before the model is loaded (or pulled): a missing folder...
         check_output(output_path)
@@ -101,10 +124,7 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
     stream = target.adapter.open(input_path, opts)
     try:
         session = open_session(
-            target, {"device": device, "normalize": normalize, "truncate_dim": truncate_dim,
-                     "quiet": quiet, "cache_dir": cache_dir, "dimensions": dimensions,
-                     "base_url": base_url, "concurrency": concurrency,
-                     "batch_size": batch_size, "image_range": image_range},
+            target, {**load, "quiet": quiet, "cache_dir": cache_dir},
             cache="off" if no_cache else "read" if dry_run else "write",
             batch_size=batch_size, store_text=store_text, concurrency=concurrency)
         if dry_run:
