@@ -129,16 +129,25 @@ def load_options(backend: Backend, pairs: Sequence[str] = (), *,
     for name, value in (flags or {}).items():
         if value is None or name in values:
             continue
+        flag = "--" + name.replace("_", "-")
         if not any(o.name == name for o in backend.options):
-            flag = "--" + name.replace("_", "-")
             raise UsageError(f"{flag} does not apply to the {backend.name} backend; "
                              f"{_valid(backend)}")
-        values.update(check_options(backend, {name: value}))
+        try:
+            values.update(check_options(backend, {name: value}))
+        except UsageError as exc:  # name the flag the user typed, not the option
+            raise UsageError(_as_flag(flag, backend, name, str(exc))) from None
     for name, value in (shared or {}).items():
         if value is not None and name not in values and any(
                 o.name == name for o in backend.options):
             values.update(check_options(backend, {name: value}))
     return with_defaults(backend, values)
+
+
+def _as_flag(flag: str, backend: Backend, name: str, message: str) -> str:
+    """``st option truncate_dim: expected int...`` -> ``--truncate-dim: expected int...``."""
+    rest = message.removeprefix(f"{backend.name} option {name}: ")
+    return f"{flag}: {rest}" if rest.startswith(("expected", "must")) else f"{flag} {rest}"
 
 
 def _is_typed(kind: Any, value: Any) -> bool:

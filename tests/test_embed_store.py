@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import sqlite3
 
-from embctl.backends import Model
+from embctl.backends import Embedder, Model
 from embctl.vectors import scan, store
 
 NS = {"backend": "st", "repo_id": "org/model", "revision": "a" * 40, "normalize": False}
@@ -161,7 +161,7 @@ def test_committer_failure_is_recorded_and_later_batches_dropped(tmp_path):
     s.close()
 
 
-class _CountingEmbedder:
+class _CountingEmbedder(Embedder):
     """A stand-in model: vector i of a text is (len(text), i); counts what it was asked."""
 
     namespace = {"backend": "test"}

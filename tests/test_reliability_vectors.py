@@ -369,7 +369,9 @@ def test_lazy_store_creates_its_file_with_the_first_commit(tmp_path):
     early.close()
     assert not tmp_path.exists() or list(tmp_path.iterdir()) == []
 
-    class Model:
+    from embctl.backends import Embedder
+
+    class Model(Embedder):
         namespace = ns
         dim = 2
 
