@@ -185,6 +185,11 @@ class Backend:
     input_kind:    "text" or "image": what the embed pipeline feeds ``Embedder.embed``.
     recognize:     given the file paths of a model another tool put in the Hub cache, True
                    when it is one of this backend's (``ls`` shows it as such).
+    export:        the backend's own ``embctl export REF`` (without ``--vectors``), for what it
+                   keeps outside the Hub cache.  Called as ``export(model, output, to_dir,
+                   fmt, as_json, quiet)``: ``-o``, ``--to`` (Paths or None), ``--format`` (or
+                   None), ``--json``, ``--quiet``; it checks them, writes the export and prints
+                   its summary (e.g. ``matrix:`` writes a .npy or .safetensors file).
     """
 
     name: str
@@ -198,6 +203,7 @@ class Backend:
     options: tuple[Option, ...] = ()
     input_kind: str = "text"
     recognize: Callable[[list[str]], bool] | None = None
+    export: Callable[..., None] | None = None
     plugin: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
