@@ -187,6 +187,11 @@ class Backend:
                    when it is one of this backend's (``ls`` shows it as such).
     input_adapter: ``input_adapter(options) -> InputAdapter``: what ``embed`` reads, keys and
                    hands to ``embed`` (embctl/embed/adapter.py); ``None``: texts.
+    export:        the backend's own ``embctl export REF`` (without ``--vectors``), for what it
+                   keeps outside the Hub cache.  Called as ``export(model, output, to_dir,
+                   fmt, as_json, quiet)``: ``-o``, ``--to`` (Paths or None), ``--format`` (or
+                   None), ``--json``, ``--quiet``; it checks them, writes the export and prints
+                   its summary (e.g. ``matrix:`` writes a .npy or .safetensors file).
     """
 
     name: str
@@ -201,6 +206,7 @@ class Backend:
     input_kind: str = "text"
     recognize: Callable[[list[str]], bool] | None = None
     input_adapter: Callable[[dict[str, Any]], Any] | None = None
+    export: Callable[..., None] | None = None
     plugin: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:

@@ -1,8 +1,10 @@
-"""One row of the inventory of everything embctl manages: models, vector caches, matrices.
+"""One row of the inventory of everything embctl manages: models, vector caches, and what
+plugins' stores hold.
 
 A leaf module (standard library only): the scanners (``embctl.models.scan``,
-``embctl.vectors.scan``, ``embctl.matrices.scan``) build :class:`Entry` rows, and
-``embctl.stores`` gathers them for ``ls``, ``du``, ``rm`` and ``verify``.
+``embctl.vectors.scan``, and the plugins' own) build :class:`Entry` rows, and
+``embctl.stores`` gathers them for ``ls``, ``du``, ``rm`` and ``verify``.  The kinds a row can
+have are the stores' (``embctl.stores.store_classes``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-KINDS = ("model", "vectors", "matrix")
 #: Every status a row can have ("empty": a repo folder with no snapshot and no download).
 STATUSES = ("ok", "partial", "incomplete", "broken", "empty")
 
@@ -19,7 +20,7 @@ STATUSES = ("ok", "partial", "incomplete", "broken", "empty")
 class Entry:
     """One thing in a store, as a scan found it (immutable: a later scan makes new rows)."""
 
-    kind: str  # "model", "vectors" or "matrix"
+    kind: str  # its store's kind: "model", "vectors", or a plugin store's
     ref: str  # what to type to use or remove it: alias, repo id, or backend:id
     repo_id: str | None
     backend: str | None

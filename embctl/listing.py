@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 
 from embctl.console import human_age, human_size, parse_duration, parse_size
 from embctl.errors import UsageError
-from embctl.inventory import KINDS, STATUSES, Entry
+from embctl.inventory import STATUSES, Entry
 
 _FILTER = re.compile(r"\s*([a-z_]+)\s*(>=|<=|!=|=|>|<)\s*(.+?)\s*$")
 _OPS: dict[str, Callable] = {">": operator.gt, "<": operator.lt, ">=": operator.ge,
@@ -62,8 +62,10 @@ def parse_filter(expr: str) -> Callable[[Entry], bool]:
 
 def _valid_values(key: str) -> tuple[str, ...] | None:
     """The values ``key`` can take, or None for free text (ref, repo)."""
-    if key == "kind":
-        return KINDS
+    if key == "kind":  # the core's stores' kinds, and the installed plugins' stores'
+        from embctl.stores import store_classes
+
+        return tuple(store.kind for store in store_classes())
     if key == "status":
         return STATUSES
     if key == "backend":

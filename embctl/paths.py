@@ -6,7 +6,7 @@ it (``HF_HUB_CACHE``, ``HUGGINGFACE_HUB_CACHE``, ``HF_HOME``, ``XDG_CACHE_HOME``
 its cache folder.  The resolution is re-implemented here, not imported, so that ``embctl ls``
 does not pay for importing huggingface_hub.
 
-embctl's own files (vector caches, extracted matrices, pull records) live under ``EMBCTL_HOME``,
+embctl's own files (vector caches, plugins' stores, pull records) live under ``EMBCTL_HOME``,
 by default platformdirs' user cache directory for ``embctl``.
 """
 
@@ -74,10 +74,6 @@ def check_folder(path: Path, label: str, *, must_exist: bool = False) -> None:
 
 def vectors_dir() -> Path:
     return embctl_home() / "vectors"
-
-
-def matrices_dir() -> Path:
-    return embctl_home() / "matrices"
 
 
 def repo_folder_name(repo_id: str, repo_type: str = "model") -> str:

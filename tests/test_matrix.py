@@ -89,7 +89,7 @@ def cached(run: Embctl) -> list[Path]:
 
 
 def read_cached(path: Path) -> tuple[dict, bytes]:
-    from embctl.matrices.format import read_header
+    from embctl_matrix.matrices.format import read_header
 
     header, offset = read_header(path)
     with open(path, "rb") as f:
@@ -165,9 +165,9 @@ def test_tensor_option_overrides_the_name(run, repos):
     shard = repos[LLM] / "model-00003-of-00003.safetensors"
     assert read_cached(Path(summary["path"]))[1] == tensor_bytes(shard, "lm_head.weight")
     # Without --tensor, references keep meaning the tensor found by name.
-    code = (f"from embctl.matrices import matrix_info\n"
+    code = (f"from embctl_matrix.matrices import matrix_info\n"
             f"print(matrix_info('matrix:{LLM}')['tensors'][0])\n"
-            f"from embctl.matrices.store import find_matrix\n"
+            f"from embctl_matrix.matrices.store import find_matrix\n"
             f"print(find_matrix('matrix:{LLM}', tensor='lm_head.weight').tensors[0])")
     proc = python(run, code)
     assert proc.stdout.split() == [EMBED_NAME, "lm_head.weight"], proc.stderr
@@ -293,8 +293,8 @@ def test_ls_du_rm_verify_cover_matrices(run, repos):
     code = f"""
 import json, sys
 from embctl.backends import Model
-from embctl.matrices.scan import remove_matrices, verify_matrices
-from embctl.matrices.store import find_matrix
+from embctl_matrix.matrices.scan import remove_matrices, verify_matrices
+from embctl_matrix.matrices.store import find_matrix
 print(json.dumps([c.to_json() for c in verify_matrices()]))
 path = find_matrix("matrix:{LLM}").path
 with open(path, "r+b") as f:
@@ -328,7 +328,7 @@ def test_load_matrix_in_memory_and_mapped(run, repos):
     pull_json(run, f"matrix:{MINILM}")
     code = f"""
 import numpy as np
-from embctl.matrices import load_matrix, npy_path
+from embctl_matrix.matrices import load_matrix, npy_path
 a = load_matrix("matrix:{LLM}", mmap=False)
 b = load_matrix("matrix:{LLM}")
 m = load_matrix("matrix:{MINILM}")
@@ -348,7 +348,7 @@ print(a.shape, m.dtype, m.shape, h.dtype, float(a[1000, 3]))
 
 WORKER = """
 import sys, numpy as np
-from embctl.matrices import load_matrix
+from embctl_matrix.matrices import load_matrix
 m = load_matrix(sys.argv[1])
 total = float(np.asarray(m, dtype=np.float64).sum())  # touch every page
 try:
@@ -441,7 +441,7 @@ def test_export_npy_and_safetensors(run, repos, tmp_path):
 
 
 def test_plugin_and_listing_import_nothing_heavy(run):
-    code = ("import sys, embctl_matrix, embctl.matrices.scan, embctl.matrices\n"
+    code = ("import sys, embctl_matrix, embctl_matrix.matrices.scan, embctl_matrix.matrices\n"
             "heavy = [m for m in ('numpy', 'torch', 'safetensors', 'tokenizers',"
             " 'huggingface_hub', 'transformers') if m in sys.modules]\n"
             "print(heavy)")
@@ -482,7 +482,7 @@ def test_interrupted_concatenation_is_listed_and_removable(run, mhub, repos):
     proc = run.popen("pull", f"matrix:{LLM}+{LLM_B}")
     kill_when_partial(proc, run, "*.part1.incomplete", 200_000)
     assert cached(run) == []
-    code = ("from embctl.matrices.scan import matrix_entries, remove_matrices\n"
+    code = ("from embctl_matrix.matrices.scan import matrix_entries, remove_matrices\n"
             "print([e.status for e in matrix_entries()])\n"
             "removed = remove_matrices()\n"
             "print(len(removed), [e.status for e in matrix_entries()])\n")

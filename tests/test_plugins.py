@@ -309,3 +309,74 @@ def test_plugins_lists_backend_options(embctl):
     [st] = [b for p in rows for b in p["backends"] if b["name"] == "st"]
     assert st["options"][1] == {"name": "normalize", "type": "bool", "default": False,
                                 "help": "L2-normalize the vectors", "choices": None}
+
+
+NOTES = """
+    import os
+    from pathlib import Path
+
+    from embctl.hookspecs import hookimpl
+    from embctl.inventory import Entry
+
+    class NoteStore:
+        kind = "note"
+        du_lines = (("notes", "notes"),)
+        du_optional = frozenset()
+
+        @classmethod
+        def open(cls, cache_dir):
+            return cls()
+
+        @property
+        def root(self):
+            return Path(os.environ["EMBCTL_HOME"]) / "notes"
+
+        def scan(self):
+            return [Entry("note", p.stem, None, None, None, None, p.stat().st_size, str(p))
+                    for p in sorted(self.root.glob("*.txt"))]
+
+        def usage(self):
+            return {"notes": sum(e.size_bytes for e in self.scan())}
+
+    class Broken(NoteStore):
+        kind = "broken"
+        du_lines = (("broken", "broken things"),)
+
+        def scan(self):
+            raise RuntimeError("boom in scan")
+
+    @hookimpl
+    def register_stores(register):
+        register(NoteStore)
+        register(Broken)
+        register(object)  # no kind: refused with a warning
+"""
+
+
+def test_a_plugin_registers_a_store_that_ls_and_du_visit(embctl, tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    install_plugin(site, "embctl_notes", NOTES)
+    env = with_site(embctl, site)
+    notes = embctl.home / "embctl" / "notes"
+    notes.mkdir(parents=True)
+    (notes / "hello.txt").write_text("x" * 1234)
+    proc = embctl("ls", "--json", "--filter", "kind=note", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert [(r["kind"], r["ref"], r["size_bytes"]) for r in json.loads(proc.stdout)] == [
+        ("note", "hello", 1234)]
+    warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert len([w for w in warnings if "boom in scan" in w]) == 1, proc.stderr
+    assert len([w for w in warnings if "needs a kind" in w]) == 1, proc.stderr
+    proc = embctl("du", "--json", env=env)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    usage = json.loads(proc.stdout)
+    keys = list(usage)  # every store's main line (plugins in entry-point order), then the rest
+    assert keys[:2] == ["models", "vectors"] and keys[-3:] == ["incomplete", "other", "total"]
+    assert sorted(keys[2:-3]) == ["broken", "matrices", "notes"]
+    assert usage["notes"] == 1234 and usage["broken"] == 0
+    assert usage["total"] == sum(v for k, v in usage.items() if k != "total")
+    human = embctl("du", env=env).stdout
+    assert "notes" in human and "broken things" in human
+    proc = embctl("ls", "--filter", "kind=nope", env=env)
+    assert proc.returncode == 2 and "note" in proc.stderr

@@ -6,17 +6,12 @@ import click
 
 from embctl.cli.options import cache_dir_option, json_option, resolve_cache_dir
 
-#: du's lines (and --json's keys), in order: each store's categories, then the total.
-LABELS = {"models": "models", "vectors": "vector caches", "matrices": "matrices",
-          "incomplete": "incomplete downloads", "other": "other Hub repos (datasets, spaces)",
-          "total": "total"}
-
 
 @click.command("du")
 @cache_dir_option
 @json_option
 def command(cache_dir, as_json):
-    """Show disk usage by category: models, vector caches, matrices, incomplete downloads.
+    """Show disk usage by category: models, vector caches, plugins' stores, incomplete downloads.
 
     A blob shared between revisions or repos is counted once. Dataset and Space repos other
     tools put in the same Hugging Face cache are not models: they are counted apart, on the
@@ -28,14 +23,14 @@ def command(cache_dir, as_json):
       embctl du --json | jq .total
     """
     from embctl.console import human_size, print_json
-    from embctl.stores import disk_usage, open_stores
+    from embctl.stores import disk_usage, du_lines, open_stores
 
-    found = disk_usage(open_stores(resolve_cache_dir(cache_dir, must_exist=True)))
-    usage = {key: found.get(key, 0) for key in LABELS}
+    stores = open_stores(resolve_cache_dir(cache_dir, must_exist=True))
+    usage = disk_usage(stores)  # each store's lines, in order, then the total
     if as_json:
         print_json(usage)
         return
-    for key, label in LABELS.items():
-        if key == "other" and not usage[key]:
+    for key, label, optional in [*du_lines(stores), ("total", "total", False)]:
+        if optional and not usage[key]:
             continue
         click.echo(f"{human_size(usage[key]):>10}  {label}")

@@ -43,10 +43,9 @@ def command(ref: str, to_dir: Path | None, vectors: bool, output: Path | None, f
     from embctl.console import human_size, info, print_json
     from embctl.registry import resolve
 
-    if ref.startswith("matrix:") and not vectors:  # a token-embedding matrix (embctl.matrices)
-        from embctl.matrices.commands import export_command
-
-        return export_command(ref, output, to_dir, fmt, as_json=as_json, quiet=quiet)
+    backend = None if vectors else _exporting_backend(ref)
+    if backend is not None:  # what the backend keeps itself (matrix:): it exports it
+        return backend.export(resolve(ref), output, to_dir, fmt, as_json, quiet)
     if (to_dir is None) == (not vectors):
         raise UsageError("give either --to DIR (the model) or --vectors -o FILE (its vectors)")
     model = resolve(ref, allow_path=True)
@@ -69,6 +68,15 @@ def command(ref: str, to_dir: Path | None, vectors: bool, output: Path | None, f
         print_json(summary)
     elif not quiet:
         info(message)
+
+
+def _exporting_backend(ref: str):
+    """The backend REF's prefix names, when it has its own ``export``; else None."""
+    from embctl.registry import backends
+
+    prefix, sep, _rest = ref.partition(":")
+    backend = backends().get(prefix) if sep else None
+    return backend if backend is not None and backend.export is not None else None
 
 
 def _export_vectors(model, output: Path | None, fmt: str | None, namespace: str | None) -> dict:

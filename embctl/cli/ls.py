@@ -39,7 +39,7 @@ def command(pattern, sort, filters, limit, cache_dir, as_json):
 
     checks = [parse_filter(expr) for expr in filters]  # usage errors before any scanning
     cache = resolve_cache_dir(cache_dir, must_exist=True)
-    rows = select(scan_all(open_stores(cache)), pattern, checks, sort, limit)
+    rows = select(scan_all(open_stores(cache, listing=True)), pattern, checks, sort, limit)
     if as_json:
         print_json([e.to_json() for e in rows])
     elif rows:

@@ -22,7 +22,7 @@ from embctl.cli.options import cache_dir_option, json_option, resolve_cache_dir
 @click.option("--follow-links", is_flag=True,
               help="With --from: copy what symlinks leaving DIR point to (default: refuse).")
 @click.option("--tensor", default=None,
-              help="matrix: the tensor to extract (default: found by name).")
+              help="The tensor to extract, for backends with a tensor option (e.g. matrix:).")
 @cache_dir_option
 @json_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
@@ -60,6 +60,9 @@ def command(refs, revision, include, exclude, from_dir, follow_links, tensor, ca
     results = []
     for model in models:
         backend = get_backend(model.backend)
+        if tensor is not None and "tensor" not in {o.name for o in backend.options}:
+            raise UsageError(f"{model.ref}: --tensor is not an option of the {backend.name} "
+                             "backend")
         canonical = model.alias or (
             model.repo_id if backend.default else f"{backend.name}:{model.repo_id}"
         )
@@ -73,8 +76,6 @@ def command(refs, revision, include, exclude, from_dir, follow_links, tensor, ca
             if not quiet and not as_json:
                 info(summary.get("message", f"pulled {model.ref}"))
             continue
-        if tensor is not None:
-            raise UsageError(f"{model.ref}: --tensor applies to matrix: references only")
         if not backend.hub:
             raise UsageError(f"{model.ref}: the {backend.name} backend has nothing to pull")
         if from_dir is not None:

@@ -1,9 +1,10 @@
-"""The one interface of embctl's stores: models, vector caches, matrices.
+"""The one interface of embctl's stores: the core's (models, vector caches) and plugins'.
 
 Modelled on huggingface_hub's cache manager: a store is scanned from one entry point into
 immutable rows (:class:`~embctl.inventory.Entry`), and removal is a plan that knows the bytes
 it frees before it deletes anything.  ``ls``, ``du``, ``rm`` and ``verify`` are loops over the
-stores (``embctl.stores.STORES``); the CLI only parses and renders.
+stores (``embctl.stores.store_classes()``); the CLI only parses and renders.  A plugin adds
+a store through the ``register_stores`` hook.
 """
 
 from __future__ import annotations
@@ -64,10 +65,21 @@ class VerifyReport:
 
 
 class Store(Protocol):
-    """A store of things embctl manages."""
+    """A store of things embctl manages.
 
-    #: The ``Entry.kind`` of its rows.
+    A store class is registered, not an instance: the core calls ``open`` for each command.
+    Importing the module that defines it must stay cheap (``ls`` and ``du`` import it):
+    standard library only, the rest imported inside the methods.
+    """
+
+    #: The ``Entry.kind`` of its rows: unique, and what ``ls --filter kind=...`` takes.
     kind: str
+    #: ``du``'s lines, as ``(key, label)``: the key is ``du --json``'s, and ``usage`` returns
+    #: bytes by these keys.  The first is the store's main line: ``du`` shows every store's
+    #: main line, then the others, then the total.
+    du_lines: tuple[tuple[str, str], ...]
+    #: Keys among ``du_lines`` that ``du`` leaves out (not ``du --json``) when they are 0.
+    du_optional: frozenset[str] = frozenset()
 
     @classmethod
     def open(cls, cache_dir: Path) -> Store:
@@ -109,5 +121,5 @@ class Store(Protocol):
         ...
 
     def usage(self) -> dict[str, int]:
-        """Bytes by ``du`` category."""
+        """Bytes by ``du`` category: the keys of ``du_lines``."""
         ...

@@ -44,6 +44,9 @@ class ModelStore:
     """Hub model repos in the Hugging Face cache (``cache_dir``)."""
 
     kind = "model"
+    du_lines = (("models", "models"), ("incomplete", "incomplete downloads"),
+                ("other", "other Hub repos (datasets, spaces)"))
+    du_optional = frozenset({"other"})  # Hub repos that are not models: shown when there are
 
     def __init__(self, cache_dir: Path) -> None:
         self.cache_dir = cache_dir

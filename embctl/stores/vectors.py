@@ -27,6 +27,8 @@ class VectorCacheStore:
     """Vector caches under ``root`` (default: ``EMBCTL_HOME/vectors``)."""
 
     kind = "vectors"
+    du_lines = (("vectors", "vector caches"),)
+    du_optional: frozenset[str] = frozenset()
 
     def __init__(self, folder: Path | None = None) -> None:
         self.folder = folder

@@ -3,6 +3,10 @@
 ``embctl pull matrix:ORG/NAME[+ORG2/NAME2][@REV]`` range-reads only the token-embedding tensor
 of each checkpoint (never a whole shard) into ``EMBCTL_HOME/matrices``; ``embctl embed
 matrix:...`` turns it into static embeddings (tokenize, look up rows, mean-pool, normalize).
+The matrices are a store of their own (``matrix_store``, registered through
+``register_stores``): ``ls``, ``du``, ``rm`` and ``verify`` list, count, remove and check them;
+``embctl export matrix:... -o FILE`` is the backend's ``export``.  The package ``matrices``
+holds the cache itself (format, naming, writer, numpy views, scan, verify) and its Python API.
 
 Nothing heavy is imported here: numpy, tokenizers and huggingface_hub are imported by the
 backend's callables when a command needs them.
@@ -27,6 +31,12 @@ def _pull(model, options):
     return pull_matrix(model, options)
 
 
+def _export(model, output, to_dir, fmt, as_json, quiet):
+    from embctl_matrix.export import export_command
+
+    export_command(model.ref, output, to_dir, fmt, as_json=as_json, quiet=quiet)
+
+
 def _load(model, options):
     from embctl_matrix.embedder import load
 
@@ -43,5 +53,13 @@ def register_backends(register):
             pull=_pull,
             load=_load,
             options=OPTIONS,
+            export=_export,
         )
     )
+
+
+@hookimpl
+def register_stores(register):
+    from embctl_matrix.matrix_store import MatrixStore
+
+    register(MatrixStore)

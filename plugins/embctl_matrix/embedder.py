@@ -15,9 +15,9 @@ import numpy as np
 
 from embctl.backends import Embedder, Model
 from embctl.errors import EmbctlError, UsageError
-from embctl.matrices import store
-from embctl.matrices.arrays import raw_memmap, to_float
 from embctl.models.hub import HubUnreachable, is_offline
+from embctl_matrix.matrices import store
+from embctl_matrix.matrices.arrays import raw_memmap, to_float
 
 
 class StaticEmbedder(Embedder):

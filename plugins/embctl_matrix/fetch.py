@@ -17,12 +17,13 @@ from typing import Any
 
 from embctl.backends import Model
 from embctl.errors import EmbctlError, UsageError
-from embctl.matrices import store
-from embctl.matrices.format import ITEMSIZE, SHA_PLACEHOLDER, encode_header, tensors
-from embctl.matrices.writer import PendingFile
 from embctl.models.hub import Listing, hub_error, import_hf, is_offline, is_safe_repo_path
-from embctl.paths import hub_cache_dir, matrices_dir
+from embctl.paths import hub_cache_dir
 from embctl_matrix import locate, remote
+from embctl_matrix.matrices import store
+from embctl_matrix.matrices.format import ITEMSIZE, SHA_PLACEHOLDER, encode_header, tensors
+from embctl_matrix.matrices.paths import matrices_dir
+from embctl_matrix.matrices.writer import PendingFile
 from embctl_matrix.tokenizer import SIDE_FILES, fingerprint, same_vocabulary
 
 SINGLE = "model.safetensors"
@@ -280,7 +281,7 @@ def _assemble(final: Path, located: list[Located], inputs: list[tuple[Path, int]
     """Interleave the parts row by row into the final file, in chunks (little memory)."""
     import numpy as np
 
-    from embctl.matrices.arrays import CHUNK_BYTES, RAW_DTYPE, to_float
+    from embctl_matrix.matrices.arrays import CHUNK_BYTES, RAW_DTYPE, to_float
 
     rows = shape[0]
     out_row = shape[1] * ITEMSIZE[dtype]

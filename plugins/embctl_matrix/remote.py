@@ -15,14 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from embctl.errors import EmbctlError
-from embctl.matrices.format import (
+from embctl.models.hub import hub_error, import_hf
+from embctl_matrix.matrices.format import (
     FormatError,
     parse_header_json,
     parse_header_length,
     tensors,
 )
-from embctl.matrices.writer import PendingFile
-from embctl.models.hub import hub_error, import_hf
+from embctl_matrix.matrices.writer import PendingFile
 
 ATTEMPTS = 4
 

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from embctl.errors import EmbctlError
-from embctl.matrices.format import FormatError, read_header, tensors
-from embctl.paths import matrices_dir
+from embctl_matrix.matrices.format import FormatError, read_header, tensors
+from embctl_matrix.matrices.paths import matrices_dir
 
 FORMAT = "embctl-matrix/1"
 TENSOR = "embeddings"
@@ -120,7 +120,7 @@ class MatrixInfo:
 
     @property
     def nbytes(self) -> int:
-        from embctl.matrices.format import ITEMSIZE
+        from embctl_matrix.matrices.format import ITEMSIZE
 
         return self.shape[0] * self.shape[1] * ITEMSIZE[self.dtype]
 

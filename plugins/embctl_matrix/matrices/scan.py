@@ -15,13 +15,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from embctl.inventory import Entry
-from embctl.matrices.format import FormatError
-from embctl.matrices.store import INCOMPLETE, SUFFIX, MatrixInfo, matrix_files, read_info
-from embctl.paths import matrices_dir
+from embctl_matrix.matrices.format import FormatError
+from embctl_matrix.matrices.paths import matrices_dir
+from embctl_matrix.matrices.store import (
+    INCOMPLETE,
+    SUFFIX,
+    MatrixInfo,
+    matrix_files,
+    read_info,
+)
 
 if TYPE_CHECKING:
     from embctl.backends import Model
-    from embctl.matrices.verify import MatrixCheck
+    from embctl_matrix.matrices.verify import MatrixCheck
 
 _PENDING = re.compile(rf"^(?P<stem>.+){re.escape(SUFFIX)}(?:\.part\d+)?(?:{INCOMPLETE})?$")
 
@@ -150,6 +156,6 @@ def verify_matrices(model: Model | None = None, key: str | None = None, *,
     With ``repair``, a bad matrix is deleted and pulled again (same sources and requested
     revision); stale ``.npy`` files are deleted (they are recreated on demand).
     """
-    from embctl.matrices.verify import check_entry
+    from embctl_matrix.matrices.verify import check_entry
 
     return [check_entry(e, repair=repair) for e in select_matrices(model, key, root)]

@@ -9,8 +9,8 @@ from typing import Any
 
 from embctl.errors import EmbctlError
 from embctl.inventory import Entry
-from embctl.matrices.format import FormatError
-from embctl.matrices.store import MatrixInfo, glob_escape, matrix_files, read_info
+from embctl_matrix.matrices.format import FormatError
+from embctl_matrix.matrices.store import MatrixInfo, glob_escape, matrix_files, read_info
 
 CHUNK = 8 << 20
 

@@ -1,7 +1,8 @@
-"""The matrix store: token-embedding matrices under ``EMBCTL_HOME/matrices``.
+"""The matrix store: token-embedding matrices under ``EMBCTL_HOME/matrices``, registered
+through ``register_stores`` (``ls``, ``du``, ``rm`` and ``verify`` visit it).
 
-Listing reads headers with json/struct only; ``embctl.matrices.scan`` is imported only when
-the folder holds something.
+Listing reads headers with json/struct only; ``embctl_matrix.matrices.scan`` is imported only
+when the folder holds something.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ class MatrixStore:
     """Matrices under ``root`` (default: ``EMBCTL_HOME/matrices``)."""
 
     kind = "matrix"
+    du_lines = (("matrices", "matrices"),)
+    du_optional: frozenset[str] = frozenset()
 
     def __init__(self, folder: Path | None = None) -> None:
         self.folder = folder
@@ -32,14 +35,14 @@ class MatrixStore:
 
     @property
     def root(self) -> Path:
-        from embctl.paths import matrices_dir
+        from embctl_matrix.matrices.paths import matrices_dir
 
         return self.folder or matrices_dir()
 
     def scan(self) -> list[Entry]:
         if not has_files(self.root):
             return []
-        from embctl.matrices.scan import matrix_entries
+        from embctl_matrix.matrices.scan import matrix_entries
 
         return matrix_entries(self.root)
 
@@ -48,7 +51,7 @@ class MatrixStore:
         whose cache key starts with ``key``."""
         if not has_files(self.root):
             return []
-        from embctl.matrices.scan import select_matrices
+        from embctl_matrix.matrices.scan import select_matrices
 
         return select_matrices(model, key, self.root)
 
@@ -56,10 +59,10 @@ class MatrixStore:
         return scope != "vectors"
 
     def verify(self, entries: list[Entry], options: VerifyOptions) -> VerifyReport:
-        from embctl.stores.base import VerifyReport
         """Each matrix's data against the sha256 in its header; ``repair`` pulls a bad one
         again and deletes stale .npy files."""
-        from embctl.matrices.verify import check_entry
+        from embctl.stores.base import VerifyReport
+        from embctl_matrix.matrices.verify import check_entry
 
         checks = [check_entry(e, repair=options.repair) for e in entries]
         n = len(checks)
@@ -70,8 +73,8 @@ class MatrixStore:
         return []
 
     def plan_removal(self, entries: list[Entry], model: Model | None = None) -> RemovalPlan:
-        from embctl.matrices.store import matrix_files
         from embctl.stores.plan import RemovalPlan, remove_files
+        from embctl_matrix.matrices.store import matrix_files
 
         return RemovalPlan(tuple(remove_files(self.kind, self.root, e,
                                               matrix_files(Path(e.path))) for e in entries))

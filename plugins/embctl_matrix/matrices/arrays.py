@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from embctl.errors import EmbctlError, UsageError
-from embctl.matrices.format import ITEMSIZE
-from embctl.matrices.store import NUMPY_DTYPE, MatrixInfo, require_matrix
+from embctl_matrix.matrices.format import ITEMSIZE
+from embctl_matrix.matrices.store import NUMPY_DTYPE, MatrixInfo, require_matrix
 
 CHUNK_BYTES = 16 * 1024 * 1024
 RAW_DTYPE = {"F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": np.uint16}
@@ -160,7 +160,7 @@ def _safetensors_dtype(dtype: str) -> str:
 
 
 def _export_converted(info: MatrixInfo, tmp: Path, st_dtype: str) -> str:
-    from embctl.matrices.format import encode_header
+    from embctl_matrix.matrices.format import encode_header
 
     if st_dtype == "BF16":
         raise UsageError("conversion to bfloat16 is not supported; export as stored instead")

@@ -11,7 +11,7 @@ def export_command(ref: str, output: Path | None, to_dir: Path | None, fmt: str 
                    as_json: bool, quiet: bool) -> None:
     """``embctl export matrix:A[+B][@REV] -o FILE.npy|FILE.safetensors``."""
     from embctl.console import human_size, info, print_json
-    from embctl.matrices.arrays import export_matrix
+    from embctl_matrix.matrices.arrays import export_matrix
 
     if to_dir is not None or output is None:
         raise UsageError(f"{ref}: a matrix is exported with -o FILE.npy or -o FILE.safetensors")
