@@ -10,7 +10,7 @@ figure is a median of whole-process wall times; the ratio is this tree's speed r
 base (>1: faster).
 
 - ``--help``: start-up alone;
-- ``ls``: one model and one vector cache in the cache;
+- ``ls``, ``du``: one model and one vector cache in the cache;
 - cold embed: N JSONL lines into a fresh EMBCTL_HOME (model load, compute, commit);
 - warm embed: the same N lines again, every one a cache hit.
 """
@@ -68,12 +68,13 @@ def main() -> None:
             wall(embed, warm)  # fills this tree's warm cache
             fns[f"--help|{name}"] = lambda e=warm: wall([*embctl, "--help"], e)
             fns[f"ls|{name}"] = lambda e=warm: wall([*embctl, "ls"], e)
+            fns[f"du|{name}"] = lambda e=warm: wall([*embctl, "du"], e)
             fns[f"warm embed|{name}"] = lambda e=warm: wall(embed, e)
             fns[f"cold embed|{name}"] = lambda t=tree, n=name: wall(embed, tree_env(
                 t, env, EMBCTL_HOME=str(work / f"cold-{n}-{next(counter)}")))
         med = interleaved(fns, args.runs)
         rows = []
-        for what in ("--help", "ls", "cold embed", "warm embed"):
+        for what in ("--help", "ls", "du", "cold embed", "warm embed"):
             base, head = med[f"{what}|base"], med[f"{what}|head"]
             rows.append((what, f"{base:.3f} s", f"{head:.3f} s", f"{base / head:.2f}x"))
         print(f"{args.lines} lines, {args.runs} interleaved runs, medians; base = {args.base}")

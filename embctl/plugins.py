@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib.metadata import entry_points
 
 import pluggy
 
@@ -32,16 +31,29 @@ def warn(message: str) -> None:
     print(f"embctl: warning: {message}", file=sys.stderr)
 
 
+def _entry_points() -> list:
+    """The group's entry points; importlib.metadata only where the fast reader cannot go."""
+    from embctl import entrypoints
+
+    try:
+        return entrypoints.find(GROUP)
+    except entrypoints.Unreadable:
+        from importlib.metadata import entry_points
+
+        return list(entry_points(group=GROUP))
+
+
 @lru_cache(maxsize=1)
 def plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:
     pm = pluggy.PluginManager(GROUP)
     pm.add_hookspecs(hookspecs)
     infos: dict[str, PluginInfo] = {}
-    for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+    for ep in sorted(_entry_points(), key=lambda e: e.name):
         if ep.name in infos:
             continue
         dist = getattr(ep, "dist", None)
-        info = PluginInfo(ep.name, ep.value, dist.version if dist else None)
+        version = getattr(ep, "version", None) or (dist.version if dist else None)
+        info = PluginInfo(ep.name, ep.value, version)
         infos[ep.name] = info
         try:
             pm.register(ep.load(), name=ep.name)
