@@ -19,6 +19,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from support.hub import HubServer, build_minilm_repo  # noqa: E402
+from support.openai_server import TEST_KEY, OpenAIServer  # noqa: E402
 from support.runner import Embctl  # noqa: E402
 from support.servers import fresh  # noqa: E402
 
@@ -65,3 +66,24 @@ def pulled(tmp_path: Path, pulled_home: Path, hub: HubServer) -> Embctl:
         if (pulled_home / name).exists():
             shutil.copytree(pulled_home / name, home / name, symlinks=True)
     return Embctl.at(home, hub.url)
+
+
+@pytest.fixture(scope="session")
+def openai_session() -> Iterator[OpenAIServer]:
+    """The fake OpenAI server (tests/support/openai_server.py), one per test session."""
+    with OpenAIServer(api_key=TEST_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def fake(openai_session: OpenAIServer) -> Iterator[OpenAIServer]:
+    """The fake OpenAI server, reset for this test."""
+    yield from fresh(openai_session)
+
+
+@pytest.fixture
+def oa(tmp_path: Path, fake: OpenAIServer) -> Embctl:
+    """embctl pointed at the fake OpenAI server with its key; no Hub is needed (the runner's
+    default endpoint has nothing listening)."""
+    return Embctl.at(tmp_path, OPENAI_BASE_URL=fake.url, OPENAI_API_KEY=TEST_KEY,
+                     EMBCTL_OPENAI_BACKOFF="0.01", EMBCTL_OPENAI_TIMEOUT="1.5")

@@ -9,30 +9,14 @@ import sys
 
 import numpy as np
 import pytest
-from support.openai_server import OpenAIServer
-from support.runner import Embctl, one_line_error
-from support.servers import fresh
+from support.runner import one_line_error
 
-KEY = "sk-embctl-TEST-0123456789abcdefSECRET"
 TEXTS = "The refund policy allows returns within 30 days\nreturn guidelines\n"
 
 
 def vectors(stdout: str) -> np.ndarray:
     return np.array([json.loads(line)["embedding"] for line in stdout.splitlines()],
                     dtype=np.float32)
-
-
-@pytest.fixture(scope="module")
-def server():
-    with OpenAIServer(api_key=KEY) as srv:
-        yield srv
-
-
-@pytest.fixture
-def oa(tmp_path, server) -> Embctl:
-    for _ in fresh(server):
-        yield Embctl.at(tmp_path, OPENAI_BASE_URL=server.url, OPENAI_API_KEY=KEY,
-                        EMBCTL_OPENAI_BACKOFF="0.01", EMBCTL_OPENAI_TIMEOUT="1.5")
 
 
 def test_an_option_and_its_flag_give_the_same_vectors(pulled):
@@ -66,17 +50,17 @@ def test_bad_options_are_one_line_usage_errors_before_the_model_loads(pulled, ar
         (pulled.home / "embctl" / "vectors").iterdir())
 
 
-def test_openai_options_reach_the_requests(oa, server):
+def test_openai_options_reach_the_requests(oa, fake):
     proc = oa("embed", "openai:test-embed", "--lines", "-O", "dimensions=16", "-O",
               "batch_size=1", input="a\nb\nc\n")
     assert proc.returncode == 0, proc.stderr
     assert vectors(proc.stdout).shape == (3, 16)
-    log = [r for r in server.log if r.path.endswith("/embeddings")]
+    log = [r for r in fake.log if r.path.endswith("/embeddings")]
     assert len(log) == 3 and all(r.dimensions == 16 for r in log)
     # The flag is a shorthand for the same option: the same namespace, all cache hits.
     again = oa("embed", "openai:test-embed", "--lines", "--dimensions", "16", input="a\nb\nc\n")
     assert again.returncode == 0 and "3 cache hits" in again.stderr
-    assert len([r for r in server.log if r.path.endswith("/embeddings")]) == 3
+    assert len([r for r in fake.log if r.path.endswith("/embeddings")]) == 3
 
 
 def test_embed_help_lists_every_backends_options(embctl):

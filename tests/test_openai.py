@@ -15,30 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.openai_server import Fault, OpenAIServer, expected_vector
+from support.openai_server import TEST_KEY, Fault, OpenAIServer, expected_vector
 from support.runner import Embctl, one_line_error
-from support.servers import fresh
 
-KEY = "sk-embctl-TEST-0123456789abcdefSECRET"
+KEY = TEST_KEY  # the key the fake server (fixtures `fake`, `oa` in conftest.py) accepts
 MODEL = "test-embed"
-
-
-@pytest.fixture(scope="module")
-def server():
-    with OpenAIServer(api_key=KEY) as srv:
-        yield srv
-
-
-@pytest.fixture
-def fake(server):
-    yield from fresh(server)
-
-
-@pytest.fixture
-def oa(tmp_path, fake) -> Embctl:
-    # No Hub is needed: the runner's default endpoint has nothing listening.
-    return Embctl.at(tmp_path, OPENAI_BASE_URL=fake.url, OPENAI_API_KEY=KEY,
-                     EMBCTL_OPENAI_BACKOFF="0.01", EMBCTL_OPENAI_TIMEOUT="1.5")
 
 
 def texts(n: int, tag: str = "doc") -> list[str]:

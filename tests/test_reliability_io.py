@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.openai_server import Fault, OpenAIServer
+from support.openai_server import TEST_KEY, Fault
 from support.runner import Embctl, one_line_error
 
 MODEL = "all-MiniLM-L6-v2"
@@ -319,20 +319,7 @@ def test_lines_removes_a_byte_order_mark_mid_input_with_a_warning(pulled, tmp_pa
 # -- openai: credentials in the base URL ----------------------------------------------------
 
 
-KEY = "sk-embctl-TEST-0123456789abcdefSECRET"
-
-
-@pytest.fixture(scope="module")
-def openai_server():
-    with OpenAIServer(api_key=KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def oa(tmp_path, openai_server) -> Embctl:
-    openai_server.reset()
-    return Embctl.at(tmp_path, OPENAI_API_KEY=KEY, EMBCTL_OPENAI_BACKOFF="0.01",
-                     EMBCTL_OPENAI_TIMEOUT="1.5")
+KEY = TEST_KEY  # the fake server's (fixtures `fake` and `oa` in conftest.py)
 
 
 def derived_forms(user: str, key: str) -> list[str]:
@@ -344,8 +331,8 @@ def derived_forms(user: str, key: str) -> list[str]:
 
 
 @pytest.mark.parametrize("where", ["--base-url", "OPENAI_BASE_URL"])
-def test_credentials_in_the_base_url_are_refused_unsent_and_unechoed(oa, openai_server, where):
-    host = openai_server.url.removeprefix("http://")
+def test_credentials_in_the_base_url_are_refused_unsent_and_unechoed(oa, fake, where):
+    host = fake.url.removeprefix("http://")
     url = f"http://someone:{KEY}@{host}"
     args = ["--base-url", url] if where == "--base-url" else []
     env = {"OPENAI_BASE_URL": url} if where == "OPENAI_BASE_URL" else {}
@@ -356,16 +343,16 @@ def test_credentials_in_the_base_url_are_refused_unsent_and_unechoed(oa, openai_
         error
     for form in derived_forms("someone", KEY) + ["someone"]:
         assert form not in proc.stderr + proc.stdout, form
-    assert openai_server.log == []  # nothing was sent
+    assert fake.log == []  # nothing was sent
 
 
-def test_an_echoed_authorization_header_and_encoded_key_are_redacted(oa, openai_server):
+def test_an_echoed_authorization_header_and_encoded_key_are_redacted(oa, fake):
     """A hostile server echoing the header, and each encoding of the key it could make."""
-    oa.env["OPENAI_BASE_URL"] = openai_server.url
+    oa.env["OPENAI_BASE_URL"] = fake.url
     forms = derived_forms("someone", KEY)
     echoes = ["{authorization}", f"Basic {forms[2]}", f"Bearer {KEY}", *forms]
     for echo in echoes:
-        openai_server.add_faults(Fault(status=401, message=f"you sent: {echo} (sorry)"),
+        fake.add_faults(Fault(status=401, message=f"you sent: {echo} (sorry)"),
                                  clear=True)
         proc = oa("embed", "openai:test-embed", "--lines", input="hello\n",
                   env={"OPENAI_LOG": "debug"})

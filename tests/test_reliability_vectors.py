@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.openai_server import Fault, OpenAIServer
+from support.openai_server import Fault
 from support.runner import Embctl, one_line_error
 
 MODEL = "all-MiniLM-L6-v2"
@@ -306,25 +306,10 @@ def test_salvage_keeps_meta_and_rows_of_a_file_with_a_damaged_index(pulled):
 # -- 10. a run that commits nothing leaves no cache file -----------------------------------
 
 
-@pytest.fixture(scope="module")
-def server():
-    with OpenAIServer(api_key="sk-embctl-TEST-0123456789abcdef") as srv:
-        yield srv
-
-
-@pytest.fixture
-def oa(tmp_path, server) -> Embctl:
-    server.reset()
-    yield Embctl.at(tmp_path, OPENAI_BASE_URL=server.url,  # no Hub is needed
-                    OPENAI_API_KEY="sk-embctl-TEST-0123456789abcdef",
-                    EMBCTL_OPENAI_BACKOFF="0.01", EMBCTL_OPENAI_TIMEOUT="1.5")
-    server.reset()
-
-
 @pytest.mark.parametrize("fault", [Fault(status=401, message="Incorrect API key provided"),
                                    Fault(status=500, times=None)], ids=["401", "500"])
-def test_failed_openai_run_leaves_no_cache_file(oa, server, fault):
-    server.add_faults(fault)
+def test_failed_openai_run_leaves_no_cache_file(oa, fake, fault):
+    fake.add_faults(fault)
     proc = oa("embed", "openai:test-embed", "--lines", input=lines(MORE), timeout=120)
     assert proc.returncode == 1
     one_line_error(proc)
@@ -332,7 +317,7 @@ def test_failed_openai_run_leaves_no_cache_file(oa, server, fault):
     listed = json.loads(oa("ls", "--json", check=True).stdout)
     assert [e for e in listed if e["kind"] == "vectors"] == []
 
-    server.reset()
+    fake.reset()
     ok = oa("embed", "openai:test-embed", "--lines", input=lines(MORE), timeout=120)
     assert ok.returncode == 0, ok.stderr
     assert [n for n in vector_files(oa.home) if n.endswith(".sqlite")] != []

@@ -58,6 +58,9 @@ from .openai_payloads import (
     payload,
 )
 
+#: The API key the test fixtures' server accepts (tests/conftest.py).
+TEST_KEY = "sk-embctl-TEST-0123456789abcdefSECRET"
+
 __all__ = [
     "DEFAULT_MODELS",
     "Fault",
