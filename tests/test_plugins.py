@@ -6,14 +6,12 @@ from __future__ import annotations
 import ast
 import json
 import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 from support.hub import make_repo, resolve_gets
-from support.runner import HEAVY_MODULES
+from support.runner import heavy_imports
 
 from embctl.backends import Backend, Embedder, Model, Option
 from embctl.errors import UsageError
@@ -115,27 +113,12 @@ def test_a_broken_plugin_costs_one_warning(embctl, tmp_path):
     assert plugins["st"]["error"] is None
 
 
-PROBE = """
-import sys, runpy
-sys.argv = ["embctl", *sys.argv[1:]]
-try:
-    runpy.run_module("embctl", run_name="__main__")
-except SystemExit:
-    pass
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r})
-print("HEAVY:" + ",".join(heavy), file=sys.stderr)
-"""
-
-
 def test_fast_commands_import_no_heavy_library(pulled):
     for args in (["--help"], ["ls"], ["ls", "--json"], ["du"], ["du", "--json"],
                  ["rm", "--help"], ["plugins"], ["pull", "--help"], ["embed", "--help"],
                  ["export", "--help"], ["rm", "nothing/here", "-y"], ["verify", "--help"]):
-        proc = subprocess.run(
-            [sys.executable, "-c", PROBE.replace("{heavy!r}", repr(set(HEAVY_MODULES))),
-             *args], env=pulled.env, capture_output=True, text=True, timeout=60)
-        line = [x for x in proc.stderr.splitlines() if x.startswith("HEAVY:")]
-        assert line == ["HEAVY:"], (args, proc.stderr)
+        heavy, stderr = heavy_imports(pulled.env, *args)
+        assert heavy == [], (args, stderr)
 
 
 # -- the contract, in process ----------------------------------------------------------------

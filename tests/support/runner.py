@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: Modules `embctl --help`, `ls`, `du`, `rm` must never import.
-HEAVY_MODULES = ("torch", "transformers", "sentence_transformers", "openai", "PIL")
+HEAVY_MODULES = ("torch", "transformers", "sentence_transformers", "openai", "PIL",
+                 "onnxruntime", "ray")
 #: An endpoint where nothing listens, for runs that must not need a Hub.
 NO_HUB = "http://127.0.0.1:9"
 
@@ -102,3 +103,26 @@ def one_line_error(proc: subprocess.CompletedProcess) -> str:
     errors = [line for line in proc.stderr.splitlines() if line.startswith("embctl: error:")]
     assert len(errors) == 1, proc.stderr
     return errors[0]
+
+
+_PROBE = """
+import sys, runpy
+heavy, sys.argv = set(sys.argv[1].split(",")), ["embctl", *sys.argv[2:]]
+try:
+    runpy.run_module("embctl", run_name="__main__")
+except SystemExit:
+    pass
+print("HEAVY:" + ",".join(sorted(m for m in sys.modules if m.split(".")[0] in heavy)),
+      file=sys.stderr)
+"""
+
+
+def heavy_imports(env: dict[str, str], *args: str,
+                  heavy: tuple[str, ...] = HEAVY_MODULES) -> tuple[list[str], str]:
+    """Run ``embctl ARGS`` in-process of a fresh interpreter; return the ``heavy`` modules it
+    imported and its stderr."""
+    proc = subprocess.run([sys.executable, "-c", _PROBE, ",".join(heavy), *args], env=env,
+                          capture_output=True, text=True, timeout=60)
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("HEAVY:")]
+    assert len(lines) == 1, proc.stderr
+    return [m for m in lines[0].removeprefix("HEAVY:").split(",") if m], proc.stderr
