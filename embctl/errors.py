@@ -18,3 +18,9 @@ class UsageError(EmbctlError):
     """The command line itself is wrong (bad reference, bad option value)."""
 
     exit_code = 2
+
+
+class OutputClosed(Exception):
+    """stdout's reader went away mid-run (``embctl embed ... | head``): not an error.  Raised
+    instead of BrokenPipeError, which click would turn into exit 1, so that the run unwinds
+    (committing what it computed) and exits 0 as ``embctl ls | head`` does."""

@@ -185,6 +185,25 @@ def test_a_closed_pipe_is_still_not_an_error(pulled):
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
 
 
+def test_embed_into_a_pipe_closed_early_exits_0_and_keeps_what_it_computed(pulled):
+    """`embctl embed ... | head`: the reader goes away after the first window; the run stops
+    quietly (exit 0, as `ls | head`) and commits what it computed, which a rerun hits."""
+    texts = "".join(f"sentence number {i} about refunds\n" for i in range(1100))
+    proc = subprocess.Popen([sys.executable, "-m", "embctl", "embed", MODEL, "--lines"],
+                            env=pulled.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdin.write(texts.encode())
+    proc.stdin.close()
+    assert proc.stdout.read(100)  # the first vectors arrived; then the reader goes away
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 0, stderr
+    assert "Traceback" not in stderr and "error" not in stderr, stderr
+    again = pulled("embed", MODEL, "--lines", input=texts, check=True)
+    hits = int(again.stderr.split(" cache hits")[0].rsplit("(", 1)[1].replace(",", ""))
+    assert hits > 0, again.stderr
+
+
 def test_export_to_a_device_or_under_a_file_is_refused(pulled, tmp_path):
     if FULL.exists():
         proc = pulled("export", MODEL, "--to", str(FULL), "--force")

@@ -17,7 +17,7 @@ import click
 
 from embctl import __version__
 from embctl.cli import oserrors
-from embctl.errors import EmbctlError
+from embctl.errors import EmbctlError, OutputClosed
 
 NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
 
@@ -131,7 +131,7 @@ def _main(argv: list[str] | None) -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt as exc:
         _stopped(exc)
-    except BrokenPipeError:
+    except (BrokenPipeError, OutputClosed):
         _broken_pipe()
     except OSError as exc:  # a full disk, a read-only folder, stdout on /dev/full...
         if exc.errno not in oserrors.USER_ERRNOS:

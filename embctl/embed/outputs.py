@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from embctl.errors import EmbctlError, UsageError
+from embctl.errors import EmbctlError, OutputClosed, UsageError
 from embctl.outfile import OutputFile
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ class _Target:
         try:
             yield
         except BrokenPipeError:
-            raise
+            raise OutputClosed() from None
         except OSError as exc:
             raise EmbctlError(f"cannot write to stdout: {exc.strerror or exc}") from None
 
