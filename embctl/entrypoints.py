@@ -24,7 +24,7 @@ class Unreadable(Exception):
 class EntryPoint:
     name: str
     value: str  # "module" or "module:attribute"
-    version: str | None  # the distribution's, from its folder name
+    version: str | None  # the distribution's (folder name, else its METADATA / PKG-INFO)
 
     def load(self) -> object:
         import importlib
@@ -45,6 +45,21 @@ def _dist_folders(entry: str) -> list[os.DirEntry]:
         raise Unreadable(entry) from None
     except OSError:
         return []
+
+
+def _metadata_version(folder: str) -> str | None:
+    """The ``Version:`` header of a distribution whose folder name has none (``*.egg-info``)."""
+    for name in ("METADATA", "PKG-INFO"):
+        try:
+            with open(os.path.join(folder, name), encoding="utf-8") as fh:
+                for line in fh:
+                    if line.startswith("Version:"):
+                        return line.split(":", 1)[1].strip() or None
+                    if not line.strip():
+                        break  # the headers end at the first blank line
+        except OSError:
+            continue
+    return None
 
 
 def find(group: str) -> list[EntryPoint]:
@@ -72,5 +87,6 @@ def find(group: str) -> list[EntryPoint]:
             except configparser.Error:
                 raise Unreadable(path) from None
             if parser.has_section(group):
-                found += [EntryPoint(n, v, version or None) for n, v in parser.items(group)]
+                version = version or _metadata_version(folder.path)
+                found += [EntryPoint(n, v, version) for n, v in parser.items(group)]
     return found
