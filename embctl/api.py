@@ -27,6 +27,7 @@ class EmbeddingModel:
         self._model = session.target.model
         self._embedder = session.embedder
         self._vectorizer = session.vectorizer
+        self._session = session  # its close also lets go of the model's hold
         self.namespace: dict[str, Any] = session.namespace
 
     @property
@@ -77,7 +78,7 @@ class EmbeddingModel:
         return matrix[0] if single else matrix
 
     def close(self) -> None:
-        self._vectorizer.close()
+        self._session.close()
 
     def __enter__(self) -> EmbeddingModel:
         return self

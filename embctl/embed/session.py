@@ -48,6 +48,8 @@ class Session:
     embedder: Embedder
     namespace: dict[str, Any]
     vectorizer: Vectorizer
+    #: The model held in use while the session is open (``embctl.models.holds``), or None.
+    hold: int | None = None
 
     @property
     def store(self) -> VectorStore | None:
@@ -55,7 +57,14 @@ class Session:
         return self.vectorizer.store
 
     def close(self) -> None:
-        self.vectorizer.close()
+        try:
+            self.vectorizer.close()
+        finally:
+            if self.hold is not None:
+                import os
+
+                os.close(self.hold)
+                self.hold = None
 
 
 def select(ref: str, adapter_options: dict[str, Any] | None = None) -> Target:
@@ -80,7 +89,15 @@ def open_session(target: Target, load_options: dict[str, Any], *, cache: str = "
 
     if cache not in CACHE_MODES:
         raise ValueError(f"cache must be one of {CACHE_MODES}, not {cache!r}")
-    embedder = load_embedder(target.model, target.backend, load_options)
+    hold = _use(target, load_options)
+    try:
+        embedder = load_embedder(target.model, target.backend, load_options)
+    except BaseException:
+        if hold is not None:
+            import os
+
+            os.close(hold)
+        raise
     namespace = namespace_for(target.model, embedder, prefix=target.adapter.prefix,
                               input_kind=target.adapter.kind)
     ref = target.model.ref
@@ -96,7 +113,19 @@ def open_session(target: Target, load_options: dict[str, Any], *, cache: str = "
             store = open_store(namespace, ref)
     vectorizer = Vectorizer(embedder, store, target.adapter, batch_size=batch_size,
                             store_text=store_text, concurrency=concurrency)
-    return Session(target, embedder, namespace, vectorizer)
+    return Session(target, embedder, namespace, vectorizer, hold)
+
+
+def _use(target: Target, load_options: dict[str, Any]) -> int | None:
+    """Hold a Hub model in use for the session, and record the use (not a local folder's, not
+    a remote API's, which keep nothing in the cache)."""
+    model = target.model
+    if model.local_path or not target.backend.hub or target.backend.pull is not None:
+        return None
+    from embctl.models.uses import use_model
+    from embctl.paths import hub_cache_dir
+
+    return use_model(hub_cache_dir(load_options.get("cache_dir")), model.repo_id)
 
 
 def open_store(namespace: dict[str, Any], ref: str, embedder: Embedder | None = None

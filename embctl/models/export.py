@@ -87,6 +87,24 @@ def _blob_name(real: Path, storage: Path) -> str | None:
 
 def export_model(model: Model, cache_dir: Path, dest: Path, *, force: bool = False,
                  follow_links: bool = False) -> ModelExport:
+    """``_export_model``, holding a cached model in use meanwhile (and recording the use)."""
+    hold = None
+    from embctl.paths import repo_folder_name
+
+    if not model.local_path and model.repo_id and (
+            Path(cache_dir) / repo_folder_name(model.repo_id)).is_dir():
+        from embctl.models.uses import use_model
+
+        hold = use_model(cache_dir, model.repo_id)
+    try:
+        return _export_model(model, cache_dir, dest, force=force, follow_links=follow_links)
+    finally:
+        if hold is not None:
+            os.close(hold)
+
+
+def _export_model(model: Model, cache_dir: Path, dest: Path, *, force: bool = False,
+                  follow_links: bool = False) -> ModelExport:
     """Write the model's files as regular files into ``dest`` (created atomically: a failed
     export leaves no half-written directory).  ``dest`` must be new, empty, or (with ``force``)
     an earlier export holding nothing else, and never touch a cache (:mod:`embctl.guard`)."""

@@ -65,12 +65,13 @@ def update_record(
     """Record (or mark complete) one revision of a pull. Best effort: never fails a pull."""
     from filelock import FileLock
 
+    from embctl.models.holds import PULL_LOCK, lock_path
     from embctl.models.safefs import lock_file, make_dirs
 
     path = record_path(repo_id, cache_dir)
     try:
         make_dirs(Path(cache_dir), path.parent)
-        lock = Path(cache_dir) / ".locks" / repo_folder_name(repo_id) / "embctl-pull.lock"
+        lock = lock_path(cache_dir, repo_id, PULL_LOCK)
         with FileLock(lock_file(Path(cache_dir), lock), timeout=30):
             data = read_record(repo_id, cache_dir)
             data.update(repo_id=repo_id, backend=backend, ref=ref)

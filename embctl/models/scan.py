@@ -174,8 +174,15 @@ def scan_cache(cache_dir: str | os.PathLike[str]) -> list[CachedRepo]:
 
 
 def _read_json(path: str) -> dict:
+    """A small JSON file of a snapshot, read without touching its atime where the system
+    allows (``O_NOATIME``): ``ls`` reading a model's config is no use of the model, and would
+    otherwise make every model look used (under relatime, once a day)."""
     try:
-        with open(path) as f:
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOATIME", 0))
+        except PermissionError:  # O_NOATIME needs the file's owner
+            fd = os.open(path, os.O_RDONLY)
+        with open(fd) as f:
             data = json.load(f)
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
@@ -217,11 +224,14 @@ Recognizer = Callable[[list[str]], str | None]
 
 
 def model_entry(repo: CachedRepo, cache_dir: Path, recognize: Recognizer | None = None,
-                ref: str | None = None) -> Entry:
+                ref: str | None = None, uses: dict[str, float] | None = None) -> Entry:
     """The ``Entry`` of a cached model repo (its head revision).  Its backend is the one its
     pull recorded; for models other tools put in the cache, what ``recognize`` makes of the
-    head's files.  ``ref`` overrides the name shown (else the pulled reference, or repo id)."""
+    head's files.  ``ref`` overrides the name shown (else the pulled reference, or repo id).
+    Last used: the later of the blobs' atime and embctl's own record of its uses (``uses``,
+    read from ``embctl.models.uses`` when not given)."""
     from embctl.models.records import read_record
+    from embctl.models.uses import read_uses
 
     head = repo.head()
     record = read_record(repo.repo_id, cache_dir)
@@ -238,7 +248,8 @@ def model_entry(repo: CachedRepo, cache_dir: Path, recognize: Recognizer | None 
         dim=model_dim(snapshot) if head else None,
         size_bytes=repo.size,
         path=repo.path,
-        last_used=repo.last_used,
+        last_used=_later(repo.last_used,
+                         (read_uses() if uses is None else uses).get(os.path.abspath(repo.path))),
         status=repo_status(repo, head, record),
         extra={
             "revisions": len(repo.revisions),
@@ -249,7 +260,14 @@ def model_entry(repo: CachedRepo, cache_dir: Path, recognize: Recognizer | None 
     )
 
 
+def _later(a: float | None, b: float | None) -> float | None:
+    return max((t for t in (a, b) if t is not None), default=None)
+
+
 def model_entries(cache_dir: Path, recognize: Recognizer | None = None) -> list[Entry]:
     """One ``Entry`` per cached model repo (its head revision), for ls and du."""
-    return [model_entry(repo, cache_dir, recognize) for repo in scan_cache(cache_dir)
+    from embctl.models.uses import read_uses
+
+    uses = read_uses()
+    return [model_entry(repo, cache_dir, recognize, uses=uses) for repo in scan_cache(cache_dir)
             if repo.repo_type == "model"]

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 #: What the core keeps in EMBCTL_HOME itself: the vector caches, the blob-hash memo
-#: (``embctl.models.blobcheck.MEMO``).
-CORE_HOME_ENTRIES = frozenset({"vectors", "blob-hashes.json"})
+#: (``embctl.models.blobcheck.MEMO``), the record of model uses (``embctl.models.uses``).
+CORE_HOME_ENTRIES = frozenset({"vectors", "blob-hashes.json", "usage.json"})
 
 _OWNER: dict[str, str] = {}  # store kind -> the plugin that registered it
 _FAILED: set[str] = set()  # store kinds already warned about
