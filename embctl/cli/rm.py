@@ -23,12 +23,19 @@ from embctl.cli.options import cache_dir_option, json_option, resolve_cache_dir
 @click.option("--prune", is_flag=True,
               help="Also remove incomplete downloads, revisions no ref points to and blobs "
               "nothing references (in REFs, or the whole cache when none are given).")
+@click.option("--filter", "filters", multiple=True, metavar="EXPR",
+              help="Remove every model, vector cache and matrix matching EXPR, as ls --filter "
+              "takes it (used>30d, size>1GB, kind=vectors, backend=st). Repeatable (all must "
+              "match); not with REFs.")
+@click.option("--max-size", default=None, metavar="SIZE",
+              help="Remove incomplete and orphaned files, then the least recently used entries, "
+              "until the caches fit in SIZE (10GB, 500MB). Not with REFs or --filter.")
 @click.option("--dry-run", "-n", is_flag=True, help="Show what would be removed; remove nothing.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @cache_dir_option
 @json_option
-def command(refs, revision, only_vectors, namespaces, everything, prune, dry_run, yes, cache_dir,
-            as_json):
+def command(refs, revision, only_vectors, namespaces, everything, prune, filters, max_size,
+            dry_run, yes, cache_dir, as_json):
     """Remove models, matrices or vector caches and report the space freed.
 
     REF takes the same forms as pull: an alias, org/name, BACKEND:ID, REF@REV. By default
@@ -43,6 +50,11 @@ def command(refs, revision, only_vectors, namespaces, everything, prune, dry_run
       embctl rm BAAI/bge-small-en-v1.5@v1.0 --dry-run
       embctl rm all-MiniLM-L6-v2 --vectors -y    # its vector caches, not the model
       embctl rm --prune -y                       # incomplete, orphaned, detached
+      embctl rm --filter 'used>30d' --dry-run    # what nobody used for a month
+      embctl rm --max-size 20GB -y               # least recently used first
+
+    A model a running embctl holds (embed, export) is never removed by --filter or
+    --max-size: it is named as skipped.
     """
     from dataclasses import replace
 
@@ -52,20 +64,33 @@ def command(refs, revision, only_vectors, namespaces, everything, prune, dry_run
     from embctl.stores import open_stores
     from embctl.stores.rm import plan_rm
 
-    if not refs and not prune and not namespaces:
-        raise UsageError("nothing to remove: give a REF, --namespace or --prune")
+    policy = bool(filters) or max_size is not None
+    if not refs and not prune and not namespaces and not policy:
+        raise UsageError("nothing to remove: give a REF, --namespace, --prune, --filter or "
+                         "--max-size")
     if only_vectors and everything:
         raise UsageError("--vectors and --all cannot be combined")
-    cache = resolve_cache_dir(cache_dir, must_exist=True)
-    models = [resolve(r) for r in refs]
-    if revision:
-        models = [replace(m, revision=revision) for m in models]
-    scope = "vectors" if only_vectors else "all" if everything else "default"
-    plan = plan_rm(open_stores(cache), cache, models, scope=scope, namespaces=namespaces,
-                   prune=prune)
+    if policy and (refs or namespaces or revision or only_vectors or everything or prune):
+        raise UsageError("--filter and --max-size select by themselves: not with REF, "
+                         "--namespace, --revision, --vectors, --all or --prune")
+    if filters and max_size is not None:
+        raise UsageError("--filter and --max-size cannot be combined")
+    skipped = ()
+    if policy:
+        plan, skipped = _plan_policy(filters, max_size, cache_dir)
+    else:
+        cache = resolve_cache_dir(cache_dir, must_exist=True)
+        models = [resolve(r) for r in refs]
+        if revision:
+            models = [replace(m, revision=revision) for m in models]
+        scope = "vectors" if only_vectors else "all" if everything else "default"
+        plan = plan_rm(open_stores(cache), cache, models, scope=scope, namespaces=namespaces,
+                       prune=prune)
+    for entry in skipped:
+        info(f"skipping {entry.kind} {entry.ref}: in use by a running embctl")
     if not plan:
         if as_json:
-            print_json(plan.to_json(dry_run))
+            print_json(_report(plan, dry_run, skipped, policy))
         else:
             info("nothing to remove")
         return
@@ -83,7 +108,38 @@ def command(refs, revision, only_vectors, namespaces, everything, prune, dry_run
     if not dry_run:
         plan.execute()
     if as_json:
-        print_json(plan.to_json(dry_run))
+        print_json(_report(plan, dry_run, skipped, policy))
     else:
         done = "would free" if dry_run else "freed"
         info(f"{done} {human_size(plan.bytes_freed)} ({plan.bytes_freed:,} bytes)")
+
+
+def _plan_policy(filters, max_size, cache_dir):
+    """(plan, skipped entries) for --filter or --max-size; usage errors before any scan."""
+    from embctl.console import parse_size
+    from embctl.errors import UsageError
+    from embctl.listing import parse_filter
+    from embctl.stores import open_stores
+    from embctl.stores.policy import plan_filtered, plan_max_size
+
+    checks = [parse_filter(expr) for expr in filters]
+    limit = None
+    if max_size is not None:
+        try:
+            limit = parse_size(max_size)
+        except ValueError as exc:
+            raise UsageError(f"bad --max-size {max_size!r}: {exc}") from None
+    cache = resolve_cache_dir(cache_dir, must_exist=True)
+    stores = open_stores(cache)
+    found = (plan_filtered(stores, cache, checks) if limit is None
+             else plan_max_size(stores, cache, limit))
+    return found.plan, found.skipped
+
+
+def _report(plan, dry_run, skipped, policy):
+    """``rm --json``; with --filter or --max-size, also what was skipped (held)."""
+    data = plan.to_json(dry_run)
+    if policy:
+        data["skipped"] = [{"kind": e.kind, "ref": e.ref, "repo_id": e.repo_id,
+                            "reason": "in use"} for e in skipped]
+    return data

@@ -1,0 +1,91 @@
+"""``rm`` by policy: what ``ls --filter`` selects, or the least recently used entries until the
+caches fit in a size.  Both are one :class:`~embctl.stores.plan.RemovalPlan` over every store.
+
+A model that a running embctl holds (``embctl.models.holds``) is never selected, and neither
+is anything derived from it (its vector caches, a matrix of it): it is reported as skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from embctl.stores.plan import RemovalPlan
+
+if TYPE_CHECKING:
+    from embctl.inventory import Entry
+    from embctl.stores.base import Store
+
+#: ``du`` keys that ``--max-size`` does not count: Hub repos other tools own.
+NOT_OURS = frozenset({"other", "total"})
+
+
+@dataclass(frozen=True)
+class PolicyPlan:
+    """The removals, and the entries left alone because a running embctl holds them."""
+
+    plan: RemovalPlan
+    skipped: tuple[Entry, ...] = ()
+
+
+def _held(cache_dir: Path) -> Callable[[Entry], bool]:
+    from embctl.models.holds import held
+
+    known: dict[str, bool] = {}
+
+    def check(entry: Entry) -> bool:
+        if not entry.repo_id:
+            return False
+        if entry.repo_id not in known:
+            known[entry.repo_id] = held(cache_dir, entry.repo_id)
+        return known[entry.repo_id]
+
+    return check
+
+
+def _plan_entries(stores: Sequence[Store], entries: Sequence[Entry]) -> RemovalPlan:
+    """One plan removing ``entries``, each by its own store."""
+    by_kind = {store.kind: store for store in stores}
+    plan = RemovalPlan()
+    for entry in entries:
+        plan += by_kind[entry.kind].plan_removal([entry])
+    return plan
+
+
+def plan_filtered(stores: Sequence[Store], cache_dir: Path,
+                  checks: Sequence[Callable[[Entry], bool]]) -> PolicyPlan:
+    """Every entry of every store matching all ``checks`` (``ls --filter``'s)."""
+    from embctl.listing import select
+    from embctl.stores import scan_all
+
+    is_held = _held(cache_dir)
+    chosen = select(scan_all(list(stores)), None, list(checks), "name")
+    return PolicyPlan(_plan_entries(stores, [e for e in chosen if not is_held(e)]),
+                      tuple(e for e in chosen if is_held(e)))
+
+
+def plan_max_size(stores: Sequence[Store], cache_dir: Path, limit: int) -> PolicyPlan:
+    """Remove until the caches (every store's bytes but other tools' Hub repos, incomplete
+    downloads included) fit in ``limit`` bytes: what ``--prune`` finds first, then entries
+    from the least recently used (never used: first of all)."""
+    from embctl.stores import disk_usage, scan_all
+
+    usage = disk_usage(list(stores))
+    total = sum(v for k, v in usage.items() if k not in NOT_OURS)
+    plan = RemovalPlan()
+    for store in stores:
+        if total - plan.bytes_freed <= limit:
+            return PolicyPlan(plan)
+        plan += store.plan_prune(None)
+    is_held = _held(cache_dir)
+    skipped: list[Entry] = []
+    for entry in sorted(scan_all(list(stores)), key=lambda e: (e.last_used or 0, e.ref)):
+        if total - plan.bytes_freed <= limit:
+            break
+        if is_held(entry):
+            skipped.append(entry)
+            continue
+        plan += _plan_entries(stores, [entry])
+    return PolicyPlan(plan, tuple(skipped))
