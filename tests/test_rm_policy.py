@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from support.hub import make_repo
-from support.runner import one_line_error
+from support.runner import heavy_imports, one_line_error
 
 LONG_AGO = time.time() - 400 * 86400
 
@@ -176,3 +176,32 @@ def test_a_model_held_by_a_running_embed_is_skipped(pulled):
     assert [r["repo_id"] for r in json.loads(proc.stdout)["removed"]] == [
         "sentence-transformers/all-MiniLM-L6-v2"]
     assert not pulled.repo_dir.exists()
+
+
+def test_embctl_max_size_after_pull_never_removes_what_was_pulled(embctl, hub_root, tmp_path):
+    pull_tiny(embctl, hub_root, {"env-a": 50_000, "env-b": 60_000})
+    for name in ("env-a", "env-b"):
+        age_blobs(embctl, f"policy/{name}")
+    use(embctl, "policy/env-a", tmp_path)  # b is the least recently used
+    make_repo(hub_root, "policy/env-c", {"config.json": '{"hidden_size": 8}',
+                                         "modules.json": "[]",
+                                         "model.safetensors": b"\7" * 200_000})
+    bad = embctl("pull", "policy/env-c", env={"EMBCTL_MAX_SIZE": "lots"})
+    assert bad.returncode == 2 and "EMBCTL_MAX_SIZE" in one_line_error(bad)
+    assert models(embctl) == ["policy/env-a", "policy/env-b"]
+    # 150 kB: b goes, then a; c (200 kB, just pulled) stays even though it alone is too big.
+    proc = embctl("pull", "policy/env-c", env={"EMBCTL_MAX_SIZE": "150KB"})
+    assert proc.returncode == 0, proc.stderr
+    line, = [ln for ln in proc.stderr.splitlines() if ln.startswith("EMBCTL_MAX_SIZE")]
+    assert "model policy/env-b" in line and "model policy/env-a" in line
+    assert line.index("env-b") < line.index("env-a") and "env-c" not in line
+    assert models(embctl) == ["policy/env-c"]
+    quiet = embctl("pull", "policy/env-c", env={"EMBCTL_MAX_SIZE": "150KB"})
+    assert quiet.returncode == 0 and "EMBCTL_MAX_SIZE" not in quiet.stderr
+
+
+def test_rm_by_policy_imports_no_heavy_library(pulled):
+    for args in (["rm", "--filter", "used>30d", "--dry-run"],
+                 ["rm", "--max-size", "1GB", "--dry-run", "--json"]):
+        heavy, stderr = heavy_imports(pulled.env, *args)
+        assert heavy == [], (args, stderr)

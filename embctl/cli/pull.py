@@ -53,6 +53,9 @@ def command(refs, revision, include, exclude, from_dir, follow_links, tensor, ca
         raise UsageError("--from imports one directory: give exactly one REF")
     if follow_links and from_dir is None:
         raise UsageError("--follow-links goes with --from DIR")
+    from embctl.stores.policy import max_size_from_env
+
+    max_size = max_size_from_env()
     models = [resolve(r) for r in refs]  # validate every reference before any work
     if revision:
         models = [replace(m, revision=revision) for m in models]
@@ -87,6 +90,18 @@ def command(refs, revision, include, exclude, from_dir, follow_links, tensor, ca
         results.append(result.to_json())
         if not quiet and not as_json:
             info(_summary(result))
+    if max_size is not None:
+        from embctl.console import warn
+        from embctl.errors import EmbctlError
+        from embctl.stores.policy import apply_max_size
+
+        try:
+            line = apply_max_size(cache, max_size, {m.repo_id for m in models})
+        except (EmbctlError, OSError) as exc:  # the pull itself succeeded
+            warn(f"EMBCTL_MAX_SIZE: nothing removed: {exc}")
+        else:
+            if line:
+                info(line)
     if as_json:
         print_json(results)
 

@@ -66,10 +66,12 @@ def plan_filtered(stores: Sequence[Store], cache_dir: Path,
                       tuple(e for e in chosen if is_held(e)))
 
 
-def plan_max_size(stores: Sequence[Store], cache_dir: Path, limit: int) -> PolicyPlan:
+def plan_max_size(stores: Sequence[Store], cache_dir: Path, limit: int,
+                  keep: Callable[[Entry], bool] | None = None) -> PolicyPlan:
     """Remove until the caches (every store's bytes but other tools' Hub repos, incomplete
     downloads included) fit in ``limit`` bytes: what ``--prune`` finds first, then entries
-    from the least recently used (never used: first of all)."""
+    from the least recently used (never used: first of all).  ``keep``: entries never to
+    remove (the model a pull just brought), not reported as skipped."""
     from embctl.stores import disk_usage, scan_all
 
     usage = disk_usage(list(stores))
@@ -84,8 +86,44 @@ def plan_max_size(stores: Sequence[Store], cache_dir: Path, limit: int) -> Polic
     for entry in sorted(scan_all(list(stores)), key=lambda e: (e.last_used or 0, e.ref)):
         if total - plan.bytes_freed <= limit:
             break
+        if keep is not None and keep(entry):
+            continue
         if is_held(entry):
             skipped.append(entry)
             continue
         plan += _plan_entries(stores, [entry])
     return PolicyPlan(plan, tuple(skipped))
+
+
+def max_size_from_env() -> int | None:
+    """``EMBCTL_MAX_SIZE`` in bytes (None when unset or empty); a usage error when malformed,
+    so a pull refuses before it downloads anything."""
+    import os
+
+    from embctl.console import parse_size
+    from embctl.errors import UsageError
+
+    text = os.environ.get("EMBCTL_MAX_SIZE", "").strip()
+    if not text:
+        return None
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise UsageError(f"bad EMBCTL_MAX_SIZE {text!r}: {exc}") from None
+
+
+def apply_max_size(cache_dir: Path, limit: int, pulled: set[str]) -> str | None:
+    """The standing policy, after a successful pull: remove (for real) what ``rm --max-size``
+    would, never the repos in ``pulled``; the one line to print, or None when nothing went."""
+    from embctl.console import human_size
+    from embctl.stores import open_stores
+
+    found = plan_max_size(open_stores(cache_dir), cache_dir, limit,
+                          keep=lambda e: e.repo_id in pulled)
+    if not found.plan:
+        return None
+    found.plan.execute()
+    names = ", ".join(f"{item.kind} {item.ref or item.path or item.repo_id}"
+                      for item in found.plan.items)
+    return (f"EMBCTL_MAX_SIZE={human_size(limit)}: removed {names} "
+            f"(freed {human_size(found.plan.bytes_freed)})")
