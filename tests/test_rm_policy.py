@@ -205,3 +205,20 @@ def test_rm_by_policy_imports_no_heavy_library(pulled):
                  ["rm", "--max-size", "1GB", "--dry-run", "--json"]):
         heavy, stderr = heavy_imports(pulled.env, *args)
         assert heavy == [], (args, stderr)
+
+
+def test_filter_and_max_size_reach_the_vector_caches(pulled):
+    proc = pulled("embed", "all-MiniLM-L6-v2", "--lines", input="one\ntwo\nthree\n")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(pulled("ls", "--json").stdout)
+    assert sorted(r["kind"] for r in rows) == ["model", "vectors"]
+    dry = json.loads(pulled("rm", "--filter", "kind=vectors", "--dry-run", "--json").stdout)
+    assert [r["kind"] for r in dry["removed"]] == ["vectors"] and dry["freed_bytes"] > 0
+    du = json.loads(pulled("du", "--json").stdout)
+    everything = json.loads(pulled("rm", "--max-size", "0", "--dry-run", "--json").stdout)
+    assert sorted(r["kind"] for r in everything["removed"]) == ["model", "vectors"]
+    assert everything["freed_bytes"] == du["models"] + du["vectors"]
+    proc = pulled("rm", "--filter", "kind=vectors", "-y", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["freed_bytes"] == dry["freed_bytes"] == du["vectors"]
+    assert [r["kind"] for r in json.loads(pulled("ls", "--json").stdout)] == ["model"]
