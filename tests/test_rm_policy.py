@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -222,3 +223,37 @@ def test_filter_and_max_size_reach_the_vector_caches(pulled):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["freed_bytes"] == dry["freed_bytes"] == du["vectors"]
     assert [r["kind"] for r in json.loads(pulled("ls", "--json").stdout)] == ["model"]
+
+
+HOLDER = ("import sys, time; from embctl.models.holds import hold\n"
+          "with hold(sys.argv[1], 'acme/held'):\n"
+          "    print('held', flush=True); sys.stdin.read()\n")
+
+
+def test_a_removal_claims_the_models_it_deletes(tmp_path):
+    """Between planning and deleting, rm holds each model exclusively: a use already running
+    shows as busy; a use starting meanwhile waits until the removal is done."""
+    from embctl.models.holds import claimed, held
+
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    user = subprocess.Popen([sys.executable, "-c", HOLDER, str(cache)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert user.stdout.readline() == "held\n"
+        assert held(cache, "acme/held") and not held(cache, "acme/free")
+        with claimed(cache, ["acme/held", "acme/free"]) as busy:
+            assert busy == {"acme/held"}
+    finally:
+        user.communicate("", timeout=60)
+    with claimed(cache, ["acme/held"]) as busy:
+        assert busy == set()
+        late = subprocess.Popen([sys.executable, "-c", HOLDER, str(cache)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                env=env)
+        time.sleep(1.0)
+        assert late.poll() is None and not held(cache, "acme/free")
+        assert select.select([late.stdout], [], [], 0)[0] == []
+    assert late.stdout.readline() == "held\n"
+    late.communicate("", timeout=60)

@@ -105,7 +105,13 @@ def command(refs, revision, only_vectors, namespaces, everything, prune, filters
         if not click.confirm(f"Remove {len(plan.items)} item(s), freeing "
                              f"{human_size(plan.bytes_freed)}?", err=True):
             raise EmbctlError("nothing removed")
-    if not dry_run:
+    if not dry_run and policy:
+        from embctl.stores.policy import PolicyPlan, execute
+
+        plan, busy = execute(PolicyPlan(plan), resolve_cache_dir(cache_dir, must_exist=True))
+        for repo_id in busy:
+            info(f"skipping {repo_id}: a running embctl started using it")
+    elif not dry_run:
         plan.execute()
     if as_json:
         print_json(_report(plan, dry_run, skipped, policy))

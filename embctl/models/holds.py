@@ -6,7 +6,8 @@ huggingface_hub's per-blob locks, so removing a repo removes its locks too:
     embctl-pull.lock   taken by a pull while it updates the pull record
     embctl-use.lock    held *shared* by each process that uses the model (embed, load,
                        export) for as long as it uses it; ``rm --max-size`` / ``--filter``
-                       skip a model whose lock they cannot take exclusively.
+                       skip a model whose lock they cannot take exclusively, and hold it
+                       exclusively while they delete (``claimed``).
 
 The hold is an ``flock`` (shared, so any number of users hold it at once); the kernel drops it
 when the process ends, however it ends, so a killed embed never leaves a model pinned.
@@ -15,7 +16,7 @@ when the process ends, however it ends, so a killed embed never leaves a model p
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -42,16 +43,26 @@ def hold(cache_dir: Path | str, repo_id: str) -> Iterator[None]:
             os.close(fd)  # releases the flock
 
 
-def take_hold(cache_dir: Path | str, repo_id: str) -> int | None:
-    """The shared lock taken, as a file descriptor to ``os.close`` when done (or None)."""
+def _open_lock(cache_dir: Path | str, repo_id: str) -> int | None:
+    """The model's use lock, opened (created when missing), or None where it cannot be."""
     try:
-        import fcntl
-
         from embctl.models.safefs import lock_file
 
         path = lock_file(Path(cache_dir), lock_path(cache_dir, repo_id, USE_LOCK))
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    except Exception:  # no fcntl, a read-only cache, a planted link: run unheld, never fail
+        return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except Exception:  # a read-only cache, a planted link: run unheld, never fail
+        return None
+
+
+def take_hold(cache_dir: Path | str, repo_id: str) -> int | None:
+    """The shared lock taken, as a file descriptor to ``os.close`` when done (or None).
+    Waits while a removal has claimed the model (``claimed``)."""
+    try:
+        import fcntl
+    except ImportError:  # no flock here: nothing is ever held
+        return None
+    fd = _open_lock(cache_dir, repo_id)
+    if fd is None:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
@@ -59,6 +70,37 @@ def take_hold(cache_dir: Path | str, repo_id: str) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+@contextmanager
+def claimed(cache_dir: Path | str, repo_ids: Iterable[str]) -> Iterator[set[str]]:
+    """Take each model's use lock *exclusively*, without waiting, for the ``with`` block (a
+    removal); yield the repo ids a running embctl holds, which the removal must leave alone.
+    A use that starts meanwhile waits for the block to end, so planning and deleting see the
+    same holds."""
+    fds: list[int] = []
+    busy: set[str] = set()
+    try:
+        import fcntl
+    except ImportError:
+        yield busy
+        return
+    try:
+        for repo_id in sorted(set(repo_ids)):
+            fd = _open_lock(cache_dir, repo_id)
+            if fd is None:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                busy.add(repo_id)
+                continue
+            fds.append(fd)
+        yield busy
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def held(cache_dir: Path | str, repo_id: str) -> bool:

@@ -95,6 +95,18 @@ def plan_max_size(stores: Sequence[Store], cache_dir: Path, limit: int,
     return PolicyPlan(plan, tuple(skipped))
 
 
+def execute(found: PolicyPlan, cache_dir: Path) -> tuple[RemovalPlan, tuple[str, ...]]:
+    """Execute the plan with every model it touches claimed (``embctl.models.holds``): what
+    a running embctl came to hold since the plan was made is left out.  Returns the plan
+    executed and the repo ids left out."""
+    from embctl.models.holds import claimed
+
+    with claimed(cache_dir, (i.repo_id for i in found.plan.items if i.repo_id)) as busy:
+        plan = RemovalPlan(tuple(i for i in found.plan.items if i.repo_id not in busy))
+        plan.execute()
+    return plan, tuple(sorted(busy))
+
+
 def max_size_from_env() -> int | None:
     """``EMBCTL_MAX_SIZE`` in bytes (None when unset or empty); a usage error when malformed,
     so a pull refuses before it downloads anything."""
@@ -120,10 +132,10 @@ def apply_max_size(cache_dir: Path, limit: int, pulled: set[str]) -> str | None:
 
     found = plan_max_size(open_stores(cache_dir), cache_dir, limit,
                           keep=lambda e: e.repo_id in pulled)
-    if not found.plan:
+    plan, _busy = execute(found, cache_dir)
+    if not plan:
         return None
-    found.plan.execute()
     names = ", ".join(f"{item.kind} {item.ref or item.path or item.repo_id}"
-                      for item in found.plan.items)
+                      for item in plan.items)
     return (f"EMBCTL_MAX_SIZE={human_size(limit)}: removed {names} "
-            f"(freed {human_size(found.plan.bytes_freed)})")
+            f"(freed {human_size(plan.bytes_freed)})")
