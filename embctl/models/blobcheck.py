@@ -11,10 +11,8 @@ that keeps a file's size and time (bit rot) is what ``embctl verify`` is for.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -43,19 +41,15 @@ def _load() -> dict[str, str]:
 
 def _save(memo: dict[str, str]) -> None:
     """Write the memo atomically; a memo that cannot be written only costs a hash later."""
+    from embctl.jsonfile import write_json_atomic
+
     path = _memo_path()
     entries = list(memo.items())[-MAX_ENTRIES:]
-    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".blob-hashes.", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(dict(entries), f)
-        os.replace(tmp, path)
+        write_json_atomic(path, dict(entries), prefix=".blob-hashes.")
     except OSError:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        pass
 
 
 def record(hashed: Iterable[tuple[Path, str]]) -> None:

@@ -12,7 +12,6 @@ deletes the repo folder (``hf cache rm`` included) deletes it too.  huggingface_
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -36,20 +35,12 @@ def read_record(repo_id: str, cache_dir: Path) -> dict[str, Any]:
 
 
 def _write_atomic(path: Path, data: dict[str, Any]) -> None:
-    import tempfile  # not at module level: ls reads records and must start fast
-
+    from embctl.jsonfile import write_json_atomic
     from embctl.models.safefs import check_file, make_dirs
 
     make_dirs(path.parent.parent, path.parent)
     check_file(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(path, data, indent=1)
 
 
 def update_record(

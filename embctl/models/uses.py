@@ -47,18 +47,11 @@ def record_use(repo_dir: str | os.PathLike[str], now: float | None = None) -> No
         if now - uses.get(key, 0.0) < MIN_INTERVAL:
             return
         uses[key] = now
-        import tempfile
+        from embctl.jsonfile import write_json_atomic
 
         path = _path()
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".usage-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(uses, f, indent=0, sort_keys=True)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json_atomic(path, uses, prefix=".usage-", indent=0)
     except Exception:  # a read-only home, a full disk: the use simply goes unrecorded
         return
 
