@@ -29,6 +29,7 @@ COMMANDS = {
     "verify": "Check cached files against their hashes; --repair re-downloads bad ones.",
     "embed": "Embed JSONL or text lines from stdin or a file, with a vector cache.",
     "export": "Export a model directory or cached vectors.",
+    "serve": "Serve the cache: a Hub mirror and an OpenAI-compatible embeddings API.",
     "plugins": "List installed plugins, their backends and aliases.",
     "completion": "Print the shell completion script for bash, zsh or fish.",
 }

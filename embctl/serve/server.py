@@ -1,0 +1,68 @@
+"""Running the app on uvicorn: logs on stderr, SIGTERM drains the requests in flight."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from embctl.serve.config import ServeConfig
+
+#: Seconds SIGTERM gives requests in flight before the server closes their connections.
+GRACE_S = 8
+
+
+def log_config(access_log: bool) -> dict:
+    """uvicorn's logging, every line on stderr (stdout is for results), plain in logs."""
+    fmt = "%(asctime)s %(levelname)s %(message)s"
+    handler = {"class": "logging.StreamHandler", "stream": "ext://sys.stderr",
+               "formatter": "plain"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": fmt, "datefmt": "%Y-%m-%dT%H:%M:%S"}},
+        "handlers": {"stderr": handler},
+        "loggers": {
+            "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+            "uvicorn.error": {"level": "INFO"},
+            "uvicorn.access": {"handlers": ["stderr"] if access_log else [],
+                               "level": "INFO", "propagate": False},
+            "embctl.serve": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        },
+    }
+
+
+def run(config: ServeConfig) -> int:
+    """Serve until SIGTERM (exit 0, requests in flight finished) or Ctrl-C (130)."""
+    import uvicorn
+
+    from embctl.serve.app import build_app
+
+    class Server(uvicorn.Server):
+        received: list[int] = []
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            # uvicorn re-raises the signal after its graceful shutdown, which would end the
+            # process as killed; embctl decides the exit code instead.
+            previous = {sig: signal.signal(sig, self.handle_exit)
+                        for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+                self.received = list(self._captured_signals)
+
+    uv_config = uvicorn.Config(
+        build_app(config), host=config.host, port=config.port, log_config=log_config(
+            config.access_log), access_log=config.access_log, timeout_graceful_shutdown=GRACE_S,
+        server_header=False, lifespan="on")
+    server = Server(uv_config)
+    server.run()
+    if signal.SIGINT in server.received:
+        return 130
+    if not server.started and not server.received:
+        return 1  # could not bind: uvicorn logged why
+    return 0
