@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from embctl.errors import UsageError
@@ -14,7 +14,7 @@ class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     #: Bearer token every route requires; None: no auth (loopback hosts only).
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)
     #: The HF hub cache served by the mirror and used by the embedding models.
     cache_dir: Path | None = None
     #: A Hub to fetch uncached models from (the mirror fetches through), or None.
