@@ -84,7 +84,7 @@ class Upstream:
             raise NotOnMirror("RepoNotFound", f"Repository {repo_id} is not on {self.url}") \
                 from None
         except Exception as exc:
-            raise UpstreamFailed(str(hub_error(repo_id, exc))) from None
+            raise UpstreamFailed(f"upstream {self.url}: {hub_error(repo_id, exc)}") from None
 
     def _pull(self, repo_id: str, revision: str) -> None:
         from embctl.backends import Model
@@ -123,7 +123,7 @@ class Upstream:
             raise UpstreamFailed(f"fetching {path} of {repo_id} from {self.url}: {exc}") \
                 from None
         except Exception as exc:
-            raise UpstreamFailed(str(hub_error(repo_id, exc))) from None
+            raise UpstreamFailed(f"upstream {self.url}: {hub_error(repo_id, exc)}") from None
 
 
 def _in_daemon_thread(work: Callable[[], None]) -> asyncio.Future:
