@@ -159,3 +159,17 @@ def test_an_empty_token_is_refused(embctl: Embctl):
     assert proc.returncode == 2
     one_line_error(proc)
 
+
+
+def test_a_corrupt_small_blob_is_not_served(pulled: Embctl):
+    """A small file's ETag is computed from its bytes: a blob that no longer matches its
+    name (its git sha1) is refused with a 500, never handed out under the Hub's hash."""
+    blob = (snapshot(pulled) / "config.json").resolve()
+    content = blob.read_bytes()
+    blob.unlink()  # the pulled copy's blob: replace it, don't write through any link
+    blob.write_bytes(content.replace(b"384", b"385"))
+    with serving(pulled.env) as (proc, url):
+        status, response = raw_get(url, f"/{MINILM}/resolve/main/config.json")
+        assert status == 500 and b"385" not in response
+        assert raw_get(url, f"/{MINILM}/resolve/main/modules.json")[0] == 200
+    assert "embctl verify --repair" in output(proc)[1]
