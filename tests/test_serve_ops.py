@@ -145,3 +145,30 @@ def test_upstream_unreachable_is_a_502(tmp_path: Path):
         proc = client("pull", "all-MiniLM-L6-v2")
         assert proc.returncode == 1
         one_line_error(proc)
+
+
+def test_sigterm_during_a_fetch_through_exits_0_within_10s(tmp_path: Path, hub):
+    """A fetch from upstream outlasting SIGTERM's grace: the waiting request gets a 503, the
+    server exits 0 within 10 s, and the partial download stays for the next fetch."""
+    hub.set_fault(MINILM, "model.safetensors", delay_s=0.5, chunk_size=1 << 20)  # ~45 s
+    served = Embctl.at(tmp_path / "served")
+    proc, url = start_serve(served.env, "--upstream", hub.url)
+    try:
+        answers: list[int] = []
+        waiting = threading.Thread(
+            target=lambda: answers.append(request(url, "GET", f"/api/models/{MINILM}")[0]))
+        waiting.start()
+        deadline = time.monotonic() + 60
+        while not list(served.repo_dir.glob("blobs/*.incomplete")):
+            assert time.monotonic() < deadline, output(proc)[1]
+            time.sleep(0.1)
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, output(proc)[1]
+        assert time.monotonic() - signalled <= 10
+        waiting.join(30)
+        assert answers == [503]
+        assert list(served.repo_dir.glob("blobs/*.incomplete"))
+        assert "Traceback" not in output(proc)[1]
+    finally:
+        stop(proc)

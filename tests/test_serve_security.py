@@ -173,3 +173,22 @@ def test_a_corrupt_small_blob_is_not_served(pulled: Embctl):
         assert status == 500 and b"385" not in response
         assert raw_get(url, f"/{MINILM}/resolve/main/modules.json")[0] == 200
     assert "embctl verify --repair" in output(proc)[1]
+
+
+def test_plain_files_in_a_snapshot_get_the_hubs_hashes(pulled: Embctl):
+    """A snapshot entry that is a file, not a link (a cache copied without links): its ETag
+    is computed as the Hub's: git sha1 for a small file, sha256 for an LFS one."""
+    import hashlib
+
+    snap = snapshot(pulled)
+    small, big = b"plain text\n", os.urandom(1 << 20)
+    (snap / "notes.txt").write_bytes(small)
+    (snap / "extra.safetensors").write_bytes(big)
+    with serving(pulled.env) as (_, url):
+        status, head = raw_get(url, f"/{MINILM}/resolve/main/notes.txt")
+        sha1 = hashlib.sha1(b"blob %d\0" % len(small) + small).hexdigest()
+        assert status == 200 and f'etag: "{sha1}"'.encode() in head.lower()
+        status, head = raw_get(url, f"/{MINILM}/resolve/main/extra.safetensors")
+        sha256 = hashlib.sha256(big).hexdigest()
+        assert status == 200 and f'x-linked-etag: "{sha256}"'.encode() in head.lower()
+        assert head.endswith(big)

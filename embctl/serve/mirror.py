@@ -20,6 +20,7 @@ a probed file as absent); datasets and spaces are ``RepoNotFound``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -91,6 +92,10 @@ class Mirror:
         except UpstreamFailed as exc:
             log.warning("upstream: %s", exc)
             return error_response(502, str(exc))
+        except asyncio.CancelledError:
+            # Only uvicorn cancels a handler: SIGTERM's grace ran out while this request
+            # waited for a fetch-through (its partial download is resumed by the next one).
+            return error_response(503, "the server is shutting down; retry later")
 
     def _repo(self, parts: list[str], keywords: frozenset[str]) -> tuple[str, list[str]]:
         """(repo id, what follows it) from decoded path parts: ``org/name`` unless the second
