@@ -97,16 +97,18 @@ class Mirror:
             # waited for a fetch-through (its partial download is resumed by the next one).
             return error_response(503, "the server is shutting down; retry later")
 
-    def _repo(self, parts: list[str], keywords: frozenset[str]) -> tuple[str, list[str]]:
-        """(repo id, what follows it) from decoded path parts: ``org/name`` unless the second
-        part is a keyword and no ``org/name`` repo of that name is cached."""
-        if len(parts) >= 2 and (parts[1] not in keywords or (len(parts) == 2 and parts[1] !=
-                                "refs") or self.view.has_repo("/".join(parts[:2]))):
-            repo_id, rest = "/".join(parts[:2]), parts[2:]
-        elif parts:
-            repo_id, rest = parts[0], parts[1:]
-        else:
+    def _repo(self, parts: list[str]) -> tuple[str, list[str]]:
+        """(repo id, what follows it) from the decoded parts after ``/api/models/``:
+        ``org/name``, or a legacy one-part id (``gpt2``) when a sub-resource follows its first
+        part (``gpt2/tree/main``, ``gpt2/refs``) and no ``org/name`` of that spelling is
+        cached."""
+        if not parts:
             raise NotOnMirror("RepoNotFound", "no repository named")
+        one_part = (len(parts) >= 3 and parts[1] in API_PARTS) or parts[1:] == ["refs"]
+        if len(parts) >= 2 and not (one_part and not self.view.has_repo("/".join(parts[:2]))):
+            repo_id, rest = "/".join(parts[:2]), parts[2:]
+        else:
+            repo_id, rest = parts[0], parts[1:]
         if not valid_repo_id(repo_id):
             raise NotOnMirror("RepoNotFound", f"Repository {repo_id!r} is not on this mirror")
         return repo_id, rest
@@ -201,7 +203,7 @@ class Mirror:
         if kind != "models" or len(segs) < 3 or not segs[2]:
             return error_response(404, f"Not found: {request.method} {request.url.path}")
         parts = [decode(p) for p in segs[2:]]
-        repo_id, rest = self._repo(parts, API_PARTS)
+        repo_id, rest = self._repo(parts)
         query = parse_qs(request.scope.get("query_string", b"").decode("latin-1"),
                          keep_blank_values=True)
         method = request.method
