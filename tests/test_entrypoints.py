@@ -40,4 +40,4 @@ def test_the_reader_finds_what_importlib_metadata_finds(cwd, tmp_path):
     rows = [line.split(" ", 3) for line in proc.stdout.splitlines()]
     assert [r[0] for r in rows] == ["embctl", "console_scripts", "pytest11"]
     assert all(r[2] == "True" for r in rows), proc.stdout
-    assert int(rows[0][1]) == 5  # st, openai, matrix, image and the extra one
+    assert int(rows[0][1]) == 6  # st, openai, matrix, image, onnx and the extra one
