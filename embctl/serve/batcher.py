@@ -183,10 +183,6 @@ class Worker:
             group[0].settle(error=model_failure(self.name, exc))
             return
         tokens = self._count(group)
-        row = 0
-        for request, n in zip(group, tokens, strict=True):
-            request.settle((matrix[row:row + len(request.texts)], n))
-            row += len(request.texts)
         self.stats["requests"] += len(group)
         self.stats["inputs"] += len(texts)
         self.stats["cached"] += cached
@@ -195,6 +191,10 @@ class Worker:
             log.info("embeddings %s: %d request%s, %d inputs (%d cached, %d computed) in "
                      "%.1f ms", self.name, len(group), "" if len(group) == 1 else "s",
                      len(texts), cached, computed, (time.perf_counter() - start) * 1000)
+        row = 0  # logged first: a client that has its answer finds the window in the log
+        for request, n in zip(group, tokens, strict=True):
+            request.settle((matrix[row:row + len(request.texts)], n))
+            row += len(request.texts)
 
     def _vectors(self, texts: list[str]) -> tuple[np.ndarray, int, int]:
         import numpy as np

@@ -84,16 +84,19 @@ def parse_input(value: Any, limits: Limits) -> tuple[list[str], bool]:
     if len(value) > limits.max_inputs:
         raise ApiError(400, f"'input' has {len(value):,} items; at most {limits.max_inputs:,} "
                        "per request", param="input", code="too_many_inputs")
+    if all(_is_int(x) for x in value) or all(
+            isinstance(x, list) and x and all(_is_int(y) for y in x) for x in value):
+        raise ApiError(400, "token arrays are not supported: send 'input' as text "
+                       "(a string or a list of strings)", param="input")
     for i, item in enumerate(value):
-        if isinstance(item, str):
-            continue
-        if isinstance(item, int) or isinstance(item, list) and all(
-                isinstance(x, int) for x in item):
-            raise ApiError(400, "token arrays are not supported: send 'input' as text "
-                           "(a string or a list of strings)", param="input")
-        raise ApiError(400, f"'input[{i}]' is {type(item).__name__}, not a string",
-                       param="input")
+        if not isinstance(item, str):
+            raise ApiError(400, f"'input[{i}]' is {type(item).__name__}, not a string",
+                           param="input")
     return value, False
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def parse_dimensions(value: Any) -> int | None:
