@@ -21,6 +21,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("embctl.serve")
 
 _STOP = object()
+#: How long a window waits for the clients of the last ones (see Worker._gather): this
+#: share of the last window's compute time, within these bounds (seconds).
+GATHER_SHARE, GATHER_MIN, GATHER_MAX = 0.05, 0.002, 0.05
 
 
 class Request:
@@ -74,6 +78,8 @@ class Worker:
         self.closing = False
         self.session: Session | None = None
         self.dim = 0  # known once ready (0: the backend learns it from the first answer)
+        self._recent: deque[int] = deque([1], maxlen=2)  # requests in the last windows
+        self._busy = 0.0  # seconds the last window took
         self.stats = {"requests": 0, "inputs": 0, "cached": 0, "computed": 0}
         self._thread = threading.Thread(target=self._run, name=f"embctl-serve:{name}",
                                         daemon=True)
@@ -138,20 +144,39 @@ class Worker:
                 first = self.queue.get()
                 if first is _STOP:
                     break
-                group, size = [first], len(first.texts)
-                while size < self.gather:
-                    try:
-                        item = self.queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is _STOP:
-                        stop = True
-                        break
-                    group.append(item)
-                    size += len(item.texts)
+                group, stop = self._gather(first)
                 self._process(group)
+                self._recent.append(len(group))
         finally:
             self._shutdown()
+
+    def _gather(self, first: Request) -> tuple[list[Request], bool]:
+        """``first`` and the requests queued behind it, up to ``gather`` inputs.  When the
+        last windows served several clients and fewer have asked yet, wait for them a little
+        (5% of the last window's compute time, 2 to 50 ms): clients answered together come
+        back together, and one window sorts their texts by length together (less padding)
+        instead of computing the first one's alone, which would keep that client out of
+        step with the others for good.  A lone client never waits."""
+        group, size = [first], len(first.texts)
+        expected = max(self._recent)
+        wait = min(GATHER_MAX, max(GATHER_MIN, GATHER_SHARE * self._busy))
+        deadline = time.monotonic() + wait
+        while size < self.gather:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                left = deadline - time.monotonic()
+                if len(group) >= expected or left <= 0:
+                    break
+                try:
+                    item = self.queue.get(timeout=left)
+                except queue.Empty:
+                    break
+            if item is _STOP:
+                return group, True
+            group.append(item)
+            size += len(item.texts)
+        return group, False
 
     def _shutdown(self) -> None:
         self.closing = True
@@ -182,6 +207,7 @@ class Worker:
                 return
             group[0].settle(error=model_failure(self.name, exc))
             return
+        self._busy = time.perf_counter() - start
         tokens = self._count(group)
         self.stats["requests"] += len(group)
         self.stats["inputs"] += len(texts)
@@ -190,7 +216,7 @@ class Worker:
         if self.verbose:
             log.info("embeddings %s: %d request%s, %d inputs (%d cached, %d computed) in "
                      "%.1f ms", self.name, len(group), "" if len(group) == 1 else "s",
-                     len(texts), cached, computed, (time.perf_counter() - start) * 1000)
+                     len(texts), cached, computed, self._busy * 1000)
         row = 0  # logged first: a client that has its answer finds the window in the log
         for request, n in zip(group, tokens, strict=True):
             request.settle((matrix[row:row + len(request.texts)], n))
