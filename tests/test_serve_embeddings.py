@@ -70,6 +70,11 @@ def served(tmp_path_factory, pulled_home, hub_server):
     assert stop(server.proc) == 0, server.log.read_text()
 
 
+def expected_revision(server: Served) -> str:
+    refs = server.embctl.repo_dir / "refs" / "main"
+    return refs.read_text().strip()[:8]
+
+
 def check(got, texts: list[str], expected: dict[str, np.ndarray]) -> None:
     got = np.asarray(got, dtype=np.float32)
     want = np.stack([expected[t] for t in texts])
@@ -80,6 +85,29 @@ def check(got, texts: list[str], expected: dict[str, np.ndarray]) -> None:
 
 
 # -- the openai client ---------------------------------------------------------------------
+
+
+def test_concurrent_first_requests_open_the_model_once(served, expected):
+    """Six first requests at once, naming the model three ways: one session, one worker."""
+    names = [MODEL, "sentence-transformers/all-MiniLM-L6-v2",
+             "st:sentence-transformers/all-MiniLM-L6-v2"] * 2
+    answers: dict[int, list] = {}
+    gate = threading.Barrier(len(names))
+
+    def first(i: int) -> None:
+        client = served.client(timeout=300)
+        gate.wait()
+        got = client.embeddings.create(model=names[i], input=SHORT[i], encoding_format="float")
+        answers[i] = got.data[0].embedding
+
+    threads = [threading.Thread(target=first, args=(i,)) for i in range(len(names))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    check([answers[i] for i in range(len(names))], SHORT[:len(names)], expected)
+    opened = re.findall(r"embeddings \S+: opened (\S+)", served.log.read_text())
+    assert opened == [f"st:sentence-transformers/{MODEL}@{expected_revision(served)}"]
 
 
 def test_openai_client_base64_default_and_float(served, expected):

@@ -137,6 +137,11 @@ class Worker:
             self.closing = True
             self._opened(exc)
             return
+        if self.verbose:
+            model = self.session.target.model
+            revision = (self.session.namespace.get("revision") or "")[:8]
+            log.info("embeddings %s: opened %s:%s%s (%s dims)", self.name, model.backend,
+                     model.repo_id, f"@{revision}" if revision else "", self.dim or "?")
         self._opened(None)
         try:
             stop = False

@@ -90,6 +90,16 @@ async def read_body(request, limits: Limits) -> bytes:
     return b"".join(chunks)
 
 
+def as_api_error(exc: Exception) -> ApiError:
+    """The error to answer: an ApiError as it is; anything else (a plugin's bug) a 500 with
+    one line, logged."""
+    if isinstance(exc, ApiError):
+        return exc
+    from embctl.serve.batcher import model_failure
+
+    return model_failure("embeddings", exc)
+
+
 def _service(request) -> Service:
     service = getattr(request.app.state, "embeddings", None)
     if service is None:
@@ -106,8 +116,9 @@ async def embeddings(request):
         req = parse_openai(await read_body(request, service.limits), service.limits)
         matrix, tokens = await service.vectors(req)
         return Response(openai_response(req, matrix, tokens), media_type="application/json")
-    except ApiError as exc:
-        return JSONResponse(exc.openai_body(), exc.status, headers=exc.headers)
+    except Exception as exc:  # noqa: BLE001 - every failure answers in the API's shape
+        error = as_api_error(exc)
+        return JSONResponse(error.openai_body(), error.status, headers=error.headers)
 
 
 async def ollama_embed(request):
@@ -119,8 +130,9 @@ async def ollama_embed(request):
         req = parse_ollama(await read_body(request, service.limits), service.limits)
         matrix, tokens = await service.vectors(req)
         return Response(ollama_response(req, matrix, tokens), media_type="application/json")
-    except ApiError as exc:
-        return JSONResponse({"error": exc.message}, exc.status, headers=exc.headers)
+    except Exception as exc:  # noqa: BLE001 - every failure answers in the API's shape
+        error = as_api_error(exc)
+        return JSONResponse({"error": error.message}, error.status, headers=error.headers)
 
 
 async def list_models(request):

@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from embctl.errors import EmbctlError, UsageError
+from embctl.errors import UsageError
 from embctl.serve.batcher import Worker
 from embctl.serve.openai_shapes import ApiError
 
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 #: Inputs one worker window takes from its queue at most (several requests together).
 GATHER = 256
+#: Seconds the shutdown gives the workers (after uvicorn's grace for the requests in flight).
+CLOSE_S = 1.5
 
 
 @dataclass(frozen=True)
@@ -90,9 +92,10 @@ class ModelPool:
             await worker.start()
         except UsageError as exc:
             raise ApiError(400, str(exc), param="model") from None
-        except EmbctlError as exc:
-            raise ApiError(500, f"{ref}: cannot load the model: {exc}", code="model_error"
-                           ) from None
+        except Exception as exc:  # noqa: BLE001 - a broken model is a 500, not a crash
+            from embctl.serve.batcher import model_failure
+
+            raise model_failure(ref, exc) from None
         finally:
             self._starting.pop(key, None)
         self.workers[key] = worker
@@ -172,11 +175,15 @@ class ModelPool:
                              "owned_by": "embctl", "dim": worker.dim or None})
         return rows
 
-    def close(self) -> None:
-        """Blocking: every worker finishes its queue and closes its session."""
+    def close(self, budget: float = CLOSE_S) -> None:
+        """Blocking: every worker finishes its queue and closes its session (its vector cache
+        commits), all within ``budget`` seconds (SIGTERM must end the server within 10 s)."""
+        import time
+
         self.closed = True
+        deadline = time.monotonic() + budget
         for worker in list(self.workers.values()):
-            worker.close()
+            worker.close(max(0.1, deadline - time.monotonic()))
 
 
 def not_found(ref: str, why: str) -> ApiError:
