@@ -1,17 +1,159 @@
-"""POST /v1/embeddings and GET /v1/models.  (To be built.)"""
+"""POST /v1/embeddings, GET /v1/models and Ollama's POST /api/embed.
+
+    openai_shapes.py  requests, responses and errors on the wire
+    models.py         ModelPool: a request's model resolved, loaded once, listed
+    batcher.py        Worker: one thread per model, its bounded queue, batching across clients
+
+The limits come from ServeConfig; EMBCTL_SERVE_MAX_QUEUE, EMBCTL_SERVE_MAX_INPUTS and
+EMBCTL_SERVE_MAX_BODY_BYTES override them (for operators and tests: a queue of 1 makes a 429
+easy to provoke).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 from typing import TYPE_CHECKING
 
+from embctl.errors import UsageError
+from embctl.serve.openai_shapes import (
+    ApiError,
+    EmbeddingRequest,
+    Limits,
+    ollama_response,
+    openai_response,
+    parse_ollama,
+    parse_openai,
+    too_large,
+    truncate,
+)
+
 if TYPE_CHECKING:
+    import numpy as np
+
     from embctl.serve.config import ServeConfig
+    from embctl.serve.models import ModelPool
+
+ENV_LIMITS = {"max_queue": "EMBCTL_SERVE_MAX_QUEUE", "max_inputs": "EMBCTL_SERVE_MAX_INPUTS",
+              "max_body_bytes": "EMBCTL_SERVE_MAX_BODY_BYTES"}
+
+
+def limits_of(config: ServeConfig) -> dict[str, int]:
+    """max_queue, max_inputs, max_body_bytes: the config's, or their environment variable's."""
+    out = {}
+    for name, var in ENV_LIMITS.items():
+        text = os.environ.get(var, "").strip()
+        if not text:
+            out[name] = int(getattr(config, name))
+            continue
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise UsageError(f"{var}={text!r}: expected a positive integer")
+        out[name] = value
+    return out
+
+
+class Service:
+    """What the routes share: the limits and the model pool (``app.state.embeddings``)."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        from embctl.serve.models import ModelPool
+
+        values = limits_of(config)
+        self.limits = Limits(values["max_inputs"], values["max_body_bytes"])
+        self.pool: ModelPool = ModelPool(config, values["max_queue"])
+
+    async def vectors(self, request: EmbeddingRequest) -> tuple[np.ndarray, int]:
+        plan = await self.pool.get(request.model, request.dimensions)
+        matrix, tokens = await plan.worker.submit(request.texts)
+        if plan.truncate is not None:
+            matrix = truncate(matrix, plan.truncate)
+        return matrix, tokens
+
+
+async def read_body(request, limits: Limits) -> bytes:
+    """The body, refused (413) as soon as it is known to pass the limit: by its
+    Content-Length, or while it streams in."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise too_large(limits)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limits.max_body_bytes:
+            raise too_large(limits)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def as_api_error(exc: Exception) -> ApiError:
+    """The error to answer: an ApiError as it is; anything else (a plugin's bug) a 500 with
+    one line, logged."""
+    if isinstance(exc, ApiError):
+        return exc
+    from embctl.serve.batcher import model_failure
+
+    return model_failure("embeddings", exc)
+
+
+def _service(request) -> Service:
+    service = getattr(request.app.state, "embeddings", None)
+    if service is None:
+        raise ApiError(503, "the embeddings service is not running", code="unavailable")
+    return service
+
+
+async def embeddings(request):
+    """OpenAI's ``POST /v1/embeddings``."""
+    from starlette.responses import JSONResponse, Response
+
+    try:
+        service = _service(request)
+        req = parse_openai(await read_body(request, service.limits), service.limits)
+        matrix, tokens = await service.vectors(req)
+        return Response(openai_response(req, matrix, tokens), media_type="application/json")
+    except Exception as exc:  # noqa: BLE001 - every failure answers in the API's shape
+        error = as_api_error(exc)
+        return JSONResponse(error.openai_body(), error.status, headers=error.headers)
+
+
+async def ollama_embed(request):
+    """Ollama's ``POST /api/embed``: ``{model, input}`` -> ``{model, embeddings}``."""
+    from starlette.responses import JSONResponse, Response
+
+    try:
+        service = _service(request)
+        req = parse_ollama(await read_body(request, service.limits), service.limits)
+        matrix, tokens = await service.vectors(req)
+        return Response(ollama_response(req, matrix, tokens), media_type="application/json")
+    except Exception as exc:  # noqa: BLE001 - every failure answers in the API's shape
+        error = as_api_error(exc)
+        return JSONResponse({"error": error.message}, error.status, headers=error.headers)
+
+
+async def list_models(request):
+    """OpenAI's ``GET /v1/models``."""
+    from starlette.responses import JSONResponse
+
+    try:
+        rows = await asyncio.to_thread(_service(request).pool.listing)
+    except ApiError as exc:
+        return JSONResponse(exc.openai_body(), exc.status, headers=exc.headers)
+    return JSONResponse({"object": "list", "data": rows})
 
 
 def routes(config: ServeConfig) -> list:
     """Starlette routes of the OpenAI-compatible embeddings API."""
-    return []
+    from starlette.routing import Route
+
+    limits_of(config)  # a bad EMBCTL_SERVE_* value stops the start with one line (exit 2)
+    return [Route("/v1/embeddings", embeddings, methods=["POST"]),
+            Route("/v1/models", list_models, methods=["GET"]),
+            Route("/api/embed", ollama_embed, methods=["POST"])]
 
 
 def lifespan(config: ServeConfig):
@@ -19,6 +161,13 @@ def lifespan(config: ServeConfig):
 
     @contextlib.asynccontextmanager
     async def span(app):
-        yield
+        service = Service(config)
+        app.state.embeddings = service
+        try:
+            yield
+        finally:
+            # After uvicorn finished the requests in flight: each worker empties its queue
+            # and closes its session, which commits the vector cache.
+            await asyncio.to_thread(service.pool.close)
 
     return span

@@ -1,0 +1,191 @@
+"""The models the embeddings API serves: resolved from a request's ``model``, loaded lazily,
+one copy each, and listed for ``GET /v1/models``.
+
+``model`` is any embctl reference or alias, resolved as ``embctl embed`` resolves it, with two
+differences that make sense for a server: a local directory is never a model (a request must
+not name paths on this machine), and a Hub model must already be in the cache (the server
+never downloads a model because a client asked; ``embctl pull`` it, or use the mirror's
+``--upstream``).  Backends without Hub models (``openai:``) are served as they are.
+
+Each distinct model (backend, repo, revision and the options that change its vectors) gets
+one :class:`embctl.serve.batcher.Worker`.  Two first requests for the same model start it
+once: the second awaits the first's start.
+
+``dimensions``: a backend that declares ``truncate_dim`` (Matryoshka models) computes the
+full vectors, cached once, and the server truncates and renormalizes them, so every
+``dimensions`` shares one model and one cache; a backend that declares ``dimensions``
+(``openai:``) is asked for them (a worker per value).  Any other refuses ``dimensions`` other
+than its own with a 400.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from embctl.errors import UsageError
+from embctl.serve.batcher import Worker
+from embctl.serve.openai_shapes import ApiError
+
+if TYPE_CHECKING:
+    from embctl.embed.session import Session, Target
+    from embctl.serve.config import ServeConfig
+
+#: Inputs one worker window takes from its queue at most (several requests together).
+GATHER = 256
+#: Seconds the shutdown gives the workers (after uvicorn's grace for the requests in flight).
+CLOSE_S = 1.5
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a request's ``model`` and ``dimensions`` are served."""
+
+    worker: Worker
+    truncate: int | None  # dimensions the server cuts each vector to (then renormalizes)
+
+
+class ModelPool:
+    def __init__(self, config: ServeConfig, max_queue: int) -> None:
+        from embctl.paths import hub_cache_dir
+
+        self.config = config
+        self.cache = hub_cache_dir(config.cache_dir)
+        self.max_queue = max_queue
+        self.workers: dict[tuple, Worker] = {}
+        self._starting: dict[tuple, asyncio.Task] = {}
+        self.closed = False
+
+    async def get(self, ref: str, dimensions: int | None) -> Plan:
+        target, options, mode = await asyncio.to_thread(self._resolve, ref, dimensions)
+        model = target.model
+        key = (model.backend, model.repo_id, model.revision, tuple(sorted(options.items())))
+        worker = self.workers.get(key)
+        if worker is None:
+            if self.closed:
+                raise ApiError(503, "the server is shutting down", code="unavailable")
+            task = self._starting.get(key)
+            if task is None:
+                task = asyncio.ensure_future(self._start(key, ref, target, options))
+                self._starting[key] = task
+            worker = await asyncio.shield(task)
+        truncate = None
+        if dimensions is not None and mode != "backend":
+            if worker.dim and dimensions > worker.dim:
+                raise ApiError(400, f"{ref} makes {worker.dim}-dimensional vectors: "
+                               f"'dimensions' must be at most {worker.dim}", param="dimensions")
+            if dimensions != worker.dim:
+                if mode != "truncate":
+                    raise ApiError(400, f"{ref} does not support 'dimensions' (only Matryoshka "
+                                   "models do: backends with a truncate_dim option)",
+                                   param="dimensions")
+                truncate = dimensions
+        return Plan(worker, truncate)
+
+    async def _start(self, key: tuple, ref: str, target: Target, options: dict[str, Any]
+                     ) -> Worker:
+        worker = Worker(ref, lambda: self._open(target, options), max_queue=self.max_queue,
+                        gather=GATHER, verbose=self.config.access_log)
+        try:
+            await worker.start()
+        except UsageError as exc:
+            raise ApiError(400, str(exc), param="model") from None
+        except Exception as exc:  # noqa: BLE001 - a broken model is a 500, not a crash
+            from embctl.serve.batcher import model_failure
+
+            raise model_failure(ref, exc) from None
+        finally:
+            self._starting.pop(key, None)
+        self.workers[key] = worker
+        return worker
+
+    def _open(self, target: Target, options: dict[str, Any]) -> Session:
+        """In the worker thread: the model and its vector cache, as ``embctl embed`` opens
+        them (the same namespace: what the CLI computed is a hit here, and back)."""
+        from embctl.embed.session import open_session
+        from embctl.options import load_options
+
+        values = load_options(target.backend, given=options)
+        return open_session(target, {**values, "quiet": True,
+                                     "cache_dir": os.fspath(self.cache)}, cache="write")
+
+    def _resolve(self, ref: str, dimensions: int | None) -> tuple[Target, dict[str, Any], str]:
+        """(target, load options, dimensions mode) for a request's ``model``; 404 when it
+        names nothing this server can embed with."""
+        from embctl.embed.adapter import adapter_for
+        from embctl.embed.session import Target
+        from embctl.registry import get_backend, resolve
+
+        try:
+            model = resolve(ref)  # never a local directory
+            backend = get_backend(model.backend)
+        except UsageError as exc:
+            raise not_found(ref, str(exc)) from None
+        if backend.load is None or backend.input_kind != "text":
+            raise not_found(ref, f"backend {backend.name!r} does not embed text")
+        if backend.hub and backend.pull is None and not self._cached(model.repo_id,
+                                                                      model.revision):
+            from embctl.models.lookup import did_you_mean
+
+            hint = did_you_mean(ref, self.cache, every_alias=False)
+            raise not_found(ref, f"not in this server's cache{hint} (to serve it: embctl "
+                            f"pull {ref} on the server)")
+        names = {o.name for o in backend.options}
+        options: dict[str, Any] = {}
+        mode = "truncate" if "truncate_dim" in names else "none"
+        if "dimensions" in names:
+            mode = "backend"
+            if dimensions is not None:
+                options["dimensions"] = dimensions
+        try:
+            target = Target(model, backend, adapter_for(backend, {}))
+        except UsageError as exc:
+            raise not_found(ref, str(exc)) from None
+        return target, options, mode
+
+    def _cached(self, repo_id: str, revision: str | None) -> bool:
+        from embctl.models.hub import is_commit, read_ref, repo_dir
+
+        storage = repo_dir(self.cache, repo_id)
+        commit = revision if is_commit(revision) else read_ref(storage, revision or "main")
+        return bool(commit) and (storage / "snapshots" / str(commit)).is_dir()
+
+    def listing(self) -> list[dict[str, Any]]:
+        """``GET /v1/models``: the cached models that can embed text (by the name ``embctl
+        ls`` shows: the alias when pulled as one), and the other models being served."""
+        from embctl.registry import backends
+        from embctl.stores.models import ModelStore
+
+        usable = {name for name, b in backends().items()
+                  if b.load is not None and b.input_kind == "text"}
+        rows, seen = [], set()
+        for entry in ModelStore(self.cache).scan():
+            if entry.status != "ok" or entry.backend not in usable or entry.ref in seen:
+                continue
+            seen.add(entry.ref)
+            rows.append({"id": entry.ref, "object": "model", "created": int(
+                entry.last_used or 0), "owned_by": (entry.repo_id or "embctl").split("/")[0],
+                "dim": entry.dim})
+        for worker in list(self.workers.values()):
+            if worker.name not in seen:
+                seen.add(worker.name)
+                rows.append({"id": worker.name, "object": "model", "created": 0,
+                             "owned_by": "embctl", "dim": worker.dim or None})
+        return rows
+
+    def close(self, budget: float = CLOSE_S) -> None:
+        """Blocking: every worker finishes its queue and closes its session (its vector cache
+        commits), all within ``budget`` seconds (SIGTERM must end the server within 10 s)."""
+        import time
+
+        self.closed = True
+        deadline = time.monotonic() + budget
+        for worker in list(self.workers.values()):
+            worker.close(max(0.1, deadline - time.monotonic()))
+
+
+def not_found(ref: str, why: str) -> ApiError:
+    return ApiError(404, f"model '{ref}' not found: {why}",
+                    param="model", code="model_not_found")
