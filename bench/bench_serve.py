@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--mirror-args", default="", help="arguments for bench_serve_mirror.py")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
-    from support.serve_api import start_serve, stop
+    from support.serve import start_serve, stop
 
     base = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     env = prepare_home(base, args.hf_home)

@@ -20,7 +20,7 @@ import numpy as np
 import openai
 import pytest
 from support.runner import Embctl
-from support.serve_api import post, start_serve, stop
+from support.serve import post, start_serve, stop
 
 MODEL = "all-MiniLM-L6-v2"
 SHORT = [f"note {i}: the refund policy allows returns within {i} days" for i in range(200)]

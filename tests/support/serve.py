@@ -18,6 +18,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 LISTENING = re.compile(r"listening on (http://\S+)")
 
@@ -37,12 +39,14 @@ def output(proc: subprocess.Popen) -> tuple[str, str]:
         return out.read(), err.read()
 
 
-def start_serve(env: dict[str, str], *args: str,
+def start_serve(env: dict[str, str], *args: str, log: Path | None = None,
                 timeout: float = 60) -> tuple[subprocess.Popen, str]:
     """Start ``embctl serve --port 0 ARGS`` with ``env``; return it and its base URL once
-    ``GET /healthz`` answers 200 (with the bearer token when ARGS or env give one)."""
+    ``GET /healthz`` answers 200 (with the bearer token when ARGS or env give one).  Its
+    stderr (the access log) goes to ``log`` when given."""
     folder = tempfile.mkdtemp(prefix="embctl-serve-")
-    out_path, log_path = os.path.join(folder, "stdout"), os.path.join(folder, "stderr")
+    out_path = os.path.join(folder, "stdout")
+    log_path = os.fspath(log) if log is not None else os.path.join(folder, "stderr")
     with open(out_path, "w") as out, open(log_path, "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "embctl", "serve", "--port", "0", *args],
                                 env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
@@ -92,3 +96,18 @@ def serving(env: dict[str, str], *args: str) -> Iterator[tuple[subprocess.Popen,
         yield proc, url
     finally:
         stop(proc)
+
+
+def post(url: str, body: bytes | dict[str, Any], headers: dict[str, str] | None = None,
+         timeout: float = 120) -> tuple[int, dict[str, str], Any]:
+    """POST raw bytes or a JSON object -> (status, headers, parsed JSON body)."""
+    import json
+
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="POST", headers={
+        "Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), json.loads(exc.read())
