@@ -35,8 +35,9 @@ def build_minilm_noonnx_repo(root: Path | str) -> Path:
 
 
 def _main(argv: list[str]) -> int:
-    from embctl.errors import EmbctlError
     from embctl_onnx.exported import export_model, find_export
+
+    from embctl.errors import EmbctlError
 
     try:
         if argv[0] == "export":
