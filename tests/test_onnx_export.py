@@ -367,3 +367,58 @@ def test_rm_removes_exports_and_frees_what_du_counted(exported):
     assert tree_digest(snapshot(exported)) == snap_before
     assert [r["kind"] for r in json.loads(exported("ls", "--json", check=True).stdout)] == \
         ["model"]
+
+
+# End to end through the onnx: backend (issue #12's other half): these run once it is merged
+# into the tree (the backend calls export_model from its pull), and skip before.
+
+@pytest.fixture
+def onnx_backend() -> None:
+    from embctl.registry import backends
+
+    if "onnx" not in backends():
+        pytest.skip("the onnx: backend is not in this tree yet")
+
+
+def _vector(runner: Embctl, *args: str) -> np.ndarray:
+    proc = runner("embed", *args, "--no-cache", "-q", input='{"text": "where is my refund"}\n')
+    assert proc.returncode == 0, proc.stderr
+    vec = np.asarray(json.loads(proc.stdout)["embedding"], dtype=np.float64)
+    return vec / np.linalg.norm(vec)
+
+
+def test_pull_onnx_of_a_repo_without_onnx_exports_it(embctl, noonnx_home, hub_root,
+                                                     onnx_backend):
+    proc = embctl("pull", f"onnx:{NOONNX}")
+    assert proc.returncode == 0, proc.stderr
+    assert "exporting them with torch" in proc.stderr
+    fp32 = find(embctl, "fp32")
+    assert fp32 is not None and Path(fp32["path"]).is_relative_to(exports_root(embctl))
+    snap = snapshot(embctl)
+    assert not [p for p in embctl.cache.rglob("*") if p.name.endswith(".onnx")]
+    assert all((hub_root / NOONNX / p.relative_to(snap)).read_bytes() == p.read_bytes()
+               for p in snap.rglob("*") if p.is_file())
+    assert embctl("pull", f"onnx:{NOONNX}", "--variant", "int8", "-q").returncode == 0
+    assert find(embctl, "int8") is not None
+    onnx32 = _vector(embctl, f"onnx:{NOONNX}")
+    onnx8 = _vector(embctl, f"onnx:{NOONNX}", "-O", "variant=int8")
+    st = _vector(embctl, f"st:{NOONNX}")
+    assert float(onnx32 @ st) >= 0.9999 and float(onnx8 @ onnx32) >= 0.98
+    assert embctl("verify", "-q").returncode == 0
+    removed = json.loads(embctl("rm", f"onnx:{NOONNX}", "-y", "--json", check=True).stdout)
+    assert sorted(r["kind"] for r in removed["removed"]) == ["model", "onnx-export",
+                                                             "onnx-export"]
+    assert not exports_root(embctl).joinpath(f"models--{NOONNX.replace('/', '--')}").exists()
+
+
+def test_pull_onnx_without_torch_says_what_to_install(embctl, noonnx_home, tmp_path,
+                                                      onnx_backend):
+    blocked = tmp_path / "notorch" / "torch"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError(\"No module named 'torch'\")\n")
+    path = os.pathsep.join([str(blocked.parent), embctl.env.get("PYTHONPATH", "")])
+    proc = embctl("pull", f"onnx:{NOONNX}", env={"PYTHONPATH": path})
+    assert proc.returncode == 1
+    line = one_line_error(proc)
+    assert "torch" in line and INSTALL in line, line
+    assert not [p for p in exports_root(embctl).rglob("*") if p.name in ("fp32", "int8")]
