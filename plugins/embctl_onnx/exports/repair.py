@@ -134,5 +134,5 @@ def removal(root: Path, entry: Entry):
         files = []
     frees = tuple(d for d in map(Doomed.of, files) if d is not None)
     return Removal("onnx-export", str(root), entry.ref, entry.repo_id, entry.revision,
-                   entry.path, dirs=(entry.path,), frees=frees,
+                   entry.path, dirs=(entry.path,), frees=frees, show_path=True,
                    finish=lambda: _drop_empty(folder.parent))

@@ -62,7 +62,9 @@ def _entry(folder: Path, repo_id: str, revision: str, variant: str, status: str,
     files = _files(folder)
     return Entry(KIND, f"onnx:{repo_id}", repo_id, "onnx", revision, None, _size(files),
                  str(folder), last_used=_last_used(files), status=status,
-                 extra={"variant": variant, "files": [p.name for p in files], **extra})
+                 extra={"variant": variant, "files": [p.name for p in files],
+                        # as a model's pull record says it: ls shows the backend as onnx[int8]
+                        "pull_options": [{"variant": variant}], **extra})
 
 
 def export_entries(root: Path) -> list[Entry]:
