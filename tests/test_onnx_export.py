@@ -197,15 +197,20 @@ def test_find_export_before_any_export_is_none(noonnx):
     assert not exports_root(noonnx).exists()
 
 
-def test_without_torch_one_line_naming_what_to_install(noonnx, tmp_path):
-    # A folder first on PYTHONPATH holding a `torch` package whose import raises ImportError:
-    # what an absent torch looks like to Python (the venv's torch stays installed).
+def without_torch(runner: Embctl, tmp_path: Path) -> dict[str, str]:
+    """The entry's environment with a folder first on PYTHONPATH holding a `torch` package
+    whose import raises ImportError: what an absent torch looks like to Python (the venv's
+    torch stays installed)."""
     blocked = tmp_path / "notorch" / "torch"
     blocked.mkdir(parents=True)
     (blocked / "__init__.py").write_text(
         "raise ImportError(\"No module named 'torch'\", name='torch')\n")
-    base = _env(noonnx)
-    env = {**base, "PYTHONPATH": os.pathsep.join([str(blocked.parent), base["PYTHONPATH"]])}
+    base = _env(runner)
+    return {**base, "PYTHONPATH": os.pathsep.join([str(blocked.parent), base["PYTHONPATH"]])}
+
+
+def test_without_torch_one_line_naming_what_to_install(noonnx, tmp_path):
+    env = without_torch(noonnx, tmp_path)
     probe = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True,
                            text=True)
     assert probe.returncode == 1 and "No module named 'torch'" in probe.stderr
@@ -222,6 +227,19 @@ def test_without_torch_one_line_naming_what_to_install(noonnx, tmp_path):
                    if p.name in ("fp32", "int8") or p.name.startswith(".tmp-"))
     listing = noonnx("ls", "--json", env={"PYTHONPATH": env["PYTHONPATH"]}, check=True)
     assert [e["kind"] for e in json.loads(listing.stdout)] == ["model"]
+
+
+def test_int8_from_an_existing_fp32_export_needs_no_torch(exported, tmp_path):
+    folder = revision_folder(exported)
+    shutil.rmtree(folder / "int8")
+    fp32 = find(exported, "fp32")
+    snap = snapshot(exported)
+    proc = run_entry(exported, "export", str(snap), NOONNX, snap.name, "int8",
+                     env=without_torch(exported, tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == find(exported, "int8")
+    made = json.loads((folder / "int8" / "manifest.json").read_text())["made"]
+    assert made["from_sha256"] == fp32["sha256"] and made["per_channel"] is True
 
 
 def test_an_interrupted_export_is_never_found(noonnx):

@@ -82,7 +82,9 @@ def export_model(snapshot: Path, repo_id: str, revision: str, variant: str, *,
         return found
     from embctl_onnx.exports.convert import INSTALL, missing_for
 
-    missing = missing_for(variant)
+    # int8 quantizes the fp32 export: once that exists, torch is no longer needed.
+    quantize_only = variant == "int8" and find_export(repo_id, revision, "fp32") is not None
+    missing = missing_for("quantize" if quantize_only else variant)
     if missing:
         raise EmbctlError(f"{repo_id} has no ONNX weights{_for(variant)}, and exporting them "
                           f"needs {', '.join(missing)}, which cannot be imported here: "

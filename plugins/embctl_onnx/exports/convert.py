@@ -21,7 +21,8 @@ INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT = "last_hidden_state"
 #: What each variant needs, as importable modules, and the pip names that bring them.
 NEEDS = {"fp32": ("torch", "transformers", "onnx"),
-         "int8": ("torch", "transformers", "onnx", "onnxruntime")}
+         "int8": ("torch", "transformers", "onnx", "onnxruntime"),
+         "quantize": ("onnx", "onnxruntime")}  # int8 from an fp32 export already made
 INSTALL = 'pip install torch==2.13.0 "embctl[onnx-export]"'
 
 
