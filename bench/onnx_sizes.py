@@ -66,9 +66,20 @@ def build(venv: Path, tree: Path, extra: str) -> dict:
             "heavy_importable": present, "build_s": round(time.perf_counter() - start, 1)}
 
 
+def source_copy(tree: Path, work: Path) -> Path:
+    """The tree copied without its caches and build leftovers: pip builds in the source
+    folder, and a stale ``build/`` would both land in the wheel and be left in the tree."""
+    import shutil
+
+    junk = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__",
+                                  ".pytest_cache", ".ruff_cache", ".venv", "tests", "bench")
+    return Path(shutil.copytree(tree, work / "src", ignore=junk))
+
+
 def sizes(tree: Path, work: Path) -> dict:
-    onnx = build(work / "venv-onnx", tree, "onnx")
-    st = build(work / "venv-st", tree, "st")
+    src = source_copy(tree, work)
+    onnx = build(work / "venv-onnx", src, "onnx")
+    st = build(work / "venv-st", src, "st")
     return {"onnx": onnx, "st": st, "ratio": onnx["bytes"] / st["bytes"]}
 
 
