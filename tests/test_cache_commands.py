@@ -89,9 +89,10 @@ def test_ls_shows_models_other_tools_put_in_the_cache(embctl, hub, hub_root):
 def test_du_counts_shared_blobs_once_and_incomplete(pulled):
     size = json.loads(pulled("du", "--json").stdout)
     blobs = sum(p.stat().st_size for p in (pulled.repo_dir / "blobs").iterdir())
+    plugged = size["matrices"] + size["onnx_exports"]  # plugin stores: none here
     assert size == {"models": blobs, "vectors": size["vectors"], "matrices": size["matrices"],
-                    "incomplete": 0, "other": 0,
-                    "total": blobs + size["vectors"] + size["matrices"]}
+                    "onnx_exports": size["onnx_exports"], "incomplete": 0, "other": 0,
+                    "total": blobs + size["vectors"] + plugged}
     # A second repo whose blobs are hard links of the first (as a shared blob store makes them).
     twin = pulled.cache / "models--someone--minilm-copy"
     shutil.copytree(pulled.repo_dir, twin, symlinks=True, copy_function=os.link)

@@ -356,7 +356,7 @@ def test_a_plugin_registers_a_store_that_ls_and_du_visit(embctl, tmp_path):
     usage = json.loads(proc.stdout)
     keys = list(usage)  # every store's main line (plugins in entry-point order), then the rest
     assert keys[:2] == ["models", "vectors"] and keys[-3:] == ["incomplete", "other", "total"]
-    assert sorted(keys[2:-3]) == ["broken", "matrices", "notes"]
+    assert sorted(keys[2:-3]) == ["broken", "matrices", "notes", "onnx_exports"]
     assert usage["notes"] == 1234 and usage["broken"] == 0
     assert usage["total"] == sum(v for k, v in usage.items() if k != "total")
     human = embctl("du", env=env).stdout

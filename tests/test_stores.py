@@ -70,8 +70,9 @@ def add_vector_cache(root: Path, repo_id: str, commit: str, n: int = 50) -> Path
 
 
 def test_the_registry_lists_each_store_once():
-    assert [s.kind for s in store_classes()] == ["model", "vectors", "matrix"]
-    assert [s.kind for s in open_stores(Path("/nonexistent"))] == ["model", "vectors", "matrix"]
+    kinds = ["model", "vectors", "matrix", "onnx-export"]
+    assert [s.kind for s in store_classes()] == kinds
+    assert [s.kind for s in open_stores(Path("/nonexistent"))] == kinds
 
 
 def test_plan_knows_the_bytes_before_and_counts_shared_blobs_once(pulled, hub):

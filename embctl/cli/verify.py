@@ -53,25 +53,33 @@ def command(refs, repair, remote, jobs, cache_dir, as_json, quiet):
                                                     quiet=quiet, on_repair=announce))
     problems = [p for report in result.reports for p in report.problems]
     if as_json:
+        went = [(d, e) for after in result.dropped for d in after for e in d.entries]
         print_json({"ok": result.ok, "checked": result.checked,
                     "problems": [p.to_json() for p in problems],
                     "dropped_vectors": [{"ref": d.ref, "revision": d.commit,
                                          "namespace": e.extra.get("namespace"),
                                          "count": e.count or 0}
-                                        for after in result.dropped for d in after
-                                        for e in d.entries]})
+                                        for d, e in went if e.kind == "vectors"],
+                    # what plugin stores derived from the revision (an ONNX export...)
+                    "dropped": [{"kind": e.kind, "ref": d.ref, "revision": d.commit,
+                                 "path": e.path} for d, e in went if e.kind != "vectors"]})
     else:
         for report, after in zip(result.reports, result.dropped, strict=True):
             for p in report.problems:
                 for line in p.lines():
                     click.echo(line)
             for d in after:
-                if d.entries:
-                    n = sum(e.count or 0 for e in d.entries)
-                    many = len(d.entries) > 1
-                    click.echo(f"{d.ref}@{d.commit[:8]}: dropped {n:,} vectors ({len(d.entries)} "
+                caches = [e for e in d.entries if e.kind == "vectors"]
+                if caches:
+                    n = sum(e.count or 0 for e in caches)
+                    many = len(caches) > 1
+                    click.echo(f"{d.ref}@{d.commit[:8]}: dropped {n:,} vectors ({len(caches)} "
                                f"vector cache{'s' if many else ''}) computed before the repair; "
                                "the next embed computes them again")
+                for e in d.entries:
+                    if e.kind != "vectors":
+                        click.echo(f"{d.ref}@{d.commit[:8]}: dropped the {e.kind} {e.path}, "
+                                   "made before the repair")
         if not quiet:
             ok, count = result.ok, len(problems)
             info("checked " + ", ".join(r.summary for r in result.reports) + ": "

@@ -27,7 +27,9 @@ USE_LOCK = "embctl-use.lock"
 
 
 def lock_path(cache_dir: Path | str, repo_id: str, name: str) -> Path:
-    """The lock file ``name`` of model ``repo_id`` in the cache at ``cache_dir``."""
+    """The lock file ``name`` of model ``repo_id`` in the cache at ``cache_dir``.  A plugin
+    store keeping per-model files under EMBCTL_HOME derives its locks here too, with its own
+    folder as ``cache_dir`` (``<folder>/.locks/models--org--name/<name>``)."""
     return Path(cache_dir) / ".locks" / repo_folder_name(repo_id) / name
 
 

@@ -2,3 +2,6 @@
 
 Placeholder: registers nothing yet.
 """
+
+# The store of ONNX exports (repos without ONNX weights): ls, du, rm and verify see them.
+from embctl_onnx.exports.hooks import register_stores  # noqa: E402, F401

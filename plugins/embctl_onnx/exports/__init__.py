@@ -1,0 +1,9 @@
+"""ONNX exports of repos that ship no ONNX weights (the API is ``embctl_onnx.exported``).
+
+    layout    where exports live, their manifest (standard library only)
+    convert   torch export and onnxruntime int8 quantization (the heavy part)
+    scan      exports as inventory rows, matching references
+    repair    verify's checks and repairs, removal plans, prune
+    store     the Store that ls, du, rm and verify visit
+    hooks     its register_stores hookimpl
+"""

@@ -1,0 +1,138 @@
+"""What ``verify``, ``rm`` and ``rm --prune`` do to ONNX exports.
+
+``verify`` hashes each file against the bucket's manifest.  ``--repair`` deletes a bad export
+(or an interrupted one) and, when the snapshot it came from is still in the Hub cache and
+torch can be imported, exports it again; otherwise the export is dropped, and the next
+``embctl pull onnx:REF`` makes it again.  Deleting takes the bucket's export lock, so it never
+pulls an export out from under a process writing it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from embctl.errors import EmbctlError
+from embctl.inventory import Entry
+from embctl_onnx.exports.scan import ExportCheck, snapshot_of
+
+
+def _lock(entry: Entry):
+    from embctl_onnx.exported import _locked
+
+    return _locked(str(entry.repo_id), str(entry.revision), str(entry.extra.get("variant")),
+                    True)
+
+
+def drop(entry: Entry) -> None:
+    """Delete an export (or an interrupted one's folder), under its bucket's lock when it has
+    a proper key."""
+    from embctl_onnx.exports.layout import check_key
+
+    path = Path(entry.path)
+    try:
+        check_key(str(entry.repo_id), str(entry.revision), str(entry.extra.get("variant")))
+        keyed = entry.status != "incomplete"  # an interrupted export's writer is dead
+    except ValueError:
+        keyed = False
+    if keyed:
+        with _lock(entry):
+            shutil.rmtree(path, ignore_errors=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+    _drop_empty(path.parent)
+
+
+def _drop_empty(folder: Path) -> None:
+    """The revision and repo folders left empty."""
+    for parent in (folder, folder.parent):
+        try:
+            parent.rmdir()
+        except OSError:
+            return
+
+
+def check_export(entry: Entry, cache_dir: Path | None, *, repair: bool) -> ExportCheck:
+    from embctl_onnx.exported import export_problems
+
+    check = ExportCheck(entry)
+    if entry.status == "incomplete":
+        check.problems.append("an interrupted export (nothing reads it; `embctl rm --prune` "
+                              "deletes it)")
+    else:
+        check.problems += export_problems(Path(entry.path))
+    if check.problems and repair:
+        _repair(check, cache_dir)
+    return check
+
+
+def _repair(check: ExportCheck, cache_dir: Path | None) -> None:
+    entry = check.entry
+    if _writing(entry):
+        check.outcome = "an export is writing it now; left alone"
+        return
+    drop(entry)
+    check.repaired = True
+    if entry.status == "incomplete":
+        check.outcome = "deleted"
+        return
+    snapshot = snapshot_of(cache_dir, entry) if cache_dir is not None else None
+    variant = str(entry.extra.get("variant"))
+    if snapshot is None:
+        check.outcome = (f"deleted; the snapshot is gone: `embctl pull {entry.ref}"
+                         f"{'' if variant == 'fp32' else ' --variant ' + variant}` exports it "
+                         "again")
+        return
+    from embctl_onnx.exported import export_model
+
+    try:
+        export_model(snapshot, str(entry.repo_id), str(entry.revision), variant, quiet=True)
+    except EmbctlError as exc:
+        check.outcome = f"deleted; exporting it again failed: {exc}"
+        return
+    check.outcome = "deleted and exported again"
+
+
+def _writing(entry: Entry) -> bool:
+    """An interrupted-looking export whose bucket lock is held: one is being written now."""
+    if entry.status != "incomplete":
+        return False
+    from embctl_onnx.exported import export_lock
+    from embctl_onnx.exports.layout import check_key
+
+    try:
+        check_key(str(entry.repo_id), str(entry.revision), str(entry.extra.get("variant")))
+    except ValueError:
+        return False
+    from filelock import Timeout
+
+    lock = export_lock(str(entry.repo_id), str(entry.revision), str(entry.extra.get("variant")))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    lock.release()
+    return False
+
+
+def prunable(entry: Entry, cache_dir: Path | None) -> bool:
+    """What ``rm --prune`` removes: an interrupted export nobody is writing, an export whose
+    snapshot has left the Hub cache."""
+    if entry.status == "incomplete":
+        return not _writing(entry)
+    return cache_dir is not None and snapshot_of(cache_dir, entry) is None
+
+
+def removal(root: Path, entry: Entry):
+    """The removal of one export's folder, with the bytes it frees."""
+    from embctl.stores.plan import Doomed, Removal
+
+    folder = Path(entry.path)
+    try:
+        files = sorted(p for p in folder.iterdir())
+    except OSError:
+        files = []
+    frees = tuple(d for d in map(Doomed.of, files) if d is not None)
+    return Removal("onnx-export", str(root), entry.ref, entry.repo_id, entry.revision,
+                   entry.path, dirs=(entry.path,), frees=frees, show_path=True,
+                   finish=lambda: _drop_empty(folder.parent))

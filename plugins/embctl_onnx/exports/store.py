@@ -1,0 +1,101 @@
+"""The store of ONNX exports under ``EMBCTL_HOME/onnx-exports``, registered through
+``register_stores``: ``ls`` lists them, ``du`` counts them, ``rm onnx:REF`` removes them with
+the model, ``rm --prune`` removes interrupted exports and exports whose snapshot is gone, and
+``verify`` hashes their files against their manifests (``--repair``: export again when the
+snapshot and torch are there, else delete, so the next pull exports it again).
+
+Cheap to import (standard library and embctl's leaf modules): ``ls`` and ``du`` import it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from embctl.stores.vectors import has_files
+
+if TYPE_CHECKING:
+    from embctl.backends import Model
+    from embctl.inventory import Entry
+    from embctl.stores.base import Scope, VerifyOptions, VerifyReport
+    from embctl.stores.plan import RemovalPlan
+
+
+class OnnxExportStore:
+    """ONNX exports under ``root`` (default: ``EMBCTL_HOME/onnx-exports/v1``)."""
+
+    kind = "onnx-export"
+    du_lines = (("onnx_exports", "ONNX exports"),)
+    du_optional: frozenset[str] = frozenset()
+
+    def __init__(self, cache_dir: Path | None = None, folder: Path | None = None) -> None:
+        self.cache_dir = cache_dir  # the Hub cache: where an export's snapshot is
+        self.folder = folder
+
+    @classmethod
+    def open(cls, cache_dir: Path) -> OnnxExportStore:
+        return cls(cache_dir)
+
+    @property
+    def root(self) -> Path:
+        from embctl_onnx.exports.layout import exports_dir
+
+        return self.folder or exports_dir()
+
+    def scan(self) -> list[Entry]:
+        if not has_files(self.root):
+            return []
+        from embctl_onnx.exports.scan import export_entries
+
+        return export_entries(self.root)
+
+    def select(self, model: Model | None = None, key: str | None = None) -> list[Entry]:
+        """The exports of ``onnx:REF`` (every revision and variant unless it pins a commit),
+        or the one whose sha256 starts with ``key``."""
+        from embctl_onnx.exports.scan import matches
+
+        return [e for e in self.scan() if matches(e, model, key)]
+
+    def named_by(self, model: Model, scope: Scope) -> bool:
+        return scope != "vectors"
+
+    def verify(self, entries: list[Entry], options: VerifyOptions) -> VerifyReport:
+        from embctl.stores.base import VerifyReport
+        from embctl_onnx.exports.repair import check_export
+
+        checks = [check_export(e, self.cache_dir, repair=options.repair) for e in entries]
+        bad = tuple(c for c in checks if not c.ok)
+        damaged = tuple(dict.fromkeys((c.entry.repo_id, c.entry.revision, c.entry.ref)
+                                      for c in bad if c.repaired and c.entry.status != "incomplete"
+                                      and c.entry.repo_id and c.entry.revision))
+        n = len(checks)
+        return VerifyReport({"onnx_exports": n}, f"{n} ONNX export(s)", bad, damaged)
+
+    def forget_revision(self, repo_id: str, commit: str) -> list[Entry]:
+        """Exports made from a revision whose files were found damaged (and repaired): made
+        from bad weights, they go; the next pull exports them again."""
+        from embctl_onnx.exports.repair import drop
+
+        gone = [e for e in self.scan() if e.repo_id == repo_id and e.revision == commit]
+        for entry in gone:
+            drop(entry)
+        return gone
+
+    def plan_removal(self, entries: list[Entry], model: Model | None = None) -> RemovalPlan:
+        from embctl.stores.plan import RemovalPlan
+        from embctl_onnx.exports.repair import removal
+
+        return RemovalPlan(tuple(removal(self.root, e) for e in entries))
+
+    def plan_prune(self, entries: list[Entry] | None = None) -> RemovalPlan:
+        """Interrupted exports nobody is writing, and exports whose snapshot has left the
+        Hub cache (the onnx backend reads the configs and tokenizer from it)."""
+        from embctl.stores.plan import RemovalPlan
+        from embctl_onnx.exports.repair import prunable, removal
+
+        chosen = entries if entries is not None else self.scan()
+        return RemovalPlan(tuple(removal(self.root, e) for e in chosen
+                                 if prunable(e, self.cache_dir)))
+
+    def usage(self) -> dict[str, int]:
+        return {"onnx_exports": sum(e.size_bytes for e in self.scan())}
