@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
+import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -105,3 +108,38 @@ def _quiet_data() -> None:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+class RayNotes:
+    """Stands in for stdout while a job runs: Ray's driver prints its cluster's events there
+    (``(raylet) A worker died or was killed ...``), where the user's results belong.  Each
+    becomes one line on stderr, its first sentence, once."""
+
+    _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+    def __init__(self) -> None:
+        self._buffer = ""
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            self._buffer += text
+            *lines, self._buffer = self._buffer.split("\n")
+            for line in lines:
+                self._note(line)
+        return len(text)
+
+    def _note(self, line: str) -> None:
+        line = self._ANSI.sub("", line).strip()
+        line = re.sub(r"^\([^)]*\)\s*", "", line)  # "(raylet) ", "(pid=123) "
+        first = line.split(". ", 1)[0].rstrip(".")
+        if first and first not in self._seen:
+            self._seen.add(first)
+            print(f"embctl: ray: {first}", file=sys.stderr, flush=True)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,8 @@ def run(job: Job, *, on_start: Any = None) -> Result:
                            store_text=job.opts.store_text, tally=tally)
         try:
             # Reads and writes take no CPU slot: the actors hold them all (the model's work).
-            ds.write_parquet(tmp, ray_remote_args={"num_cpus": 0})
+            with redirect_stdout(clusters.RayNotes()):
+                ds.write_parquet(tmp, ray_remote_args={"num_cpus": 0})
         except Exception as exc:
             raise faults.translate(exc) from None
         stats, warnings = counting.stats_of(tally)
