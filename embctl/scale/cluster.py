@@ -53,7 +53,7 @@ def connect(address: str | None, num_cpus: int | None = None) -> Cluster:
     try:
         with _stderr_aside():
             if address:
-                ray.init(address=address, **options)
+                ray.init(address=address, runtime_env=_forwarded_env(), **options)
             else:
                 ray.init(num_cpus=num_cpus or os.cpu_count() or 1, **options)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -71,6 +71,17 @@ def connect(address: str | None, num_cpus: int | None = None) -> Cluster:
     nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
     return Cluster(started=not address, seconds=time.monotonic() - start,
                    cpus=int(resources.get("CPU", 0)), nodes=nodes)
+
+
+#: Settings of the driver's environment that the workers of a joined cluster get too (a
+#: local Ray's inherit the whole environment): where models come from.  Caches stay each
+#: node's own (HF_HOME, EMBCTL_HOME as the node was started with), and so do tokens.
+FORWARDED = ("HF_ENDPOINT", "HF_HUB_OFFLINE")
+
+
+def _forwarded_env() -> dict[str, dict[str, str]]:
+    env = {name: os.environ[name] for name in FORWARDED if os.environ.get(name)}
+    return {"env_vars": env} if env else {}
 
 
 @contextmanager
