@@ -83,7 +83,10 @@ class EmbedBatches:
         import numpy as np
         import pyarrow as pa
 
-        texts = batch.column(self.column).to_pylist() if batch.num_rows else []
+        if self.column not in batch.column_names:
+            raise EmbctlError(f"no column {self.column!r} to embed (the columns: "
+                              f"{', '.join(batch.column_names)}); name it with column=")
+        texts = batch.column(self.column).to_pylist()
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise EmbctlError(f"column {self.column!r}: a {type(text).__name__}, not a "
