@@ -124,7 +124,8 @@ def _first_line(exc: BaseException) -> str:
 class RayNotes:
     """Stands in for stdout while a job runs: Ray's driver prints its cluster's events there
     (``(raylet) A worker died or was killed ...``), where the user's results belong.  Each
-    becomes one line on stderr, its first sentence, once."""
+    becomes one line on stderr, its first sentence, once; tracebacks and failed tasks (which
+    the job's error reports) are left to Ray's logs."""
 
     _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -143,7 +144,12 @@ class RayNotes:
 
     def _note(self, line: str) -> None:
         line = self._ANSI.sub("", line).strip()
-        line = re.sub(r"^\([^)]*\)\s*", "", line)  # "(raylet) ", "(pid=123) "
+        start = re.match(r"\([^)]*\)\s*", line)  # "(raylet) ", "(pid=123) ": a message
+        if start is None:
+            return  # a message's next lines (a traceback): in Ray's logs
+        line = line[start.end():]
+        if line.startswith("Task "):  # a failed task: the job's own error says it, once
+            return
         first = line.split(". ", 1)[0].rstrip(".")
         if first and first not in self._seen:
             self._seen.add(first)
