@@ -73,6 +73,13 @@ class EmbedCommand(click.Command):
 @click.option("--dry-run", is_flag=True,
               help="Say how many inputs would be sent (and their estimated tokens); send nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary line.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="ray: a Ray Data job, -i PATH to -o DIR (Parquet); "
+              "see docs/scale.md.")
+@click.option("--address", default=None, metavar="ADDR",
+              help="--engine ray: the Ray cluster to join (default: start a local one).")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="--engine ray: embedding actors, one model copy each (default 1).")
 def command(ref: str, input_path: str, output_path: str, text_field: str, id_field: str,
             lines: bool, batch_size: int | None, normalize: bool | None, prefix: str,
             truncate_dim: int | None, device: str | None, no_cache: bool, store_text: bool,
@@ -80,7 +87,8 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
             concurrency: int | None = None, dimensions: int | None = None,
             base_url: str | None = None, dry_run: bool = False, quiet: bool = False,
             path_field: str = "path", image_range: str | None = None,
-            backend_options: tuple[str, ...] = ()) -> None:
+            backend_options: tuple[str, ...] = (), engine: str = "local",
+            address: str | None = None, workers: int | None = None) -> None:
     """Embed JSONL from stdin (or -i FILE) with model REF.
 
     Each output line is the input object with an "embedding" list added, in input order.
@@ -93,6 +101,9 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
       embctl embed e5-small-v2 --prefix 'query: ' --text-field q < queries.jsonl
       embctl embed openai:text-embedding-3-small --dimensions 256 --dry-run < docs.jsonl
       embctl embed openai:text-embedding-3-small -O base_url=http://localhost:8000/v1 -O timeout=5
+      embctl embed all-MiniLM-L6-v2 --engine ray --workers 2 -i 'docs/*.jsonl' -o vectors/
+      embctl embed all-MiniLM-L6-v2 --engine ray --address HEAD:6379 --workers 8 \\
+          -i s3://bucket/docs/ -o s3://bucket/vectors/
 
     \b
     --device, --normalize, --truncate-dim, --dimensions, --base-url and --image-range are
@@ -105,6 +116,14 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
     from embctl.options import load_options
     from embctl.outfile import check_output
 
+    if engine == "ray":
+        from embctl.cli.embed_ray import embed_on_ray
+
+        embed_on_ray(click.get_current_context(), ref)
+        return
+    for name, value in (("--address", address), ("--workers", workers)):
+        if value is not None:
+            raise UsageError(f"{name} needs --engine ray")
     cap = _cap(max_cache_size)
     # --path-field goes to the backend's input adapter uninterpreted (image backends read it).
     target = select(ref, {"prefix": prefix, "path_field": path_field})

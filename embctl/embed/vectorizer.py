@@ -102,6 +102,17 @@ class Vectorizer:
         if self.store is not None:
             self.store.close()
 
+    def flush(self) -> None:
+        """Wait until the vectors computed so far are committed to the cache (a caller that
+        hands them on and may be killed next: a Ray actor).  A failed commit disables the
+        cache, as at the end of a window."""
+        committer = self._committer
+        if committer is None:
+            return
+        committer.flush()
+        if committer.error is not None and self.store is not None:
+            self._disable_cache(committer.error)
+
     def lookup(self, keys: Sequence[bytes]) -> dict[bytes, bytes]:
         """The cached vectors of ``keys``, committed or still queued; {} without a cache."""
         if self.store is None:

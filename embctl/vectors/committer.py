@@ -66,6 +66,13 @@ class Committer:
                 for key, _, _ in rows:
                     self._pending.pop(key, None)
 
+    def flush(self) -> None:
+        """Wait until every transaction queued so far has committed (or failed)."""
+        try:
+            self._pool.submit(lambda: None).result()
+        except RuntimeError:  # closed: nothing is queued
+            pass
+
     def close(self) -> None:
         """Wait for the queued commits, then close the connection."""
         self._pool.shutdown(wait=True)

@@ -1,0 +1,78 @@
+"""``embctl embed --engine ray``: the options checked and the run rendered (the work is in
+embctl.scale.runner)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from embctl.errors import UsageError
+
+#: Options of single-process embed that mean nothing to a Ray job (refused, named).
+NOT_WITH_RAY = {"lines": "--lines", "fmt": "--format", "dry_run": "--dry-run",
+                "max_cache_size": "--max-cache-size", "id_field": "--id-field",
+                "path_field": "--path-field", "image_range": "--image-range"}
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source != click.core.ParameterSource.DEFAULT
+
+
+def embed_on_ray(ctx: click.Context, ref: str) -> None:
+    from embctl.console import warn
+    from embctl.embed.inputs import MAX_SKIP_WARNINGS
+    from embctl.embed.records import Options
+    from embctl.scale.pipeline import prepare
+    from embctl.scale.runner import Job, run
+
+    p = ctx.params
+    refused = [flag for name, flag in NOT_WITH_RAY.items() if _given(ctx, name)]
+    if refused:
+        raise UsageError(f"--engine ray does not take {', '.join(refused)} (it reads JSONL "
+                         "files and writes a Parquet dataset; see docs/scale.md)")
+    if p["input_path"] == "-":
+        raise UsageError("--engine ray reads -i PATH (a JSONL file, a folder or a glob), "
+                         "not stdin")
+    if p["output_path"] == "-":
+        raise UsageError("--engine ray writes -o DIR (a Parquet dataset), not stdout")
+    load = prepare(ref, dict(_pairs(ref, p["backend_options"])), prefix=p["prefix"],
+                   flags={"device": p["device"], "normalize": p["normalize"],
+                          "truncate_dim": p["truncate_dim"], "dimensions": p["dimensions"],
+                          "base_url": p["base_url"]},
+                   shared={"batch_size": p["batch_size"], "concurrency": p["concurrency"]})
+    if p["cache_dir"] is not None:
+        load["cache_dir"] = str(p["cache_dir"])
+    opts = Options(text_field=p["text_field"], prefix=p["prefix"], on_error=p["on_error"],
+                   store_text=p["store_text"])
+    job = Job(ref, p["input_path"], p["output_path"], load, opts, workers=p["workers"] or 1,
+              address=p["address"], model_batch_size=p["batch_size"],
+              concurrency=p["concurrency"], cache="off" if p["no_cache"] else "write")
+    quiet = p["quiet"]
+
+    def started(cluster) -> None:
+        if quiet:
+            return
+        what = (f"local Ray started ({cluster.cpus} CPUs)" if cluster.started else
+                f"joined Ray at {job.address} ({cluster.nodes} nodes, {cluster.cpus} CPUs)")
+        print(f"embctl: {what} in {cluster.seconds:.1f}s; {job.workers} workers",
+              file=sys.stderr, flush=True)
+
+    result = run(job, on_start=started)
+    if quiet:
+        return
+    for line in result.warnings:
+        warn(line)
+    more = result.stats.skipped - min(result.stats.skipped, MAX_SKIP_WARNINGS)
+    if more and len(result.warnings) >= MAX_SKIP_WARNINGS:
+        warn(f"{more:,} more bad lines skipped")
+    print(result.stats.summary(), file=sys.stderr, flush=True)
+
+
+def _pairs(ref: str, pairs: tuple[str, ...]) -> dict:
+    """``-O KEY=VALUE`` typed as the backend declares them."""
+    from embctl.embed.session import select
+    from embctl.options import parse_options
+
+    return parse_options(select(ref).backend, pairs) if pairs else {}

@@ -1,0 +1,60 @@
+"""The run's counters, summed over every read task and every actor of a Ray job.
+
+A :class:`Tally` is a small Ray actor created by the driver; its handle travels to the read
+tasks and the embedding actors, which add to it once per file or batch (a synchronous call,
+so that the driver reading the totals at the end sees every addition).  A batch is counted
+when it is done: an actor killed mid-batch adds nothing for it, and the retry counts it once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from embctl.embed.records import Stats
+
+#: Bad lines warned about one by one (the rest are counted), as single-process embed does.
+MAX_WARNINGS = 20
+
+#: The counters a Tally sums (the fields of embctl.embed.records.Stats that workers count).
+FIELDS = ("read", "embedded", "hits", "computed", "duplicates", "skipped", "blank")
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(FIELDS, 0)
+        self.warnings: list[str] = []
+
+    def add(self, counts: dict[str, int], warnings: list[str] | None = None) -> None:
+        for name, value in counts.items():
+            self.counts[name] += int(value)
+        for text in warnings or ():
+            if len(self.warnings) < MAX_WARNINGS:
+                self.warnings.append(text)
+
+    def totals(self) -> tuple[dict[str, int], list[str]]:
+        return dict(self.counts), list(self.warnings)
+
+
+def new_tally() -> Any:
+    """A Tally actor on this node (Ray must be initialized): its handle, to hand to workers.
+    It needs no CPU: it only adds numbers."""
+    import ray
+
+    return ray.remote(num_cpus=0, max_restarts=0)(_Tally).remote()
+
+
+def add(tally: Any, counts: dict[str, int], warnings: list[str] | None = None) -> None:
+    """Add ``counts`` to ``tally`` (None: nothing is counted, as in the Python API)."""
+    if tally is None:
+        return
+    import ray
+
+    ray.get(tally.add.remote(counts, warnings))
+
+
+def stats_of(tally: Any) -> tuple[Stats, list[str]]:
+    """The totals as single-process embed's :class:`Stats`, and the first bad lines' warnings."""
+    import ray
+
+    counts, warnings = ray.get(tally.totals.remote())
+    return Stats(**counts), warnings

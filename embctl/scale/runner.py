@@ -1,0 +1,128 @@
+"""``embctl embed REF --engine ray -i PATH -o DIR``: read, embed and write as one Ray Data job.
+
+The input is checked and the output folder claimed before Ray starts (a typo costs no Ray
+start-up); the Parquet files are written into a temporary folder beside DIR and renamed into
+place when the job succeeds (a local DIR), so a failed or stopped job leaves no half dataset.
+The counters come from the run's :mod:`embctl.scale.counting` tally; ``seconds`` is the job
+alone, Ray's start-up is reported apart (:attr:`Result.startup`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from contextlib import redirect_stdout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from embctl.embed.records import Options, Stats
+from embctl.errors import UsageError
+from embctl.scale import cluster as clusters
+from embctl.scale import counting, faults, reading
+from embctl.scale.pipeline import embed_batches
+
+
+@dataclass
+class Job:
+    ref: str
+    input_path: str
+    output_dir: str
+    load: dict[str, Any]  # as embctl.scale.pipeline.prepare returns it
+    opts: Options = field(default_factory=Options)
+    workers: int = 1
+    address: str | None = None
+    model_batch_size: int | None = None
+    concurrency: int | None = None  # model calls in flight per worker (API backends)
+    cache: str = "write"
+
+
+@dataclass
+class Result:
+    stats: Stats
+    warnings: list[str]  # the first bad lines skipped, named
+    startup: float  # seconds to start (or join) Ray
+    started: bool  # a local Ray was started for the run
+    cpus: int
+    nodes: int
+
+
+def check_output(path: str) -> None:
+    """A local DIR must be new (or an empty folder) in an existing folder, outside the
+    caches; a remote one is left to the filesystem."""
+    if "://" in path:
+        return
+    from embctl.guard import refuse_cache_path
+
+    refuse_cache_path(path, "-o")
+    target = Path(path)
+    if target.is_dir() and any(target.iterdir()):
+        raise UsageError(f"-o {path}: a folder that is not empty; name a new one")
+    if target.exists() and not target.is_dir():
+        raise UsageError(f"-o {path}: exists and is not a folder; --engine ray writes a "
+                         "Parquet dataset (a folder)")
+    if not target.absolute().parent.is_dir():
+        raise UsageError(f"-o {path}: no folder {target.absolute().parent}")
+
+
+def run(job: Job, *, on_start: Any = None) -> Result:
+    """Run the job; ``on_start(cluster)`` is called once Ray is up."""
+    check_output(job.output_dir)
+    reading.expand(job.input_path)  # a missing input: one line now, before Ray starts
+    cluster = clusters.connect(job.address)
+    if on_start is not None:
+        on_start(cluster)
+    tmp = _temp_dir(job.output_dir)
+    try:
+        start = time.monotonic()
+        tally = counting.new_tally()
+        rows = 8 * (job.model_batch_size or 64)
+        # Blocks are what Ray hands out to actors: 8 per worker keeps them evenly busy to
+        # the end (a streaming repartition would need a CPU slot of its own).
+        ds = reading.read(job.input_path, job.opts, rows, tally, blocks=8 * job.workers)
+        share = cluster.cpus / max(job.workers, 1)
+        ds = embed_batches(ds, job.ref, job.load, column=job.opts.text_field,
+                           batch_size=rows, concurrency=job.workers,
+                           num_cpus=min(1.0, share), threads=max(1, int(share)),
+                           prefix=job.opts.prefix, model_batch_size=job.model_batch_size,
+                           model_concurrency=job.concurrency, cache=job.cache,
+                           store_text=job.opts.store_text, tally=tally)
+        try:
+            # Reads and writes take no CPU slot: the actors hold them all (the model's work).
+            with redirect_stdout(clusters.RayNotes()):
+                ds.write_parquet(tmp, ray_remote_args={"num_cpus": 0})
+        except Exception as exc:
+            raise faults.translate(exc) from None
+        stats, warnings = counting.stats_of(tally)
+        stats.seconds = time.monotonic() - start
+        _commit(tmp, job.output_dir)
+    except BaseException:
+        _discard(tmp)
+        raise
+    finally:
+        if cluster.started:
+            cluster.close()
+    return Result(stats, warnings, cluster.seconds, cluster.started, cluster.cpus,
+                  cluster.nodes)
+
+
+def _temp_dir(output: str) -> str:
+    if "://" in output:
+        return output
+    target = Path(output).absolute()
+    return str(target.with_name(f".{target.name}.{os.getpid()}.tmp"))
+
+
+def _commit(tmp: str, output: str) -> None:
+    if tmp == output:
+        return
+    os.makedirs(tmp, exist_ok=True)  # a job with no rows writes no file: an empty dataset
+    if os.path.isdir(output):
+        os.rmdir(output)  # empty (checked before the run)
+    os.rename(tmp, output)
+
+
+def _discard(tmp: str) -> None:
+    if "://" not in tmp:
+        shutil.rmtree(tmp, ignore_errors=True)
