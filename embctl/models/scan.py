@@ -255,6 +255,9 @@ def model_entry(repo: CachedRepo, cache_dir: Path, recognize: Recognizer | None 
             "revisions": len(repo.revisions),
             "refs": sorted(repo.refs),
             "incomplete_bytes": repo.incomplete_size,
+            # The backend's pull options each pull of the head used ({"variant": "int8"}).
+            **({"pull_options": options} if (options := record.get("revisions", {}).get(
+                head.commit if head else "", {}).get("options")) else {}),
         },
         source=repo,
     )
