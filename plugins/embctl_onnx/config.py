@@ -20,11 +20,13 @@ from typing import Any
 
 from embctl.errors import EmbctlError
 
-#: Pooling modes, in the order sentence-transformers concatenates them.
-POOLING_MODES = ("cls_token", "max_tokens", "mean_tokens", "mean_sqrt_len_tokens",
-                 "weightedmean_tokens", "lasttoken")
-SUPPORTED_POOLING = ("cls_token", "max_tokens", "mean_tokens", "mean_sqrt_len_tokens",
-                     "lasttoken")
+#: Pooling modes (sentence-transformers' names), and the legacy ``pooling_mode_*`` keys of
+#: each, in the order sentence-transformers concatenates them when several are on.
+POOLING_MODES = {"cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens",
+                 "mean": "pooling_mode_mean_tokens",
+                 "mean_sqrt_len_tokens": "pooling_mode_mean_sqrt_len_tokens",
+                 "weightedmean": "pooling_mode_weightedmean_tokens",
+                 "lasttoken": "pooling_mode_lasttoken"}
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class Dense:
 
 @dataclass(frozen=True)
 class STConfig:
-    pooling: tuple[str, ...] = ("mean_tokens",)
+    pooling: tuple[str, ...] = ("mean",)
     include_prompt: bool = True
     dense: tuple[Dense, ...] = ()
     normalize: bool = False
@@ -74,7 +76,7 @@ def read_config(path: Path, ref: str) -> STConfig:
     hidden = hf.get("hidden_size") or hf.get("d_model") or hf.get("dim")
     kw: dict[str, Any] = {}
     if modules is None:  # a transformers model: mean pooling, as sentence-transformers assumes
-        kw.update(pooling=("mean_tokens",), dim=hidden)
+        kw.update(pooling=("mean",), dim=hidden)
     else:
         kw.update(_modules(path, modules, ref, hidden))
     bert = _json(path / "sentence_bert_config.json") or {}
@@ -94,6 +96,18 @@ def read_config(path: Path, ref: str) -> STConfig:
     return STConfig(**kw)
 
 
+def pooling_modes(cfg: dict[str, Any]) -> tuple[str, ...]:
+    """The modes of a Pooling config: ``pooling_mode`` (a name or a list, sentence-transformers
+    >= 5), else the legacy ``pooling_mode_*_token(s)`` booleans; mean when none is on."""
+    mode = cfg.get("pooling_mode")
+    if isinstance(mode, str):
+        return (mode,)
+    if isinstance(mode, list) and mode:
+        return tuple(str(m) for m in mode)
+    modes = tuple(name for name, key in POOLING_MODES.items() if cfg.get(key) is True)
+    return modes or ("mean",)
+
+
 def _modules(path: Path, modules: list, ref: str, hidden: int | None) -> dict[str, Any]:
     out: dict[str, Any] = {"dim": hidden}
     dense: list[Dense] = []
@@ -105,14 +119,15 @@ def _modules(path: Path, modules: list, ref: str, hidden: int | None) -> dict[st
         if kind == "Transformer" or kind.endswith("Transformer"):
             continue
         if kind == "Pooling":
-            modes = tuple(m for m in POOLING_MODES if cfg.get(f"pooling_mode_{m}") is True)
-            unsupported = [m for m in modes if m not in SUPPORTED_POOLING]
-            if unsupported or not modes:
-                raise EmbctlError(f"{ref}: pooling {', '.join(unsupported) or '(none)'} is not "
-                                  "supported by the onnx backend; use the st backend")
+            modes = pooling_modes(cfg)
+            unknown = [m for m in modes if m not in POOLING_MODES]
+            if unknown:
+                raise EmbctlError(f"{ref}: pooling {', '.join(unknown)} is not supported by "
+                                  "the onnx backend; use the st backend")
             out["pooling"] = modes
             out["include_prompt"] = bool(cfg.get("include_prompt", True))
-            width = cfg.get("word_embedding_dimension") or hidden
+            width = cfg.get("embedding_dimension") or cfg.get("word_embedding_dimension") \
+                or hidden
             out["dim"] = width * len(modes) if width else None
         elif kind == "Dense":
             act = str(cfg.get("activation_function", "torch.nn.modules.activation.Tanh"))

@@ -14,22 +14,26 @@ from embctl_onnx.config import Dense
 
 def pool(hidden: np.ndarray, mask: np.ndarray, modes: tuple[str, ...]) -> np.ndarray:
     """(batch, hidden * len(modes)) from token vectors (batch, seq, hidden) and the 0/1 mask
-    (batch, seq) of the tokens to pool."""
-    m = mask.astype(hidden.dtype)[:, :, None]
+    (batch, seq) of the tokens to pool (right-padded)."""
+    m = mask.astype(np.float32)[:, :, None]
+    rows = np.arange(hidden.shape[0])
     parts = []
     for mode in modes:
-        if mode == "cls_token":
-            parts.append(hidden[:, 0])
-        elif mode == "max_tokens":
-            parts.append(np.where(m > 0, hidden, np.float32(-1e9)).max(axis=1))
-        elif mode in ("mean_tokens", "mean_sqrt_len_tokens"):
+        if mode == "cls":  # the first token pooled (not the prompt's, with include_prompt off)
+            parts.append(hidden[rows, np.argmax(mask > 0, axis=1)])
+        elif mode == "max":
+            parts.append(np.where(m > 0, hidden, -np.inf).max(axis=1))
+        elif mode in ("mean", "mean_sqrt_len_tokens"):
             total = (hidden * m).sum(axis=1)
             count = np.maximum(m.sum(axis=1), 1e-9)
-            parts.append(total / (count if mode == "mean_tokens" else np.sqrt(count)))
+            parts.append(total / (count if mode == "mean" else np.sqrt(count)))
+        elif mode == "weightedmean":  # later tokens weigh more: position 1, 2, 3...
+            w = m * np.arange(1, hidden.shape[1] + 1, dtype=np.float32)[None, :, None]
+            parts.append((hidden * w).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-9))
         elif mode == "lasttoken":
             seq = mask.shape[1]
             last = seq - 1 - np.argmax(mask[:, ::-1] > 0, axis=1)
-            parts.append(hidden[np.arange(hidden.shape[0]), last])
+            parts.append(hidden[rows, last] * m[rows, last])
         else:  # config.read_config refuses the others
             raise EmbctlError(f"pooling mode {mode} is not supported by the onnx backend")
     out = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)

@@ -4,11 +4,11 @@
 transformer, inputs ``input_ids``/``attention_mask``/``token_type_ids``, output
 ``last_hidden_state``, dynamic batch and sequence axes) and the int8 files onnxruntime's dynamic
 quantizer makes of it (MatMul weights per channel; ``QUInt8`` for the avx2 name, ``QInt8`` for
-the others, as the public repo's files are).  ``add_onnx_files(repo, built)`` puts them into a hub repo folder
-under the public repo's names: the real fp32 file, the real int8 file under the name this CPU
-picks, and every other variant (O1..O4, the other int8 names, ``openvino/``) as decoys of random
-bytes, which a correct pull never fetches.  ``tiny_graph`` builds a small real ONNX graph with
-the ``onnx`` helper API (for the "unexpected inputs/outputs" failure).
+the others, as the public repo's files are).  ``add_onnx_files(repo, built)`` puts them into a
+hub repo folder under the public repo's names: the real fp32 file, the real int8 file under the
+name this CPU picks, and every other variant (O1..O4, the other int8 names, ``openvino/``) as
+decoys of random bytes, which a correct pull never fetches.  ``tiny_graph`` builds a small real
+ONNX graph with the ``onnx`` helper API (for the "unexpected inputs/outputs" failure).
 """
 
 from __future__ import annotations
