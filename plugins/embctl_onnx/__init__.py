@@ -12,9 +12,9 @@ from embctl.hookspecs import hookimpl
 from embctl_onnx.variants import VARIANTS
 
 OPTIONS = (
+    Option("device", str, "cpu", "cpu, cuda or cuda:N (cuda needs onnxruntime-gpu)"),
     Option("variant", str, "fp32", "fp32 (onnx/model.onnx) or int8 (the repo's quantized "
            "file for this CPU)", choices=VARIANTS),
-    Option("device", str, "cpu", "cpu, cuda or cuda:N (cuda needs onnxruntime-gpu)"),
     Option("normalize", bool, False, "L2-normalize the vectors (on already when the model "
            "has a Normalize module)"),
     Option("truncate_dim", int, None, "keep the first N dimensions (Matryoshka models)",

@@ -69,13 +69,23 @@ def _from_export(root: Path, revision: str, export: Any) -> OnnxFiles:
                      [*_config_files(root), path])
 
 
-def find_export(repo_id: str, revision: str, variant: str) -> Any | None:
-    """The export embctl made of a repo without ONNX files (embctl_onnx.exported), if any."""
+def exported_module() -> Any | None:
+    """``embctl_onnx.exported`` (exports of repos without ONNX files), or None where this
+    embctl has none.  Imported only on the paths that need it."""
+    import importlib
+
     try:
-        from embctl_onnx.exported import find_export as find
-    except ImportError:  # exports not installed: nothing exported either
+        return importlib.import_module("embctl_onnx.exported")
+    except ModuleNotFoundError as exc:
+        if exc.name != "embctl_onnx.exported":
+            raise
         return None
-    return find(repo_id, revision, variant)
+
+
+def find_export(repo_id: str, revision: str, variant: str) -> Any | None:
+    """The export embctl made of a repo without ONNX files, if any."""
+    module = exported_module()
+    return module.find_export(repo_id, revision, variant) if module is not None else None
 
 
 def locate_onnx(model: Model, options: dict[str, Any]) -> OnnxFiles:

@@ -9,7 +9,7 @@ from typing import Any
 
 from embctl.backends import Model
 from embctl.errors import EmbctlError
-from embctl_onnx.locate import find_export, present
+from embctl_onnx.locate import exported_module, find_export, present
 from embctl_onnx.variants import preferred_files
 
 
@@ -24,15 +24,14 @@ def after_pull(model: Model, result: Any, options: dict[str, Any]) -> None:
         return
     export = find_export(model.repo_id, result.commit, variant)
     if export is None:
-        try:
-            from embctl_onnx.exported import export_model
-        except ImportError:
+        module = exported_module()
+        if module is None:
             raise EmbctlError(
                 f"{model.ref}: the repo has no {variant} ONNX file "
                 f"({', '.join(preferred_files(variant)[:2])}...), and this embctl cannot "
-                "export one: pip install 'embctl[onnx-export]'") from None
-        export = export_model(snapshot, model.repo_id, result.commit, variant,
-                              quiet=bool(options.get("quiet")))
+                "export one")
+        export = module.export_model(snapshot, model.repo_id, result.commit, variant,
+                                     quiet=bool(options.get("quiet")))
     result.extra["onnx_file"] = str(export.path)
     result.extra["exported"] = True
 
