@@ -112,7 +112,7 @@ def _cached_offline(model: Model, cache_dir: Path, storage: Path,
     record = records.read_record(model.repo_id, cache_dir)
     entry = record.get("revisions", {}).get(commit or "", {})
     files = list(entry.get("files", {}))
-    pulled_as = entry.get("options", []) if options else [options]
+    pulled_as = entry.get("pull_options", {}).get(model.backend, []) if options else [options]
     if commit and entry.get("complete") and options in pulled_as \
             and all(_present(storage, commit, p) for p in files):
         size = sum(entry["files"].values())

@@ -72,8 +72,10 @@ def update_record(
             revisions = data.setdefault("revisions", {})
             entry = revisions.get(commit, {})
             entry.update(files=files, complete=complete or entry.get("complete", False))
-            if options is not None and options not in entry.setdefault("options", []):
-                entry["options"].append(options)
+            if options is not None:  # per backend: st and onnx pulls of one repo differ
+                pulled = entry.setdefault("pull_options", {}).setdefault(backend, [])
+                if options not in pulled:
+                    pulled.append(options)
             entry["updated_at"] = time.time()
             revisions[commit] = entry
             _write_atomic(path, data)
