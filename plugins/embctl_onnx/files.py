@@ -51,10 +51,15 @@ def onnx_file(paths: list[str], variant: str) -> str | None:
     return pick(paths, variant)
 
 
+def support_files(paths: list[str]) -> list[str]:
+    """What the vectors depend on besides the ONNX file: configs, tokenizer, Dense weights."""
+    return [p for p in paths if _is_config(p)] + _dense_weights(paths)
+
+
 def select_files(paths: list[str], options: dict | None = None) -> list[str]:
     """Of every file in the repo, those a pull of ``variant`` (options; default fp32) needs."""
     variant = (options or {}).get("variant") or "fp32"
-    wanted = [p for p in paths if _is_config(p)] + _dense_weights(paths)
+    wanted = support_files(paths)
     chosen = onnx_file(paths, variant)
     if chosen is None:
         wanted += _torch_weights(paths)  # for the export (embctl_onnx.exported)

@@ -52,8 +52,12 @@ def present(root: Path, variant: str) -> str | None:
 
 
 def _config_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix != ".onnx"
-                  and not p.name.endswith((".onnx_data", ".onnx.data")))
+    """The files besides the ONNX file that the vectors depend on: configs, tokenizer, Dense
+    weights (not the torch weights an st pull of the same repo left beside them)."""
+    from embctl_onnx.files import support_files
+
+    found = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
+    return sorted(root / p for p in support_files(found))
 
 
 def _from_snapshot(root: Path, revision: str, rel: str) -> OnnxFiles:
