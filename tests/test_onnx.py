@@ -274,3 +274,22 @@ def snapshot_of(embctl) -> Path:
 
 def served_minilm(hub_root: Path) -> Path:
     return hub_root / MINILM
+
+
+def test_dry_run_counts_exact_tokens_without_loading_the_model(pulled, tmp_path):
+    from tokenizers import Tokenizer
+
+    assert pulled("pull", REF, "-q").returncode == 0
+    texts = TEXTS + [" ".join(["refund"] * 400)]  # one over max_seq_length: 256 counted
+    source = tmp_path / "in.jsonl"
+    source.write_text(jsonl(texts))
+    tok = Tokenizer.from_file(str(minilm_source() / "tokenizer.json"))
+    tok.no_truncation()
+    tok.no_padding()
+    expected = sum(len(tok.encode(t).ids) for t in texts)
+    assert expected > 400 + len(TEXTS) * 2
+    heavy, stderr = heavy_imports(pulled.env, "embed", REF, "--dry-run", "-i", str(source),
+                                  heavy=("torch", "onnxruntime"))
+    assert heavy == [], heavy
+    assert f"{expected:,} tokens" in stderr, stderr
+    assert "1 inputs may exceed the model's 256-token limit" in stderr, stderr

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 HEAD_CHARS_PER_TOKEN = 32
 
 
-def _tokenizer(embedder: ONNXEmbedder):
+def make_tokenizer(embedder: ONNXEmbedder, *, truncate: bool = True):
+    """The model's fast tokenizer, truncating at max_seq_length (unless ``truncate`` is
+    False), padding each batch to its longest input."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     from tokenizers import Tokenizer
 
@@ -29,7 +31,7 @@ def _tokenizer(embedder: ONNXEmbedder):
         raise EmbctlError(f"{embedder.model.ref}: cannot read {path} ({exc}); the onnx "
                           "backend needs a fast tokenizer (tokenizer.json)") from None
     limit = embedder.config.max_seq_length
-    if limit:
+    if limit and truncate:
         tok.enable_truncation(max_length=limit)
     else:
         tok.no_truncation()
@@ -39,7 +41,21 @@ def _tokenizer(embedder: ONNXEmbedder):
     return tok
 
 
-def prepare(embedder: ONNXEmbedder) -> tuple:
+def _text(embedder: ONNXEmbedder, text: str) -> str:
+    text = embedder.prompt + text if embedder.prompt else text
+    return text.lower() if embedder.config.do_lower_case else text
+
+
+def count(embedder: ONNXEmbedder, tok, text: str) -> int:
+    """``text``'s tokens with ``tok`` (not truncating); a text so long that its head alone
+    fills max_seq_length is counted by its head (a 50 MB line is not tokenized to count it)."""
+    limit = embedder.config.max_seq_length
+    if limit and len(text) > limit * HEAD_CHARS_PER_TOKEN:
+        text = text[:limit * HEAD_CHARS_PER_TOKEN]
+    return len(tok.encode(_text(embedder, text)).ids)
+
+
+def prepare(embedder: ONNXEmbedder, tok) -> tuple:
     """(tokenizer, session, graph inputs, output name, input dtype, dense modules,
     prompt tokens): what every batch needs, made once."""
     label = f"{embedder.model.ref}: {embedder.files.onnx_label}"
@@ -47,7 +63,6 @@ def prepare(embedder: ONNXEmbedder) -> tuple:
     inputs, output = check_graph(session, label)
     kinds = {i.name: i.type for i in session.get_inputs()}
     dtype = np.int32 if kinds.get("input_ids") == "tensor(int32)" else np.int64
-    tok = _tokenizer(embedder)
     dense = [load_dense(embedder.path, d, embedder.model.ref) for d in embedder.config.dense]
     prompt_tokens = 0
     if embedder.prompt and not embedder.config.include_prompt:
@@ -75,9 +90,7 @@ def _clip(embedder: ONNXEmbedder, tok, texts: list[str]) -> list[str]:
 def run(embedder: ONNXEmbedder, ready: tuple, inputs: list[str]) -> np.ndarray:
     tok, session, names, output, dtype, dense, prompt_tokens = ready
     cfg = embedder.config
-    texts = [embedder.prompt + t for t in inputs] if embedder.prompt else inputs
-    if cfg.do_lower_case:
-        texts = [t.lower() for t in texts]
+    texts = [_text(embedder, t) for t in inputs]
     encodings = tok.encode_batch(_clip(embedder, tok, texts))
     embedder.truncated += sum(1 for e in encodings if e.overflowing)
     ids = np.array([e.ids for e in encodings], dtype=dtype)
