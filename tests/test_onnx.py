@@ -195,8 +195,10 @@ def test_cuda_without_onnxruntime_gpu_is_one_line(pulled):
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("onnxruntime-gpu is installed here")
     proc = pulled("embed", REF, "--device", "cuda", input=jsonl(TEXTS[:1]))
-    assert proc.returncode == 1
+    assert proc.returncode == 1 and proc.stdout == ""
     assert "onnxruntime-gpu" in one_line_error(proc)
+    other = pulled("embed", REF, "--device", "mps", input=jsonl(TEXTS[:1]))
+    assert other.returncode == 2 and "cpu, cuda or cuda:N" in one_line_error(other)
 
 
 def test_python_api_load_with_variant(pulled):

@@ -37,7 +37,9 @@ class ONNXEmbedder(Embedder):
         self.path = files.root
         self.revision = files.revision
         self.config = config
-        self.device = options.get("device") or "cpu"
+        from embctl_onnx.session import check_device
+
+        self.device = check_device(options.get("device") or "cpu")
         self.threads: int | None = options.get("threads")
         self.normalize = bool(options.get("normalize", False))
         self.truncate_dim: int | None = options.get("truncate_dim")

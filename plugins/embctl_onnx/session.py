@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from embctl.errors import EmbctlError
+from embctl.errors import EmbctlError, UsageError
 
 #: Inputs the backend can feed a transformer graph; ``input_ids`` is required.
 KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
@@ -41,13 +41,20 @@ def physical_cores() -> int:
     return max(1, len(cores))
 
 
+def check_device(device: str) -> str:
+    """``device`` when this backend knows it (``cpu``, ``cuda``, ``cuda:N``); a usage error
+    otherwise, before anything is loaded."""
+    kind, _, index = device.partition(":")
+    if device != "cpu" and (kind != "cuda" or (index and not index.isdigit())):
+        raise UsageError(f"--device {device}: the onnx backend runs on cpu, cuda or cuda:N")
+    return device
+
+
 def providers_for(device: str) -> list[Any]:
     """The execution providers for ``device`` (``cpu``, ``cuda``, ``cuda:N``)."""
-    if device == "cpu":
+    if check_device(device) == "cpu":
         return ["CPUExecutionProvider"]
-    kind, _, index = device.partition(":")
-    if kind != "cuda" or (index and not index.isdigit()):
-        raise EmbctlError(f"--device {device}: the onnx backend runs on cpu or cuda[:N]")
+    index = device.partition(":")[2]
     import onnxruntime as ort
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
