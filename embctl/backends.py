@@ -175,7 +175,19 @@ class Backend:
     bare_org:      organisation prepended to a bare name without '/', as sentence-transformers
                    does with ``sentence-transformers/<name>``.
     select_files:  given every file path in the repo, return those a pull must download.
-                   ``None`` means every file.
+                   ``None`` means every file.  Called as ``select_files(paths)``, or as
+                   ``select_files(paths, options)`` when ``pull_options`` is not empty.
+    pull_options:  names of the backend's options that change what a pull fetches (``onnx``:
+                   ``variant``).  ``embctl pull -O``/``--variant`` take only these; they reach
+                   ``select_files``, ``after_pull`` and ``export_files``, and the pull record.
+    after_pull:    ``after_pull(model, result, options)``, called after a generic pull (the
+                   files are in place): derive what the backend needs from the snapshot, into
+                   embctl's own files (``onnx``: export a repo without ONNX weights).  May
+                   add JSON-able keys to ``result.extra``.
+    export_files:  ``export_files(model, snapshot, options) -> {relative path: file}``: files
+                   ``embctl export REF --to DIR`` adds to the snapshot's (what the backend
+                   keeps outside the Hub cache); raises EmbctlError when the options' files
+                   are missing.
     pull:          a custom pull, replacing the generic Hub download (e.g. range requests).
                    Called as ``pull(model, options) -> dict`` (a JSON-able summary).
     load:          ``load(model, options) -> Embedder``; ``options`` holds the backend's own
@@ -199,7 +211,10 @@ class Backend:
     hub: bool = True
     default: bool = False
     bare_org: str | None = None
-    select_files: Callable[[list[str]], list[str]] | None = None
+    select_files: Callable[..., list[str]] | None = None
+    pull_options: tuple[str, ...] = ()
+    after_pull: Callable[..., None] | None = None
+    export_files: Callable[..., dict[str, Any]] | None = None
     pull: Callable[..., dict[str, Any]] | None = None
     load: Callable[..., Embedder] | None = None
     options: tuple[Option, ...] = ()
@@ -214,6 +229,9 @@ class Backend:
         names = [o.name for o in self.options]
         if len(set(names)) != len(names) or not all(isinstance(o, Option) for o in self.options):
             raise ValueError(f"backend {self.name!r}: options must be Options with unique names")
+        object.__setattr__(self, "pull_options", tuple(self.pull_options))
+        if any(name not in names for name in self.pull_options):
+            raise ValueError(f"backend {self.name!r}: pull_options must name declared options")
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,22 @@ def _matches(entry: Entry, pattern: str) -> bool:
     return any(pattern.lower() in n.lower() for n in names)
 
 
+def _backend(entry: Entry) -> str:
+    """The backend, and the values of the pull options its files were pulled with:
+    ``onnx[int8]``, ``onnx[fp32,int8]`` when both variants are there; for a vector cache, the
+    variant its vectors come from."""
+    backend = entry.backend or "-"
+    variant = (entry.extra.get("params") or {}).get("variant")
+    if entry.kind == "vectors" and variant:  # a vector cache of one variant's weights
+        return f"{backend}[{variant}]"
+    pulled = entry.extra.get("pull_options")
+    if not pulled or not isinstance(pulled, list):
+        return backend
+    values = sorted({str(v) for options in pulled if isinstance(options, dict)
+                     for v in options.values()})
+    return f"{backend}[{','.join(values)}]" if values else backend
+
+
 def render_table(rows: list[Entry]) -> str:
     header = ("REF", "KIND", "BACKEND", "REVISION", "DIM", "ITEMS", "SIZE", "LAST USED", "STATUS")
     now = time.time()
@@ -117,7 +133,7 @@ def render_table(rows: list[Entry]) -> str:
         lines.append((
             e.ref,
             e.kind,
-            e.backend or "-",
+            _backend(e),
             (e.revision or "-")[:8],
             str(e.dim) if e.dim else "-",
             f"{e.count:,}" if e.count is not None else "-",

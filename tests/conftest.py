@@ -25,10 +25,22 @@ from support.servers import fresh  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def hub_root(tmp_path_factory) -> Path:
-    """The session hub's root: all-MiniLM-L6-v2 with its decoys; tests may add repos."""
+def onnx_built(tmp_path_factory) -> dict[str, Path]:
+    """Real ONNX files of all-MiniLM-L6-v2 (fp32 and int8), exported once per session."""
+    from support.onnx_fixtures import export_minilm_onnx
+
+    return export_minilm_onnx(tmp_path_factory.mktemp("onnx-export"))
+
+
+@pytest.fixture(scope="session")
+def hub_root(tmp_path_factory, onnx_built) -> Path:
+    """The session hub's root: all-MiniLM-L6-v2 with its decoys, its real ONNX files (fp32,
+    and int8 under the name this CPU picks) and the other ONNX variants as decoys; tests may
+    add repos."""
+    from support.onnx_fixtures import add_onnx_files
+
     root = tmp_path_factory.mktemp("hub")
-    build_minilm_repo(root)
+    add_onnx_files(build_minilm_repo(root), onnx_built)
     return root
 
 

@@ -271,6 +271,7 @@ def test_builtin_backends_declare_their_load_options():
         "st": ["device", "normalize", "truncate_dim"],
         "image": ["device", "normalize", "image_range", "workers"],
         "matrix": ["normalize", "tensor"],
+        "onnx": ["device", "variant", "normalize", "truncate_dim", "threads"],
         "openai": ["dimensions", "base_url", "batch_size", "max_batch_tokens", "concurrency",
                    "max_retries", "backoff", "timeout"],
     }

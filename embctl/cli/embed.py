@@ -8,7 +8,7 @@ import sys
 import click
 
 from embctl.cli.complete import complete_any
-from embctl.cli.options import cache_dir_option, resolve_cache_dir
+from embctl.cli.options import OPTION_SHORTHANDS, cache_dir_option, resolve_cache_dir
 from embctl.errors import UsageError
 
 CAP_ENV = "EMBCTL_VECTOR_CACHE_MAX_SIZE"
@@ -53,6 +53,8 @@ class EmbedCommand(click.Command):
               help="Keep the first N dimensions (Matryoshka models).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, mps... (default: cuda if "
               "available, else cpu).")
+@click.option("--variant", default=None,
+              help="Backends with variants (onnx: fp32, int8): which weights to run.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the vector cache.")
 @click.option("--store-text", is_flag=True, help="Keep the texts in the cache (for export).")
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail",
@@ -87,8 +89,9 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
             concurrency: int | None = None, dimensions: int | None = None,
             base_url: str | None = None, dry_run: bool = False, quiet: bool = False,
             path_field: str = "path", image_range: str | None = None,
-            backend_options: tuple[str, ...] = (), engine: str = "local",
-            address: str | None = None, workers: int | None = None) -> None:
+            backend_options: tuple[str, ...] = (), variant: str | None = None,
+            engine: str = "local", address: str | None = None,
+            workers: int | None = None) -> None:
     """Embed JSONL from stdin (or -i FILE) with model REF.
 
     Each output line is the input object with an "embedding" list added, in input order.
@@ -101,13 +104,15 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
       embctl embed e5-small-v2 --prefix 'query: ' --text-field q < queries.jsonl
       embctl embed openai:text-embedding-3-small --dimensions 256 --dry-run < docs.jsonl
       embctl embed openai:text-embedding-3-small -O base_url=http://localhost:8000/v1 -O timeout=5
+      embctl embed onnx:all-MiniLM-L6-v2 --variant int8 < docs.jsonl   # no torch
       embctl embed all-MiniLM-L6-v2 --engine ray --workers 2 -i 'docs/*.jsonl' -o vectors/
       embctl embed all-MiniLM-L6-v2 --engine ray --address HEAD:6379 --workers 8 \\
           -i s3://bucket/docs/ -o s3://bucket/vectors/
 
     \b
-    --device, --normalize, --truncate-dim, --dimensions, --base-url and --image-range are
-    shorthands for the backend options of those names (refused by a backend without them).
+    --device, --normalize, --truncate-dim, --dimensions, --base-url, --image-range and
+    --variant are shorthands for the backend options of those names (refused by a backend
+    without them).
     """
     from embctl.console import stderr_is_tty
     from embctl.embed.outputs import make_writer, output_format
@@ -127,10 +132,9 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
     cap = _cap(max_cache_size)
     # --path-field goes to the backend's input adapter uninterpreted (image backends read it).
     target = select(ref, {"prefix": prefix, "path_field": path_field})
+    ctx_params = click.get_current_context().params
     load = load_options(target.backend, backend_options,
-                        flags={"device": device, "normalize": normalize,
-                               "truncate_dim": truncate_dim, "dimensions": dimensions,
-                               "base_url": base_url, "image_range": image_range},
+                        flags={k: ctx_params[k] for k in OPTION_SHORTHANDS},
                         shared={"batch_size": batch_size, "concurrency": concurrency})
     fmt = output_format(output_path, fmt)
     if output_path != "-":  # before the model is loaded (or pulled): a missing folder...

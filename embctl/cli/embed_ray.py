@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from embctl.cli.options import OPTION_SHORTHANDS
 from embctl.errors import UsageError
 
 #: Options of single-process embed that mean nothing to a Ray job (refused, named).
@@ -38,9 +39,7 @@ def embed_on_ray(ctx: click.Context, ref: str) -> None:
     if p["output_path"] == "-":
         raise UsageError("--engine ray writes -o DIR (a Parquet dataset), not stdout")
     load = prepare(ref, dict(_pairs(ref, p["backend_options"])), prefix=p["prefix"],
-                   flags={"device": p["device"], "normalize": p["normalize"],
-                          "truncate_dim": p["truncate_dim"], "dimensions": p["dimensions"],
-                          "base_url": p["base_url"]},
+                   flags={k: p[k] for k in OPTION_SHORTHANDS},
                    shared={"batch_size": p["batch_size"], "concurrency": p["concurrency"]})
     if p["cache_dir"] is not None:
         load["cache_dir"] = str(p["cache_dir"])

@@ -26,11 +26,16 @@ from embctl.errors import UsageError
               help="Replace an earlier export at --to (never a folder holding anything else).")
 @click.option("--follow-links", is_flag=True,
               help="Copy what symlinks leaving a local model folder point to (default: refuse).")
+@click.option("--variant", default=None,
+              help="Backends with variants (onnx: fp32, int8): the weights to export.")
+@click.option("-O", "--option", "backend_options", multiple=True, metavar="KEY=VALUE",
+              help="A backend's pull option (onnx: variant), repeatable.")
 @cache_dir_option
 @json_option
 @click.option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
 def command(ref: str, to_dir: Path | None, vectors: bool, output: Path | None, fmt: str | None,
-            namespace: str | None, force: bool, follow_links: bool, cache_dir: Path | None,
+            namespace: str | None, force: bool, follow_links: bool, variant: str | None,
+            backend_options: tuple[str, ...], cache_dir: Path | None,
             as_json: bool, quiet: bool) -> None:
     """Export model REF for another machine, or its cached vectors.
 
@@ -39,6 +44,7 @@ def command(ref: str, to_dir: Path | None, vectors: bool, output: Path | None, f
       embctl export all-MiniLM-L6-v2 --to ./minilm      # then, offline elsewhere:
       embctl pull all-MiniLM-L6-v2 --from ./minilm      #   into that machine's cache
       embctl export all-MiniLM-L6-v2 --vectors -o vecs.parquet
+      embctl export onnx:all-MiniLM-L6-v2 --variant int8 --to ./minilm-int8
     """
     from embctl.console import human_size, info, print_json
     from embctl.registry import resolve
@@ -59,8 +65,9 @@ def command(ref: str, to_dir: Path | None, vectors: bool, output: Path | None, f
 
         if output is not None or fmt is not None:
             raise UsageError("-o and --format go with --vectors")
+        options = _options(model, backend_options, variant)
         result = export_model(model, resolve_cache_dir(cache_dir), to_dir, force=force,
-                              follow_links=follow_links)
+                              follow_links=follow_links, options=options)
         summary = result.to_json()
         message = (f"exported {ref}@{(result.revision or 'local')[:8]} to {result.path}: "
                    f"{len(result.files)} files, {human_size(result.size_bytes)}")
@@ -68,6 +75,18 @@ def command(ref: str, to_dir: Path | None, vectors: bool, output: Path | None, f
         print_json(summary)
     elif not quiet:
         info(message)
+
+
+def _options(model, pairs: tuple[str, ...], variant: str | None) -> dict | None:
+    """The model's backend's pull options (``onnx``: variant), with their defaults; None for
+    a backend without any (then -O and --variant are refused)."""
+    from embctl.cli.pull import _pull_options
+    from embctl.models.pull import pull_options
+    from embctl.registry import get_backend
+
+    backend = get_backend(model.backend)
+    given = _pull_options(backend, pairs, variant)
+    return pull_options(backend, given) if backend.pull_options else None
 
 
 def _exporting_backend(ref: str):

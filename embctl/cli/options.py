@@ -25,3 +25,7 @@ def resolve_cache_dir(cache_dir: Path | None, *, must_exist: bool = False) -> Pa
     if cache_dir is not None:
         check_folder(cache, "--cache-dir", must_exist=must_exist)
     return cache
+
+#: embed's flags that are shorthands for the backend options of the same names (``-O K=V``).
+OPTION_SHORTHANDS = ("device", "normalize", "truncate_dim", "dimensions", "base_url",
+                     "image_range", "variant")

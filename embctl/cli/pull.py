@@ -23,11 +23,15 @@ from embctl.cli.options import cache_dir_option, json_option, resolve_cache_dir
               help="With --from: copy what symlinks leaving DIR point to (default: refuse).")
 @click.option("--tensor", default=None,
               help="The tensor to extract, for backends with a tensor option (e.g. matrix:).")
+@click.option("--variant", default=None,
+              help="For backends with a variant option (onnx: fp32, int8): which weights.")
+@click.option("-O", "--option", "backend_options", multiple=True, metavar="KEY=VALUE",
+              help="A backend option that changes what is pulled (onnx: variant). Repeatable.")
 @cache_dir_option
 @json_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
-def command(refs, revision, include, exclude, from_dir, follow_links, tensor, cache_dir, as_json,
-            quiet):
+def command(refs, revision, include, exclude, from_dir, follow_links, tensor, variant,
+            backend_options, cache_dir, as_json, quiet):
     """Download models into the cache, fetching only the files their backend needs.
 
     \b
@@ -37,6 +41,7 @@ def command(refs, revision, include, exclude, from_dir, follow_links, tensor, ca
       embctl pull all-MiniLM-L6-v2 --include 'onnx/*'
       embctl pull all-MiniLM-L6-v2 --from ./my-model   # offline import of a local copy
       embctl pull matrix:Qwen/Qwen2.5-0.5B          # only the token-embedding tensor
+      embctl pull onnx:all-MiniLM-L6-v2 --variant int8   # one ONNX file, for this CPU
 
     A second pull of an up-to-date model transfers nothing. Interrupted pulls resume.
     With HF_HUB_OFFLINE=1 a pull succeeds only if the model is already cached.
@@ -66,6 +71,7 @@ def command(refs, revision, include, exclude, from_dir, follow_links, tensor, ca
         if tensor is not None and "tensor" not in {o.name for o in backend.options}:
             raise UsageError(f"{model.ref}: --tensor is not an option of the {backend.name} "
                              "backend")
+        options = _pull_options(backend, backend_options, variant)
         canonical = model.alias or (
             model.repo_id if backend.default else f"{backend.name}:{model.repo_id}"
         )
@@ -74,6 +80,7 @@ def command(refs, revision, include, exclude, from_dir, follow_links, tensor, ca
             summary = backend.pull(model, {
                 "cache_dir": cache, "quiet": quiet or as_json, "include": include,
                 "exclude": exclude, "tensor": tensor, "json": as_json, "from_dir": from_dir,
+                **options,
             })
             results.append(summary)
             if not quiet and not as_json:
@@ -86,7 +93,7 @@ def command(refs, revision, include, exclude, from_dir, follow_links, tensor, ca
                                 exclude=exclude, follow_links=follow_links)
         else:
             result = pull(model, backend, cache, include=include, exclude=exclude,
-                          quiet=quiet or as_json)
+                          quiet=quiet or as_json, options=options)
         results.append(result.to_json())
         if not quiet and not as_json:
             info(_summary(result))
@@ -106,6 +113,27 @@ def command(refs, revision, include, exclude, from_dir, follow_links, tensor, ca
         print_json(results)
 
 
+def _pull_options(backend, pairs: tuple[str, ...], variant: str | None) -> dict:
+    """The backend's pull options from ``-O KEY=VALUE`` and ``--variant``: only those it
+    declares in ``pull_options`` (the others change the vectors, not the files)."""
+    from embctl.errors import UsageError
+    from embctl.options import load_options
+
+    if not pairs and variant is None:
+        return {}
+    names = set(backend.pull_options)
+    if not names:
+        flag = "--variant" if variant is not None else "-O"
+        raise UsageError(f"{flag}: the {backend.name} backend takes no pull options")
+    for pair in pairs:
+        key = pair.partition("=")[0].strip().replace("-", "_")
+        if key and key not in names:
+            raise UsageError(f"-O {pair}: not a pull option of the {backend.name} backend "
+                             f"(pull options: {', '.join(sorted(names))})")
+    values = load_options(backend, pairs, flags={"variant": variant})
+    return {k: v for k, v in values.items() if k in names}
+
+
 def _summary(result) -> str:
     from embctl.console import human_size
 
@@ -113,6 +141,9 @@ def _summary(result) -> str:
     if result.extra.get("imported_from"):
         return (f"imported {name} from {result.extra['imported_from']}: "
                 f"{len(result.files)} files, {human_size(result.total_bytes)}")
+    options = result.extra.get("options")
+    if options:
+        name += " (" + ", ".join(f"{k}={v}" for k, v in options.items()) + ")"
     if result.up_to_date:
         how = " (offline, not checked for updates)" if result.offline else ""
         return (f"{name} is up to date{how}: {len(result.files)} files, "

@@ -85,8 +85,18 @@ def _blob_name(real: Path, storage: Path) -> str | None:
     return None
 
 
+def _backend_files(model: Model, snapshot: Path, options: dict | None) -> dict[str, Path]:
+    from embctl.registry import backends
+
+    backend = backends().get(model.backend)
+    if backend is None or backend.export_files is None:
+        return {}
+    return {rel: Path(p) for rel, p in backend.export_files(model, snapshot,
+                                                            dict(options or {})).items()}
+
+
 def export_model(model: Model, cache_dir: Path, dest: Path, *, force: bool = False,
-                 follow_links: bool = False) -> ModelExport:
+                 follow_links: bool = False, options: dict | None = None) -> ModelExport:
     """``_export_model``, holding a cached model in use meanwhile (and recording the use)."""
     hold = None
     from embctl.paths import repo_folder_name
@@ -97,17 +107,20 @@ def export_model(model: Model, cache_dir: Path, dest: Path, *, force: bool = Fal
 
         hold = use_model(cache_dir, model.repo_id)
     try:
-        return _export_model(model, cache_dir, dest, force=force, follow_links=follow_links)
+        return _export_model(model, cache_dir, dest, force=force, follow_links=follow_links,
+                             options=options)
     finally:
         if hold is not None:
             os.close(hold)
 
 
 def _export_model(model: Model, cache_dir: Path, dest: Path, *, force: bool = False,
-                  follow_links: bool = False) -> ModelExport:
+                  follow_links: bool = False, options: dict | None = None) -> ModelExport:
     """Write the model's files as regular files into ``dest`` (created atomically: a failed
     export leaves no half-written directory).  ``dest`` must be new, empty, or (with ``force``)
-    an earlier export holding nothing else, and never touch a cache (:mod:`embctl.guard`)."""
+    an earlier export holding nothing else, and never touch a cache (:mod:`embctl.guard`).
+    The backend's ``export_files(model, snapshot, options)`` adds what it keeps outside the
+    snapshot (and checks the files ``options`` need are there)."""
     start = time.monotonic()
     src, bound, revision = source_dir(model, cache_dir)
     dest = Path(os.path.realpath(dest.expanduser()))
@@ -120,6 +133,7 @@ def _export_model(model: Model, cache_dir: Path, dest: Path, *, force: bool = Fa
         raise EmbctlError(f"--to {dest}: inside or around the model's own folder {src}")
     files = model_files(src, bound=bound, follow_links=follow_links, label=f"{model.ref} ({src})",
                         broken_hint="run `embctl verify --repair`" if revision else "")
+    files.update(_backend_files(model, src, options))
     if not files:
         raise EmbctlError(f"{model.ref}: {src} holds no files to export")
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")

@@ -13,6 +13,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from embctl.backends import Model
 from embctl.errors import EmbctlError
@@ -48,12 +49,14 @@ def snapshot_dir(repo_id: str, commit: str,
 
 
 def locate(model: Model, cache_dir: str | os.PathLike[str] | None = None, *,
-           quiet: bool = False, markers: Sequence[str] = DEFAULT_MARKERS) -> tuple[Path, str]:
+           quiet: bool = False, markers: Sequence[str] = DEFAULT_MARKERS,
+           options: dict[str, Any] | None = None) -> tuple[Path, str]:
     """The model's directory and the revision its vectors come from (the commit, or
     ``local-<fingerprint>`` for a local directory); pulls the model when it is not cached.
 
     ``markers``: files of which one must be present for a directory to be the model (a local
     directory without any is refused; a cached snapshot without any is pulled again).
+    ``options``: the backend's pull options (``Backend.pull_options``) for that pull.
     """
     if model.local_path:
         path = Path(model.local_path)
@@ -69,7 +72,7 @@ def locate(model: Model, cache_dir: str | os.PathLike[str] | None = None, *,
     from embctl.models.pull import pull
     from embctl.registry import get_backend
 
-    result = pull(model, get_backend(model.backend), cache, quiet=quiet)
+    result = pull(model, get_backend(model.backend), cache, quiet=quiet, options=options)
     return Path(result.path), result.commit
 
 

@@ -78,8 +78,8 @@ def did_you_mean(text: str, cache_dir: str | os.PathLike[str], *, every_alias: b
         match = closest(parsed.name, candidates)
     except Exception:  # a broken plugin or cache must not hide the error being reported
         return ""
-    if match is None:
-        return ""
+    if match is None or match.rsplit("/", 1)[-1] == parsed.name:
+        return ""  # the same repo (onnx:NAME is org/NAME): nothing to correct
     prefix = f"{parsed.backend}:" if parsed.backend else ""
     revision = f"@{parsed.revision}" if parsed.revision else ""
     return f"; did you mean {prefix}{match}{revision}?"

@@ -17,8 +17,10 @@ import fnmatch
 import os
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from embctl.backends import Backend, Model
 from embctl.errors import EmbctlError
@@ -72,10 +74,23 @@ class PullResult:
         }
 
 
+def pull_options(backend: Backend, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The backend's ``pull_options``, each given in ``options`` or its default."""
+    given = options or {}
+    return {o.name: o.default if given.get(o.name) is None else given[o.name]
+            for o in backend.options if o.name in backend.pull_options}
+
+
 def select(backend: Backend, paths: list[str], include: tuple[str, ...],
-           exclude: tuple[str, ...]) -> list[str]:
-    """The backend's files, plus what --include adds, minus what --exclude removes."""
-    chosen = backend.select_files(paths) if backend.select_files else list(paths)
+           exclude: tuple[str, ...], options: Mapping[str, Any] | None = None) -> list[str]:
+    """The backend's files (for its pull options), plus what --include adds, minus what
+    --exclude removes."""
+    if backend.select_files is None:
+        chosen = list(paths)
+    elif backend.pull_options:
+        chosen = list(backend.select_files(paths, pull_options(backend, options)))
+    else:
+        chosen = list(backend.select_files(paths))
     chosen += [p for p in paths if p not in chosen and any(fnmatch.fnmatch(p, g) for g in include)]
     return [p for p in chosen if not any(fnmatch.fnmatch(p, g) for g in exclude)]
 
@@ -88,14 +103,18 @@ def _present(storage: Path, commit: str, path: str) -> bool:
     return os.path.exists(_pointer(storage, commit, path))  # follows the link to the blob
 
 
-def _cached_offline(model: Model, cache_dir: Path, storage: Path) -> PullResult:
-    """Offline: succeed only if a complete pull of this revision is already cached."""
+def _cached_offline(model: Model, cache_dir: Path, storage: Path,
+                    options: dict[str, Any]) -> PullResult:
+    """Offline: succeed only if a complete pull of this revision (with these pull options)
+    is already cached."""
     commit = model.revision if is_commit(model.revision) else read_ref(
         storage, model.revision or "main")
     record = records.read_record(model.repo_id, cache_dir)
     entry = record.get("revisions", {}).get(commit or "", {})
     files = list(entry.get("files", {}))
-    if commit and entry.get("complete") and all(_present(storage, commit, p) for p in files):
+    pulled_as = entry.get("pull_options", {}).get(model.backend, []) if options else [options]
+    if commit and entry.get("complete") and options in pulled_as \
+            and all(_present(storage, commit, p) for p in files):
         size = sum(entry["files"].values())
         return PullResult(model.ref, model.repo_id, model.backend, commit, files, size,
                           up_to_date=True, offline=True,
@@ -112,26 +131,37 @@ def pull(
     exclude: tuple[str, ...] = (),
     quiet: bool = False,
     workers: int = 8,
+    options: Mapping[str, Any] | None = None,
 ) -> PullResult:
+    """Pull ``model``: the files ``backend.select_files`` wants (for ``options``, the
+    backend's ``pull_options``), then ``backend.after_pull``."""
     start = time.monotonic()
     storage = repo_dir(cache_dir, model.repo_id)
+    chosen = pull_options(backend, options)
     if is_offline():
-        return _cached_offline(model, cache_dir, storage)
+        result = _cached_offline(model, cache_dir, storage, chosen)
+        _after(model, backend, result, cache_dir, quiet, chosen)
+        return result
     try:
         listing = list_revision(model.repo_id, model.revision, model.ref)
     except RepoNotFound as exc:  # a typo, most often: name the close match
         from embctl.models.lookup import did_you_mean
 
         raise RepoNotFound(f"{exc}{did_you_mean(model.ref, cache_dir)}") from None
-    wanted = select(backend, sorted(listing.files), include, exclude)
+    wanted = select(backend, sorted(listing.files), include, exclude, chosen)
     if not wanted:
         raise EmbctlError(f"{model.ref}: no files to pull (check --include/--exclude)")
     files = {p: listing.files[p] for p in wanted}
     commit = listing.commit
     total = sum(f.size for f in files.values())
+    # What the revision should have: this pull's files, and those earlier pulls left in place
+    # (an st pull, then an onnx one: both sets).
+    earlier = records.read_record(model.repo_id, cache_dir).get("revisions", {}).get(
+        commit, {}).get("files", {})
+    expected = {p: n for p, n in earlier.items() if p in listing.files
+                and _present(storage, commit, p)} | {p: f.size for p, f in files.items()}
     records.update_record(model.repo_id, cache_dir, backend=model.backend, ref=model.ref,
-                          commit=commit, files={p: f.size for p, f in files.items()},
-                          complete=False)
+                          commit=commit, files=expected, complete=False)
     missing = [p for p in wanted if not _present(storage, commit, p)]
     result = PullResult(model.ref, model.repo_id, model.backend, commit, wanted, total,
                         path=str(storage / "snapshots" / commit))
@@ -143,10 +173,21 @@ def pull(
     if not is_commit(model.revision):
         write_ref(storage, model.revision or "main", commit)
     records.update_record(model.repo_id, cache_dir, backend=model.backend, ref=model.ref,
-                          commit=commit, files={p: f.size for p, f in files.items()},
-                          complete=True)
+                          commit=commit, files=expected, complete=True,
+                          options=chosen if backend.pull_options else None)
+    _after(model, backend, result, cache_dir, quiet, chosen)
     result.seconds = time.monotonic() - start
     return result
+
+
+def _after(model: Model, backend: Backend, result: PullResult, cache_dir: Path, quiet: bool,
+           options: dict[str, Any]) -> None:
+    """The backend's ``after_pull`` (an export of what the snapshot lacks), and the options
+    in the result."""
+    if backend.pull_options:
+        result.extra.setdefault("options", options)
+    if backend.after_pull is not None:
+        backend.after_pull(model, result, {**options, "cache_dir": cache_dir, "quiet": quiet})
 
 
 def _download(model: Model, listing: Listing, files: dict[str, RemoteFile], missing: list[str],

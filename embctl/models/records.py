@@ -52,8 +52,11 @@ def update_record(
     commit: str,
     files: dict[str, int],
     complete: bool,
+    options: dict[str, Any] | None = None,
 ) -> None:
-    """Record (or mark complete) one revision of a pull. Best effort: never fails a pull."""
+    """Record (or mark complete) one revision of a pull. Best effort: never fails a pull.
+    ``options``: the backend's pull options (``{"variant": "int8"}``), added to the
+    revision's list of those pulled (``ls`` shows them; an offline pull needs them)."""
     from filelock import FileLock
 
     from embctl.models.holds import PULL_LOCK, lock_path
@@ -69,6 +72,10 @@ def update_record(
             revisions = data.setdefault("revisions", {})
             entry = revisions.get(commit, {})
             entry.update(files=files, complete=complete or entry.get("complete", False))
+            if options is not None:  # per backend: st and onnx pulls of one repo differ
+                pulled = entry.setdefault("pull_options", {}).setdefault(backend, [])
+                if options not in pulled:
+                    pulled.append(options)
             entry["updated_at"] = time.time()
             revisions[commit] = entry
             _write_atomic(path, data)

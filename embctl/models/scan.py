@@ -255,9 +255,18 @@ def model_entry(repo: CachedRepo, cache_dir: Path, recognize: Recognizer | None 
             "revisions": len(repo.revisions),
             "refs": sorted(repo.refs),
             "incomplete_bytes": repo.incomplete_size,
+            **_pull_options(record, head, backend),
         },
         source=repo,
     )
+
+
+def _pull_options(record: dict, head: Revision | None, backend: str | None) -> dict:
+    """``{"pull_options": [...]}``: the backend's pull options each pull of the head used
+    (``[{"variant": "int8"}]``), or nothing for backends without any."""
+    entry = record.get("revisions", {}).get(head.commit, {}) if head else {}
+    pulled = entry.get("pull_options", {}).get(backend) if backend else None
+    return {"pull_options": pulled} if pulled else {}
 
 
 def _later(a: float | None, b: float | None) -> float | None:
