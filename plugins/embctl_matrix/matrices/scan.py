@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from embctl.inventory import Entry
+from embctl.stores.files import files_size, last_used
 from embctl_matrix.matrices.format import FormatError
 from embctl_matrix.matrices.paths import matrices_dir
 from embctl_matrix.matrices.store import (
@@ -32,33 +33,14 @@ if TYPE_CHECKING:
 _PENDING = re.compile(rf"^(?P<stem>.+){re.escape(SUFFIX)}(?:\.part\d+)?(?:{INCOMPLETE})?$")
 
 
-def _size(paths: list[Path]) -> int:
-    total = 0
-    for p in paths:
-        try:
-            total += p.stat().st_size
-        except OSError:
-            pass
-    return total
-
-
-def _last_used(paths: list[Path]) -> float | None:
-    times = []
-    for p in paths:
-        try:
-            st = p.stat()
-            times.append(max(st.st_atime, st.st_mtime))
-        except OSError:
-            pass
-    return max(times) if times else None
 
 
 def _ok_entry(info: MatrixInfo) -> Entry:
     files = [info.path, *info.companions()]
     return Entry(
         kind="matrix", ref=info.ref, repo_id="+".join(info.sources), backend="matrix",
-        revision="+".join(info.revisions), dim=info.shape[1], size_bytes=_size(files),
-        path=str(info.path), last_used=_last_used(files), count=info.shape[0],
+        revision="+".join(info.revisions), dim=info.shape[1], size_bytes=files_size(files),
+        path=str(info.path), last_used=last_used(files), count=info.shape[0],
         extra={"key": info.key, "dtype": info.dtype, "shape": list(info.shape),
                "vocab_size": info.shape[0], "sources": info.sources, "tensors": info.tensors,
                "requested_revision": info.requested_revision, "sha256": info.sha256,
@@ -90,7 +72,7 @@ def matrix_entries(root: Path | None = None) -> list[Entry]:
             except (OSError, FormatError) as exc:
                 ref, repo_id = _guess_ref(name[: -len(SUFFIX)])
                 entries.append(Entry("matrix", ref, repo_id, "matrix", None, None,
-                                     _size([path]), str(path), status="broken",
+                                     files_size([path]), str(path), status="broken",
                                      extra={"key": name[: -len(SUFFIX)].rsplit(".", 1)[-1],
                                             "error": str(exc)}))
             continue
@@ -101,8 +83,8 @@ def matrix_entries(root: Path | None = None) -> list[Entry]:
         if (root / f"{stem}{SUFFIX}").is_file():
             continue  # leftovers of a finished pull; counted by rm, not listed
         ref, repo_id = _guess_ref(stem)
-        entries.append(Entry("matrix", ref, repo_id, "matrix", None, None, _size(paths),
-                             str(root / f"{stem}{SUFFIX}"), last_used=_last_used(paths),
+        entries.append(Entry("matrix", ref, repo_id, "matrix", None, None, files_size(paths),
+                             str(root / f"{stem}{SUFFIX}"), last_used=last_used(paths),
                              status="incomplete",
                              extra={"key": stem.rsplit(".", 1)[-1],
                                     "files": [p.name for p in paths]}))
@@ -139,7 +121,7 @@ def remove_matrices(model: Model | None = None, key: str | None = None, *,
     done = []
     for entry in select_matrices(model, key, root):
         files = matrix_files(Path(entry.path))
-        done.append(replace(entry, size_bytes=_size(files)))
+        done.append(replace(entry, size_bytes=files_size(files)))
         if not dry_run:
             for p in files:
                 try:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from embctl.inventory import Entry
+from embctl.stores.files import files_size, last_used
 from embctl_onnx.exports.layout import (
     TMP_PREFIX,
     VARIANTS,
@@ -29,25 +30,6 @@ def _files(folder: Path) -> list[Path]:
         return []
 
 
-def _size(paths: list[Path]) -> int:
-    total = 0
-    for p in paths:
-        try:
-            total += p.lstat().st_size
-        except OSError:
-            pass
-    return total
-
-
-def _last_used(paths: list[Path]) -> float | None:
-    times = []
-    for p in paths:
-        try:
-            st = p.stat()
-            times.append(max(st.st_atime, st.st_mtime))
-        except OSError:
-            pass
-    return max(times) if times else None
 
 
 def _repo_id(folder_name: str) -> str | None:
@@ -60,8 +42,9 @@ def _repo_id(folder_name: str) -> str | None:
 def _entry(folder: Path, repo_id: str, revision: str, variant: str, status: str,
            **extra: Any) -> Entry:
     files = _files(folder)
-    return Entry(KIND, f"onnx:{repo_id}", repo_id, "onnx", revision, None, _size(files),
-                 str(folder), last_used=_last_used(files), status=status,
+    size = files_size(files, follow_links=False)
+    return Entry(KIND, f"onnx:{repo_id}", repo_id, "onnx", revision, None, size,
+                 str(folder), last_used=last_used(files), status=status,
                  extra={"variant": variant, "files": [p.name for p in files],
                         # as a model's pull record says it: ls shows the backend as onnx[int8]
                         "pull_options": [{"variant": variant}], **extra})
