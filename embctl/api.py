@@ -100,8 +100,11 @@ def load(ref: str, *, device: str | None = None, normalize: bool = False, prefix
     Raises :class:`embctl.errors.EmbctlError` with a one-line message when the model cannot
     be found or pulled (:class:`embctl.errors.UsageError` for a bad option)."""
     from embctl.embed.session import open_session, select
+    from embctl.errors import UsageError
     from embctl.options import load_options
 
+    if not isinstance(cache, bool):  # cache="off" is truthy: it would silently write
+        raise UsageError(f"cache must be True or False, not {cache!r}")
     target = select(ref, {"prefix": prefix})
     values = load_options(target.backend, given=options, flags={"truncate_dim": truncate_dim},
                           shared={"device": device, "normalize": normalize,

@@ -82,10 +82,15 @@ try:
     embctl.load("all-MiniLM-L6-v2", dimensions=256)
 except UsageError as exc:
     print("refused:", exc)
+try:
+    embctl.load("all-MiniLM-L6-v2", cache="off")  # a truthy string must not mean "write"
+except UsageError as exc:
+    print("refused:", exc)
 """
     proc = subprocess.run([sys.executable, "-c", code], env=pulled.env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    first, second = proc.stdout.splitlines()
+    first, second, third = proc.stdout.splitlines()
     assert first == "1.0"
     assert second.startswith("refused: unknown option 'dimensions'; st options:")
+    assert third == "refused: cache must be True or False, not 'off'"
