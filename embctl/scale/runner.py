@@ -78,9 +78,9 @@ def run(job: Job, *, on_start: Any = None) -> Result:
         start = time.monotonic()
         tally = counting.new_tally()
         rows = 8 * (job.model_batch_size or 64)
-        # Blocks are what Ray hands out to actors: 8 per worker keeps them evenly busy to
-        # the end (a streaming repartition would need a CPU slot of its own).
-        ds = reading.read(job.input_path, job.opts, rows, tally, blocks=8 * job.workers)
+        # Blocks of one actor call each (`rows`): handed out one at a time, they keep the
+        # actors evenly busy to the end.
+        ds = reading.read(job.input_path, job.opts, rows, tally)
         share = cluster.cpus / max(job.workers, 1)
         ds = embed_batches(ds, job.ref, job.load, column=job.opts.text_field,
                            batch_size=rows, concurrency=job.workers,
