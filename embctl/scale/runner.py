@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from embctl.embed.inputs import window_size
 from embctl.embed.records import Options, Stats
 from embctl.errors import UsageError
 from embctl.scale import cluster as clusters
@@ -77,7 +78,10 @@ def run(job: Job, *, on_start: Any = None) -> Result:
     try:
         start = time.monotonic()
         tally = counting.new_tally()
-        rows = 8 * (job.model_batch_size or 64)
+        # Rows per actor call: single-process embed's window (16 model batches), which the
+        # actor sorts by length before cutting it into batches: the same padding, so the
+        # same work per line, as single-process.
+        rows = window_size(job.opts, job.model_batch_size or 64, job.concurrency or 1)
         # Blocks of one actor call each (`rows`): handed out one at a time, they keep the
         # actors evenly busy to the end.
         ds = reading.read(job.input_path, job.opts, rows, tally)
