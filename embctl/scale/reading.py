@@ -145,18 +145,20 @@ def _remote_glob(uri: str) -> list[str]:
                   if info.type == pfs.FileType.File and fnmatch.fnmatchcase(info.path, rest))
 
 
-def read(path: str, opts: Options, rows_per_block: int, tally: Any) -> Any:
+def read(path: str, opts: Options, rows_per_block: int, tally: Any,
+         blocks: int | None = None) -> Any:
     """The Dataset of ``-i PATH``'s records (Ray must be initialized): one read task per file,
-    each yielding blocks of ``rows_per_block`` records, which are not split further (asking
-    Ray Data for more blocks than files cuts each block into pieces, and the actors' batches
-    then straddle them: more, smaller, uneven model calls).  Read tasks take no CPU slot
+    each yielding blocks of ``rows_per_block`` records; with ``blocks`` above the number of
+    files, Ray Data cuts each block into pieces to reach it.  Read tasks take no CPU slot
     (they would wait behind the actors)."""
     import ray
 
     paths, folder = expand(path)
     source = datasource(opts, rows_per_block, tally)(
         paths, file_extensions=EXTENSIONS if folder else None)
-    return ray.data.read_datasource(source, num_cpus=0, override_num_blocks=_files(source))
+    files = _files(source)
+    count = max(blocks or 0, files or 0) or None
+    return ray.data.read_datasource(source, num_cpus=0, override_num_blocks=count)
 
 
 def _files(source: Any) -> int | None:

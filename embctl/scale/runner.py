@@ -82,9 +82,12 @@ def run(job: Job, *, on_start: Any = None) -> Result:
         # actor sorts by length before cutting it into batches: the same padding, so the
         # same work per line, as single-process.
         rows = window_size(job.opts, job.model_batch_size or 64, job.concurrency or 1)
-        # Blocks of one actor call each (`rows`): handed out one at a time, they keep the
-        # actors evenly busy to the end.
-        ds = reading.read(job.input_path, job.opts, rows, tally)
+        # One worker: blocks of one actor call each, not cut (even calls, the least
+        # padding).  Several: 8 blocks per worker, cut from the read tasks' blocks; with
+        # whole blocks from one file, Ray Data fed the pool one call at a time and the second
+        # actor idled (measured: 2,000 lines, 2 workers, 33 s uncut, 23 s cut).
+        blocks = 8 * job.workers if job.workers > 1 else None
+        ds = reading.read(job.input_path, job.opts, rows, tally, blocks=blocks)
         share = cluster.cpus / max(job.workers, 1)
         ds = embed_batches(ds, job.ref, job.load, column=job.opts.text_field,
                            batch_size=rows, concurrency=job.workers,
