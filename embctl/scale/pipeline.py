@@ -7,7 +7,7 @@ from typing import Any
 #: Model batches per actor call when no batch_size is given, as in single-process embed's
 #: windows (embctl.embed.inputs.window_size): the actor sorts a call's texts by length
 #: before cutting them into batches, and the larger the call the less padding (on short
-#: texts of mixed lengths, calls of 512 rows cost a fifth more than calls of 1,024).
+#: texts of mixed lengths, calls of 512 rows pad to a fifth more tokens than calls of 1,024).
 BATCHES_PER_CALL = 16
 
 
