@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Rows per actor call when none is given: 8 batches of 64 (a few seconds
-#: of work on a CPU: a small job still spreads over every actor).
-DEFAULT_ROWS = 512
+#: Model batches per actor call when no batch_size is given, as in single-process embed's
+#: windows (embctl.embed.inputs.window_size): the actor sorts a call's texts by length
+#: before cutting them into batches, and the larger the call the less padding (on short
+#: texts of mixed lengths, calls of 512 rows pad to a fifth more tokens than calls of 1,024).
+BATCHES_PER_CALL = 16
 
 
 def prepare(ref: str, options: dict[str, Any], *, prefix: str = "",
@@ -38,7 +40,7 @@ def embed_batches(ds: Any, ref: str, load: dict[str, Any], *, column: str = "tex
     :func:`prepare` returns it)."""
     from embctl.scale.actor import EmbedBatches
 
-    rows = batch_size or (8 * model_batch_size if model_batch_size else DEFAULT_ROWS)
+    rows = batch_size or BATCHES_PER_CALL * (model_batch_size or 64)
     kwargs = {"ref": ref, "column": column, "output_column": output_column, "load": load,
               "adapter": {"prefix": prefix}, "model_batch_size": model_batch_size,
               "model_concurrency": model_concurrency,

@@ -147,12 +147,23 @@ def _remote_glob(uri: str) -> list[str]:
 
 def read(path: str, opts: Options, rows_per_block: int, tally: Any,
          blocks: int | None = None) -> Any:
-    """The Dataset of ``-i PATH``'s records (Ray must be initialized), in at least
-    ``blocks`` blocks.  Read tasks take no CPU slot (they would wait behind the actors)."""
+    """The Dataset of ``-i PATH``'s records (Ray must be initialized): one read task per file,
+    each yielding blocks of ``rows_per_block`` records; with ``blocks`` above the number of
+    files, Ray Data cuts each block into pieces to reach it.  Read tasks take no CPU slot
+    (they would wait behind the actors)."""
     import ray
 
     paths, folder = expand(path)
     source = datasource(opts, rows_per_block, tally)(
         paths, file_extensions=EXTENSIONS if folder else None)
-    count = max(blocks or 0, len(paths) if isinstance(paths, list) else 0) or None
+    files = _files(source)
+    count = max(blocks or 0, files or 0) or None
     return ray.data.read_datasource(source, num_cpus=0, override_num_blocks=count)
+
+
+def _files(source: Any) -> int | None:
+    """How many files a Datasource lists (None: Ray Data decides)."""
+    try:
+        return max(1, len(source._paths()))  # FileBasedDatasource's listing
+    except Exception:  # another Ray version's internals
+        return None
