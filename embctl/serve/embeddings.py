@@ -107,32 +107,30 @@ def _service(request) -> Service:
     return service
 
 
-async def embeddings(request):
-    """OpenAI's ``POST /v1/embeddings``."""
+async def _answer(request, parse, respond, error_body):
+    """Parse the body (``parse``), embed, and answer with ``respond``; every failure in the
+    API's own error shape (``error_body``)."""
     from starlette.responses import JSONResponse, Response
 
     try:
         service = _service(request)
-        req = parse_openai(await read_body(request, service.limits), service.limits)
+        req = parse(await read_body(request, service.limits), service.limits)
         matrix, tokens = await service.vectors(req)
-        return Response(openai_response(req, matrix, tokens), media_type="application/json")
+        return Response(respond(req, matrix, tokens), media_type="application/json")
     except Exception as exc:  # noqa: BLE001 - every failure answers in the API's shape
         error = as_api_error(exc)
-        return JSONResponse(error.openai_body(), error.status, headers=error.headers)
+        return JSONResponse(error_body(error), error.status, headers=error.headers)
+
+
+async def embeddings(request):
+    """OpenAI's ``POST /v1/embeddings``."""
+    return await _answer(request, parse_openai, openai_response, ApiError.openai_body)
 
 
 async def ollama_embed(request):
     """Ollama's ``POST /api/embed``: ``{model, input}`` -> ``{model, embeddings}``."""
-    from starlette.responses import JSONResponse, Response
-
-    try:
-        service = _service(request)
-        req = parse_ollama(await read_body(request, service.limits), service.limits)
-        matrix, tokens = await service.vectors(req)
-        return Response(ollama_response(req, matrix, tokens), media_type="application/json")
-    except Exception as exc:  # noqa: BLE001 - every failure answers in the API's shape
-        error = as_api_error(exc)
-        return JSONResponse({"error": error.message}, error.status, headers=error.headers)
+    return await _answer(request, parse_ollama, ollama_response,
+                         lambda error: {"error": error.message})
 
 
 async def list_models(request):
