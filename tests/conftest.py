@@ -8,7 +8,6 @@ into fixtures.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from support.hub import HubServer, build_minilm_repo  # noqa: E402
 from support.openai_server import TEST_KEY, OpenAIServer  # noqa: E402
-from support.runner import Embctl  # noqa: E402
+from support.runner import Embctl, copy_home  # noqa: E402
 from support.servers import fresh  # noqa: E402
 
 
@@ -73,11 +72,7 @@ def pulled_home(tmp_path_factory, hub_server) -> Path:
 def pulled(tmp_path: Path, pulled_home: Path, hub: HubServer) -> Embctl:
     """embctl with all-MiniLM-L6-v2 already in its cache (a private copy).  ``hub`` comes
     after ``pulled_home``: the session's one pull is not in this test's counters."""
-    home = tmp_path / "pulled"
-    for name in ("hf", "embctl"):
-        if (pulled_home / name).exists():
-            shutil.copytree(pulled_home / name, home / name, symlinks=True)
-    return Embctl.at(home, hub.url)
+    return Embctl.at(copy_home(pulled_home, tmp_path / "pulled"), hub.url)
 
 
 @pytest.fixture(scope="session")

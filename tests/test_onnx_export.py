@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support.onnx_export_fixtures import NOONNX, build_minilm_noonnx_repo
-from support.runner import Embctl, heavy_imports, one_line_error
+from support.runner import Embctl, copy_home, heavy_imports, one_line_error
 
 TESTS = Path(__file__).parent
 INSTALL = 'pip install torch==2.13.0 "embctl[onnx-export]"'
@@ -85,13 +85,6 @@ def tree_digest(folder: Path) -> dict[str, str]:
         else:
             out[rel] = "dir"
     return out
-
-
-def copy_home(src: Path, dst: Path) -> Path:
-    for name in ("hf", "embctl"):
-        if (src / name).exists():
-            shutil.copytree(src / name, dst / name, symlinks=True)
-    return dst
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import shutil
 import threading
 import urllib.request
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import openai
 import pytest
-from support.runner import Embctl
+from support.runner import Embctl, copy_home
 from support.serve import post, start_serve, stop
 
 MODEL = "all-MiniLM-L6-v2"
@@ -28,13 +27,6 @@ POOL = [f"client text {i} about shipping, invoices and the {i % 13}th warehouse"
         for i in range(160)]
 BATCH_LINE = re.compile(r"embeddings \S+: (\d+) requests?, (\d+) inputs \((\d+) cached, "
                         r"(\d+) computed\)")
-
-
-def copy_home(src: Path, dst: Path) -> Path:
-    for name in ("hf", "embctl"):
-        if (src / name).exists():
-            shutil.copytree(src / name, dst / name, symlinks=True)
-    return dst
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +39,15 @@ def expected(tmp_path_factory, pulled_home, hub_server) -> dict[str, np.ndarray]
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line)["embedding"] for line in proc.stdout.splitlines()]
     return dict(zip(texts, np.array(rows, dtype=np.float32), strict=True))
+
+
+def in_threads(target, args) -> None:
+    """``target(a)`` for each ``a`` in ``args``, all at once, each in its own thread."""
+    threads = [threading.Thread(target=target, args=(a,)) for a in args]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
 
 
 class Served:
@@ -100,11 +101,7 @@ def test_concurrent_first_requests_open_the_model_once(served, expected):
         got = client.embeddings.create(model=names[i], input=SHORT[i], encoding_format="float")
         answers[i] = got.data[0].embedding
 
-    threads = [threading.Thread(target=first, args=(i,)) for i in range(len(names))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(600)
+    in_threads(first, range(len(names)))
     check([answers[i] for i in range(len(names))], SHORT[:len(names)], expected)
     opened = re.findall(r"embeddings \S+: opened (\S+)", served.log.read_text())
     assert opened == [f"st:sentence-transformers/{MODEL}@{expected_revision(served)}"]
@@ -220,11 +217,7 @@ def test_many_concurrent_clients_get_their_own_vectors(served, expected):
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=client_thread, args=(c,)) for c in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(600)
+    in_threads(client_thread, range(10))
     assert not errors, errors
     for key, texts in plan.items():
         check(results[key], texts, expected)
@@ -274,11 +267,7 @@ def test_limits_full_queue_and_sigterm(tmp_path, pulled_home, hub_server):
             except openai.RateLimitError as exc:
                 outcomes.append(exc)
 
-        threads = [threading.Thread(target=burst, args=(k,)) for k in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(600)
+        in_threads(burst, range(8))
         limited = [o for o in outcomes if isinstance(o, openai.RateLimitError)]
         served_ok = [o for o in outcomes if not isinstance(o, openai.RateLimitError)]
         assert len(outcomes) == 8 and limited and served_ok

@@ -97,6 +97,16 @@ class Embctl:
         )
 
 
+def copy_home(src: Path, dst: Path) -> Path:
+    """A private copy of a test home (its HF cache and EMBCTL_HOME, links kept as links)."""
+    import shutil
+
+    for name in ("hf", "embctl"):
+        if (src / name).exists():
+            shutil.copytree(src / name, dst / name, symlinks=True)
+    return dst
+
+
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
     """The error output must be one line (plus optional warnings) and hold no traceback."""
     assert "Traceback" not in proc.stderr, proc.stderr
