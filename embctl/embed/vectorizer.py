@@ -106,12 +106,14 @@ class Vectorizer:
         """Wait until the vectors computed so far are committed to the cache (a caller that
         hands them on and may be killed next: a Ray actor).  A failed commit disables the
         cache, as at the end of a window."""
-        committer = self._committer
-        if committer is None:
-            return
-        committer.flush()
-        if committer.error is not None and self.store is not None:
-            self._disable_cache(committer.error)
+        if self._committer is not None:
+            self._committer.flush()
+            self._check_commits()
+
+    def _check_commits(self) -> None:
+        """A failed commit (the committer's error) disables the cache, with one warning."""
+        if self._committer is not None and self._committer.error is not None:
+            self._disable_cache(self._committer.error)
 
     def lookup(self, keys: Sequence[bytes]) -> dict[bytes, bytes]:
         """The cached vectors of ``keys``, committed or still queued; {} without a cache."""
@@ -237,8 +239,7 @@ class Vectorizer:
                 except BaseException:
                     self._error = None  # raised here as it is; the next call starts afresh
                     raise
-            if self._committer is not None and self._committer.error is not None:
-                self._disable_cache(self._committer.error)
+            self._check_commits()
             for key, owner in job.borrowed.items():
                 job.vecs[key] = owner.vecs[key]
         finally:
