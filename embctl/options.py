@@ -144,6 +144,25 @@ def load_options(backend: Backend, pairs: Sequence[str] = (), *,
     return with_defaults(backend, values)
 
 
+def parse_pull_options(backend: Backend, pairs: Sequence[str], variant: str | None = None
+                       ) -> dict[str, Any]:
+    """The backend's pull options from ``-O KEY=VALUE`` and ``--variant``: only those it
+    declares in ``pull_options`` (the others change the vectors, not the files)."""
+    if not pairs and variant is None:
+        return {}
+    names = set(backend.pull_options)
+    if not names:
+        flag = "--variant" if variant is not None else "-O"
+        raise UsageError(f"{flag}: the {backend.name} backend takes no pull options")
+    for pair in pairs:
+        key = pair.partition("=")[0].strip().replace("-", "_")
+        if key and key not in names:
+            raise UsageError(f"-O {pair}: not a pull option of the {backend.name} backend "
+                             f"(pull options: {', '.join(sorted(names))})")
+    values = load_options(backend, pairs, flags={"variant": variant})
+    return {k: v for k, v in values.items() if k in names}
+
+
 def _as_flag(flag: str, backend: Backend, name: str, message: str) -> str:
     """``st option truncate_dim: expected int...`` -> ``--truncate-dim: expected int...``."""
     rest = message.removeprefix(f"{backend.name} option {name}: ")

@@ -80,12 +80,12 @@ def command(ref: str, to_dir: Path | None, vectors: bool, output: Path | None, f
 def _options(model, pairs: tuple[str, ...], variant: str | None) -> dict | None:
     """The model's backend's pull options (``onnx``: variant), with their defaults; None for
     a backend without any (then -O and --variant are refused)."""
-    from embctl.cli.pull import _pull_options
     from embctl.models.pull import pull_options
+    from embctl.options import parse_pull_options
     from embctl.registry import get_backend
 
     backend = get_backend(model.backend)
-    given = _pull_options(backend, pairs, variant)
+    given = parse_pull_options(backend, pairs, variant)
     return pull_options(backend, given) if backend.pull_options else None
 
 

@@ -52,6 +52,7 @@ def command(refs, revision, include, exclude, from_dir, follow_links, tensor, va
     from embctl.errors import UsageError
     from embctl.models.importer import import_dir
     from embctl.models.pull import pull
+    from embctl.options import parse_pull_options
     from embctl.registry import get_backend, resolve
 
     if from_dir is not None and len(refs) != 1:
@@ -71,7 +72,7 @@ def command(refs, revision, include, exclude, from_dir, follow_links, tensor, va
         if tensor is not None and "tensor" not in {o.name for o in backend.options}:
             raise UsageError(f"{model.ref}: --tensor is not an option of the {backend.name} "
                              "backend")
-        options = _pull_options(backend, backend_options, variant)
+        options = parse_pull_options(backend, backend_options, variant)
         canonical = model.alias or (
             model.repo_id if backend.default else f"{backend.name}:{model.repo_id}"
         )
@@ -111,27 +112,6 @@ def command(refs, revision, include, exclude, from_dir, follow_links, tensor, va
                 info(line)
     if as_json:
         print_json(results)
-
-
-def _pull_options(backend, pairs: tuple[str, ...], variant: str | None) -> dict:
-    """The backend's pull options from ``-O KEY=VALUE`` and ``--variant``: only those it
-    declares in ``pull_options`` (the others change the vectors, not the files)."""
-    from embctl.errors import UsageError
-    from embctl.options import load_options
-
-    if not pairs and variant is None:
-        return {}
-    names = set(backend.pull_options)
-    if not names:
-        flag = "--variant" if variant is not None else "-O"
-        raise UsageError(f"{flag}: the {backend.name} backend takes no pull options")
-    for pair in pairs:
-        key = pair.partition("=")[0].strip().replace("-", "_")
-        if key and key not in names:
-            raise UsageError(f"-O {pair}: not a pull option of the {backend.name} backend "
-                             f"(pull options: {', '.join(sorted(names))})")
-    values = load_options(backend, pairs, flags={"variant": variant})
-    return {k: v for k, v in values.items() if k in names}
 
 
 def _summary(result) -> str:
