@@ -84,6 +84,12 @@ class Embedder:
     #: Token budget of one ``embed`` call: a batch is also cut before its inputs' tokens
     #: (``count_tokens``) pass it (API request limits).  None: batches are cut by size only.
     max_batch_tokens: int | None = None
+    #: For models that pad each call's inputs to the longest (transformers): the fixed cost of
+    #: one ``embed`` call, in the units of the input's size (characters of text).  The core
+    #: then cuts each window's length-sorted misses where the padding saved pays for another
+    #: call, instead of every ``batch_size`` inputs (embctl/embed/batching.py).  None: by
+    #: ``batch_size`` only (and ``max_batch_tokens``, which comes first).
+    call_cost: int | None = None
     #: ``count_tokens(text) -> int``, the tokens of one input (an estimate unless
     #: ``tokens_exact``).  None: the model cannot count; ``--dry-run`` then shows no tokens.
     count_tokens: Callable[[str], int] | None = None

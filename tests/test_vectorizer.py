@@ -14,7 +14,7 @@ import pytest
 from embctl import backends
 from embctl.backends import Backend, Model
 from embctl.embed.adapter import InputAdapter, TextAdapter, adapter_for
-from embctl.embed.batching import split
+from embctl.embed.batching import split, split_padded
 from embctl.embed.dryrun import dry_run
 from embctl.embed.outputs import Writer
 from embctl.embed.records import Options
@@ -153,6 +153,22 @@ def test_a_token_budget_cuts_batches_before_it_is_passed():
     assert split(["x" * 3] * 5, 2, 7, len) == [(0, 2), (2, 4), (4, 5)]
     assert split(list(range(5)), 2) == [(0, 2), (2, 4), (4, 5)]
     assert split([], 4, 10, len) == [] and split([], 4) == []
+
+
+def test_a_model_that_pads_gets_cuts_where_padding_costs_more_than_a_call():
+    e = Embedder(batch_size=64)
+    e.call_cost = 50
+    texts = ["x" * 200] * 3 + ["y" * 20] * 40  # 2 long and 40 short: apart, not padded to 200
+    texts = [t + str(i) for i, t in enumerate(texts)]
+    job = Vectorizer(e, None, TextAdapter()).plan(texts)
+    assert [len(b) for b in job.batches] == [3, 40]
+    e.call_cost = None  # a model that does not pad: batch_size alone
+    assert [len(b) for b in Vectorizer(e, None, TextAdapter()).plan(texts).batches] == [43]
+    # Equal sizes are never cut below batch_size; each cut pays for itself.
+    assert split_padded([10] * 130, 64, 1) == [(0, 64), (64, 128), (128, 130)]
+    assert split_padded([100, 99, 98, 2, 1], 64, 1000) == [(0, 5)]
+    assert split_padded([100, 99, 98, 2, 1], 64, 10) == [(0, 3), (3, 5)]
+    assert split_padded([], 8, 10) == [] and split_padded([5], 8, 10) == [(0, 1)]
 
 
 def test_an_overlapping_window_in_flight_is_borrowed_not_recomputed(tmp_path):

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from embctl.console import warn
-from embctl.embed.batching import split
+from embctl.embed.batching import split, split_padded
 from embctl.errors import EmbctlError
 
 if TYPE_CHECKING:
@@ -182,6 +182,10 @@ class Vectorizer:
         if budget and count is not None:
             payload = self.adapter.payload
             ranges = split(order, self.batch_size, budget, lambda k: count(payload(misses[k])))
+        elif self.embedder.call_cost:
+            size = self.adapter.size
+            ranges = split_padded([size(misses[k]) for k in order], self.batch_size,
+                                  self.embedder.call_cost)
         else:
             ranges = split(order, self.batch_size)
         return [order[a:b] for a, b in ranges]
