@@ -39,6 +39,10 @@ def snapshot(home: Embctl) -> Path:
 @pytest.fixture
 def planted(pulled: Embctl, tmp_path: Path) -> Embctl:
     """The pulled cache with a secret beside it and links in it that lead out of it."""
+    return plant(pulled, tmp_path)
+
+
+def plant(pulled: Embctl, tmp_path: Path) -> Embctl:
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret.txt").write_bytes(SECRET)
@@ -98,6 +102,30 @@ def test_nothing_outside_the_cache_is_served(planted: Embctl):
         status, tree = raw_get(url, f"/api/models/{MINILM}/tree/main?recursive=true")
         assert status == 200 and b"leak" not in tree and SECRET not in tree
     assert proc.returncode == 0
+
+
+def test_links_planted_while_serving_are_never_served(pulled: Embctl, tmp_path: Path):
+    """The mirror keeps each snapshot's listing between requests: what changes in the cache
+    afterwards (links planted, a blob swapped for a link, a file added or removed) is seen by
+    the next request, never served from the kept listing."""
+    targets = [t.format(repo=MINILM) for t in TRAVERSALS if "leak" in t or "tokenizer_c" in t]
+    with serving(pulled.env) as (_, url):
+        status, response = raw_get(url, f"/{MINILM}/resolve/main/tokenizer_config.json")
+        assert status == 200 and SECRET not in response  # listed and kept
+        assert raw_get(url, f"/api/models/{MINILM}/tree/main?recursive=true")[0] == 200
+        plant(pulled, tmp_path)
+        for target in targets:
+            status, response = raw_get(url, target)
+            assert status in (400, 404), (target, status, response[:300])
+            assert SECRET not in response, target
+        snap = snapshot(pulled)
+        (snap / "1_Pooling" / "added.txt").write_bytes(b"new in a sub-folder")
+        (snap / "modules.json").unlink()
+        status, response = raw_get(url, f"/{MINILM}/resolve/main/1_Pooling/added.txt")
+        assert status == 200 and response.endswith(b"new in a sub-folder")
+        assert raw_get(url, f"/{MINILM}/resolve/main/modules.json")[0] == 404
+        status, info = raw_get(url, f"/api/models/{MINILM}")
+        assert b"1_Pooling/added.txt" in info and b"modules.json" not in info
 
 
 def test_a_link_inside_the_cache_is_served(pulled: Embctl):

@@ -131,7 +131,9 @@ class Mirror:
             log.info("upstream: fetched %s@%s in %.1f s", repo_id, revision,
                      time.monotonic() - started)
             commit = self.view.resolve(repo_id, revision)
-        return await run_in_threadpool(self.view.snapshot, repo_id, commit)
+        kept = self.view.kept(repo_id, commit)
+        return kept if kept is not None else \
+            await run_in_threadpool(self.view.snapshot, repo_id, commit)
 
     # -- /{repo}/resolve/{rev}/{path} ------------------------------------------------------
 
@@ -161,6 +163,10 @@ class Mirror:
         found = snap.files.get(path)
         if found is None and self.upstream is not None:
             await self.upstream.fetch_file(repo_id, snap.commit, path)
+            snap = await run_in_threadpool(self.view.snapshot, repo_id, snap.commit)
+            found = snap.files.get(path)
+        if found is not None and not self.view.unchanged(found):  # changed since listed
+            self.view.forget(repo_id, snap.commit)
             snap = await run_in_threadpool(self.view.snapshot, repo_id, snap.commit)
             found = snap.files.get(path)
         if found is None:
