@@ -55,8 +55,9 @@ def embed_on_ray(ctx: click.Context, ref: str) -> None:
             return
         what = (f"local Ray started ({cluster.cpus} CPUs)" if cluster.started else
                 f"joined Ray at {job.address} ({cluster.nodes} nodes, {cluster.cpus} CPUs)")
-        print(f"embctl: {what} in {cluster.seconds:.1f}s; {job.workers} workers",
-              file=sys.stderr, flush=True)
+        workers = f"{job.workers} worker{'' if job.workers == 1 else 's'}"
+        print(f"embctl: {what} in {cluster.seconds:.1f}s; {workers}", file=sys.stderr,
+              flush=True)
 
     result = run(job, on_start=started)
     if quiet:

@@ -85,8 +85,13 @@ def run(job: Job, *, on_start: Any = None) -> Result:
         # One worker: blocks of one actor call each, not cut (even calls, the least
         # padding).  Several: 8 blocks per worker, cut from the read tasks' blocks; with
         # whole blocks from one file, Ray Data fed the pool one call at a time and the second
-        # actor idled (measured: 2,000 lines, 2 workers, 33 s uncut, 23 s cut).
+        # actor idled (measured: 2,000 lines, 2 workers, 33 s uncut, 23 s cut).  And calls of
+        # 4 model batches: the workers end together (an actor finishing its last call of
+        # 1,024 rows alone left a core idle for up to 12 s), and the model's padding-aware
+        # cuts (Embedder.call_cost) keep small calls from padding more.
         blocks = 8 * job.workers if job.workers > 1 else None
+        if job.workers > 1:
+            rows = min(rows, 4 * (job.model_batch_size or 64))
         ds = reading.read(job.input_path, job.opts, rows, tally, blocks=blocks)
         share = cluster.cpus / max(job.workers, 1)
         ds = embed_batches(ds, job.ref, job.load, column=job.opts.text_field,
