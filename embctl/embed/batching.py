@@ -41,7 +41,8 @@ def split_padded(sizes: Sequence[int], batch_size: int, call_cost: int) -> list[
     """[start, end) ranges of inputs whose ``sizes`` are sorted longest first, at most
     ``batch_size`` each, that minimise the padded size computed (each call pads its inputs
     to its first, the longest) plus ``call_cost`` per call, in the same units.  Dynamic
-    programming over the cut points, one numpy step per input: 4,096 inputs in ~20 ms."""
+    programming over the cut points, one numpy step per input (4,096 inputs: ~0.1 s, against
+    ~25 s to embed them on 2 cores)."""
     import numpy as np
 
     n = len(sizes)
