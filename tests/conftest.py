@@ -8,6 +8,7 @@ into fixtures.
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,13 @@ from support.hub import HubServer, build_minilm_repo  # noqa: E402
 from support.openai_server import TEST_KEY, OpenAIServer  # noqa: E402
 from support.runner import Embctl, copy_home  # noqa: E402
 from support.servers import fresh  # noqa: E402
+
+# A shell starts background jobs (`.ci/run &`, nohup) with SIGINT ignored, and an ignored
+# signal stays ignored in every process started from here: embctl would then never see the
+# Ctrl-C the tests send.  A handled signal is reset to the default in a child: Python's own
+# KeyboardInterrupt there, as from a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
