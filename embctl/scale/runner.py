@@ -89,8 +89,9 @@ def run(job: Job, *, on_start: Any = None) -> Result:
         # 4 model batches: the workers end together (an actor finishing its last call of
         # 1,024 rows alone left a core idle for up to 12 s), and the model's padding-aware
         # cuts (Embedder.call_cost) keep small calls from padding more.
-        blocks = 8 * job.workers if job.workers > 1 else None
+        blocks = None
         if job.workers > 1:
+            blocks = 8 * job.workers
             rows = min(rows, 4 * (job.model_batch_size or 64))
         ds = reading.read(job.input_path, job.opts, rows, tally, blocks=blocks)
         share = cluster.cpus / max(job.workers, 1)
