@@ -83,6 +83,12 @@ class EmbedBatches:
         import numpy as np
         import pyarrow as pa
 
+        key = None  # the batch's rows, when the reader marked them (see counting.py)
+        if counting.ROW_COLUMN in batch.column_names:
+            marks = batch.column(counting.ROW_COLUMN)
+            if len(marks):
+                key = f"rows {marks[0].as_py()} {marks[len(marks) - 1].as_py()} {len(marks)}"
+            batch = batch.drop_columns([counting.ROW_COLUMN])
         if self.column not in batch.column_names:
             raise EmbctlError(f"no column {self.column!r} to embed (the columns: "
                               f"{', '.join(batch.column_names)}); name it with column=")
@@ -108,7 +114,7 @@ class EmbedBatches:
         else:
             batch = batch.append_column(self.output_column, vectors)
         counting.add(self.tally, {"embedded": len(texts), "hits": hits, "computed": computed,
-                                  "duplicates": duplicates})
+                                  "duplicates": duplicates}, key=key)
         return batch
 
     def __del__(self) -> None:

@@ -3,7 +3,10 @@
 A :class:`Tally` is a small Ray actor created by the driver; its handle travels to the read
 tasks and the embedding actors, which add to it once per file or batch (a synchronous call,
 so that the driver reading the totals at the end sees every addition).  A batch is counted
-when it is done: an actor killed mid-batch adds nothing for it, and the retry counts it once.
+when it is done, under a key (its first and last rows' file and line, from the column
+:data:`ROW_COLUMN` the reader adds and the actor drops): Ray retries the whole task of an
+actor killed mid-task, batches it had already counted included, and a key counted once is
+not counted again.  A file's read task is keyed by its path the same way.
 """
 
 from __future__ import annotations
@@ -18,13 +21,23 @@ MAX_WARNINGS = 20
 #: The counters a Tally sums (the fields of embctl.embed.records.Stats that workers count).
 FIELDS = ("read", "embedded", "hits", "computed", "duplicates", "skipped", "blank")
 
+#: The column the reader adds to every row ("FILE:LINE"), for the batch keys; the embedding
+#: actor drops it, so it never reaches the output.
+ROW_COLUMN = "__embctl_row__"
+
 
 class _Tally:
     def __init__(self) -> None:
         self.counts = dict.fromkeys(FIELDS, 0)
+        self.keys: set[str] = set()
         self.warnings: list[str] = []
 
-    def add(self, counts: dict[str, int], warnings: list[str] | None = None) -> None:
+    def add(self, counts: dict[str, int], warnings: list[str] | None = None,
+            key: str | None = None) -> None:
+        if key is not None:
+            if key in self.keys:  # a retried task counting a batch or file again
+                return
+            self.keys.add(key)
         for name, value in counts.items():
             self.counts[name] += int(value)
         for text in warnings or ():
@@ -43,13 +56,15 @@ def new_tally() -> Any:
     return ray.remote(num_cpus=0, max_restarts=0)(_Tally).remote()
 
 
-def add(tally: Any, counts: dict[str, int], warnings: list[str] | None = None) -> None:
-    """Add ``counts`` to ``tally`` (None: nothing is counted, as in the Python API)."""
+def add(tally: Any, counts: dict[str, int], warnings: list[str] | None = None,
+        key: str | None = None) -> None:
+    """Add ``counts`` to ``tally`` (None: nothing is counted, as in the Python API), once
+    per ``key`` when one is given."""
     if tally is None:
         return
     import ray
 
-    ray.get(tally.add.remote(counts, warnings))
+    ray.get(tally.add.remote(counts, warnings, key))
 
 
 def stats_of(tally: Any) -> tuple[Stats, list[str]]:

@@ -85,7 +85,8 @@ def datasource(opts: Options, rows_per_block: int, tally: Any) -> type:
             try:
                 for record in read_records(_lines(f), opts, stats, on_bad):
                     first = first or record.line
-                    rows.append(record.obj or {})
+                    rows.append({**(record.obj or {}),
+                                 counting.ROW_COLUMN: f"{path}:{record.line}"})
                     if len(rows) >= rows_per_block:
                         yield _table(rows, path, first, record.line)
                         rows, first = [], 0
@@ -93,7 +94,8 @@ def datasource(opts: Options, rows_per_block: int, tally: Any) -> type:
                     yield _table(rows, path, first, stats.read)
             finally:  # a failed file counts too: the summary is not printed then anyway
                 counting.add(tally, {"read": stats.read, "blank": stats.blank,
-                                     "skipped": stats.skipped}, on_bad.warnings)
+                                     "skipped": stats.skipped}, on_bad.warnings,
+                             key=f"file {path}")
 
     return JsonlSource
 
