@@ -82,20 +82,20 @@ def datasource(opts: Options, rows_per_block: int, tally: Any) -> type:
             on_bad = _FileBadLines(path, opts, stats)
             rows: list[dict[str, Any]] = []
             first = 0
-            try:
-                for record in read_records(_lines(f), opts, stats, on_bad):
-                    first = first or record.line
-                    rows.append({**(record.obj or {}),
-                                 counting.ROW_COLUMN: f"{path}:{record.line}"})
-                    if len(rows) >= rows_per_block:
-                        yield _table(rows, path, first, record.line)
-                        rows, first = [], 0
-                if rows:
-                    yield _table(rows, path, first, stats.read)
-            finally:  # a failed file counts too: the summary is not printed then anyway
-                counting.add(tally, {"read": stats.read, "blank": stats.blank,
-                                     "skipped": stats.skipped}, on_bad.warnings,
-                             key=f"file {path}")
+            for record in read_records(_lines(f), opts, stats, on_bad):
+                first = first or record.line
+                rows.append({**(record.obj or {}),
+                             counting.ROW_COLUMN: f"{path}:{record.line}"})
+                if len(rows) >= rows_per_block:
+                    yield _table(rows, path, first, record.line)
+                    rows, first = [], 0
+            if rows:
+                yield _table(rows, path, first, stats.read)
+            # Counted once the file is read whole, under its path: an attempt that fails or
+            # is killed partway counts nothing (a failed job prints no summary), and Ray's
+            # retry of the task counts the file once.
+            counting.add(tally, {"read": stats.read, "blank": stats.blank,
+                                 "skipped": stats.skipped}, on_bad.warnings, key=f"file {path}")
 
     return JsonlSource
 
