@@ -85,9 +85,7 @@ class EmbedBatches:
 
         key = None  # the batch's rows, when the reader marked them (see counting.py)
         if counting.ROW_COLUMN in batch.column_names:
-            marks = batch.column(counting.ROW_COLUMN)
-            if len(marks):
-                key = f"rows {marks[0].as_py()} {marks[len(marks) - 1].as_py()} {len(marks)}"
+            key = counting.batch_key(batch.column(counting.ROW_COLUMN))
             batch = batch.drop_columns([counting.ROW_COLUMN])
         if self.column not in batch.column_names:
             raise EmbctlError(f"no column {self.column!r} to embed (the columns: "

@@ -26,6 +26,24 @@ FIELDS = ("read", "embedded", "hits", "computed", "duplicates", "skipped", "blan
 ROW_COLUMN = "__embctl_row__"
 
 
+def row_mark(path: str, line: int) -> str:
+    """The :data:`ROW_COLUMN` value of line ``line`` of file ``path``."""
+    return f"{path}:{line}"
+
+
+def batch_key(marks: Any) -> str | None:
+    """The key of a batch from its :data:`ROW_COLUMN` (a pyarrow column): its first and last
+    rows and their count, the same when Ray retries the task; None for an empty batch."""
+    if not len(marks):
+        return None
+    return f"rows {marks[0].as_py()} {marks[len(marks) - 1].as_py()} {len(marks)}"
+
+
+def file_key(path: str) -> str:
+    """The key of a file's read counts."""
+    return f"file {path}"
+
+
 class _Tally:
     def __init__(self) -> None:
         self.counts = dict.fromkeys(FIELDS, 0)

@@ -85,7 +85,7 @@ def datasource(opts: Options, rows_per_block: int, tally: Any) -> type:
             for record in read_records(_lines(f), opts, stats, on_bad):
                 first = first or record.line
                 rows.append({**(record.obj or {}),
-                             counting.ROW_COLUMN: f"{path}:{record.line}"})
+                             counting.ROW_COLUMN: counting.row_mark(path, record.line)})
                 if len(rows) >= rows_per_block:
                     yield _table(rows, path, first, record.line)
                     rows, first = [], 0
@@ -95,7 +95,8 @@ def datasource(opts: Options, rows_per_block: int, tally: Any) -> type:
             # is killed partway counts nothing (a failed job prints no summary), and Ray's
             # retry of the task counts the file once.
             counting.add(tally, {"read": stats.read, "blank": stats.blank,
-                                 "skipped": stats.skipped}, on_bad.warnings, key=f"file {path}")
+                                 "skipped": stats.skipped}, on_bad.warnings,
+                         key=counting.file_key(path))
 
     return JsonlSource
 
