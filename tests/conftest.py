@@ -1,9 +1,14 @@
-"""Shared fixtures: a real Hub-protocol server on 127.0.0.1 and embctl run as a subprocess.
+"""Shared fixtures: a real Hub-protocol server on 127.0.0.1, test homes, and the two tiers.
 
-Every test runs ``python -m embctl`` the way users run it (`support.runner.Embctl`), with
-``HF_ENDPOINT`` pointing at the local hub and ``HF_HOME``/``EMBCTL_HOME`` in a fresh temporary
-directory.  The helpers themselves live in the `support` package; this file only wires them
-into fixtures.
+Most tests run the CLI in this process (`support.runner.Embctl`, `support.inprocess`), each
+in its own home (``HF_HOME``/``EMBCTL_HOME`` under its ``tmp_path``) against the session's
+hub.  Tests marked ``e2e`` may also start ``python -m embctl`` (``Embctl.process``,
+``Embctl.popen``): the process boundary is what they test.  docs/testing.md says how to add
+a test to each tier.
+
+What costs seconds is built once: the hub and its repos, one pulled home (hard-linked into
+each test's home, never copied), and the ONNX export (built only when a test asks for it,
+and kept across sessions in pytest's cache while its inputs are unchanged).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import pytest
 # `support` is imported as a top-level package from tests/, whatever pytest's import mode.
 sys.path.insert(0, str(Path(__file__).parent))
 
+from support import runner  # noqa: E402
+from support.homes import BlobGuard  # noqa: E402
 from support.hub import HubServer, build_minilm_repo  # noqa: E402
 from support.openai_server import TEST_KEY, OpenAIServer  # noqa: E402
 from support.runner import Embctl, copy_home  # noqa: E402
@@ -31,23 +38,28 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-@pytest.fixture(scope="session")
-def onnx_built(tmp_path_factory) -> dict[str, Path]:
-    """Real ONNX files of all-MiniLM-L6-v2 (fp32 and int8), exported once per session."""
-    from support.onnx_fixtures import export_minilm_onnx
-
-    return export_minilm_onnx(tmp_path_factory.mktemp("onnx-export"))
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture of ``item`` is set up: may it start ``python -m embctl``?"""
+    runner.E2E.update(allowed=item.get_closest_marker("e2e") is not None, test=item.nodeid)
 
 
 @pytest.fixture(scope="session")
-def hub_root(tmp_path_factory, onnx_built) -> Path:
-    """The session hub's root: all-MiniLM-L6-v2 with its decoys, its real ONNX files (fp32,
-    and int8 under the name this CPU picks) and the other ONNX variants as decoys; tests may
-    add repos."""
-    from support.onnx_fixtures import add_onnx_files
+def onnx_built(request, tmp_path_factory) -> dict[str, Path]:
+    """Real ONNX files of all-MiniLM-L6-v2 (fp32 and int8).  Exported only when a test asks,
+    and kept in pytest's cache (``.pytest_cache``) under a key of everything the export reads,
+    so later sessions (and the other xdist worker) reuse it."""
+    from support.onnx_fixtures import cached_minilm_onnx
 
+    return cached_minilm_onnx(request.config, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def hub_root(tmp_path_factory) -> Path:
+    """The session hub's root: all-MiniLM-L6-v2 with its decoys (random bytes under the names
+    of the public repo's other exports, ONNX ones included); tests may add repos."""
     root = tmp_path_factory.mktemp("hub")
-    add_onnx_files(build_minilm_repo(root), onnx_built)
+    build_minilm_repo(root)
     return root
 
 
@@ -68,19 +80,62 @@ def embctl(tmp_path: Path, hub: HubServer) -> Embctl:
     return Embctl.at(tmp_path, hub.url)
 
 
-@pytest.fixture(scope="session")
-def pulled_home(tmp_path_factory, hub_server) -> Path:
-    """A home where all-MiniLM-L6-v2 was pulled once from the hub; copy it, don't modify it."""
-    home = tmp_path_factory.mktemp("pulled")
-    Embctl.at(home, hub_server.url)("pull", "all-MiniLM-L6-v2", "-q", check=True)
+def _pull_home(home: Path, url: str) -> Path:
+    Embctl.at(home, url)("pull", "all-MiniLM-L6-v2", "-q", check=True)
     return home
 
 
+@pytest.fixture(scope="session")
+def pulled_home(tmp_path_factory, hub_server) -> Path:
+    """A home where all-MiniLM-L6-v2 was pulled once from the hub; link it (`pulled`),
+    don't modify it."""
+    return _pull_home(tmp_path_factory.mktemp("pulled"), hub_server.url)
+
+
+@pytest.fixture(scope="session")
+def _pulled_guard(pulled_home: Path) -> BlobGuard:
+    return BlobGuard(pulled_home)
+
+
 @pytest.fixture
-def pulled(tmp_path: Path, pulled_home: Path, hub: HubServer) -> Embctl:
-    """embctl with all-MiniLM-L6-v2 already in its cache (a private copy).  ``hub`` comes
-    after ``pulled_home``: the session's one pull is not in this test's counters."""
-    return Embctl.at(copy_home(pulled_home, tmp_path / "pulled"), hub.url)
+def pulled(tmp_path: Path, pulled_home: Path, _pulled_guard: BlobGuard, hub: HubServer
+           ) -> Iterator[Embctl]:
+    """embctl with all-MiniLM-L6-v2 already in its cache: a private home whose model blobs
+    are hard links to the session's pull (`support.homes`).  ``hub`` comes after
+    ``pulled_home``: the session's one pull is not in this test's counters."""
+    yield Embctl.at(copy_home(pulled_home, tmp_path / "pulled"), hub.url)
+    written = _pulled_guard.changed()
+    assert not written, (f"this test wrote into blobs shared by every test's home: {written}; "
+                         "damage a blob with support.homes.damage(), which unlinks it first")
+
+
+# -- the onnx backend's hub: all-MiniLM-L6-v2 with its real ONNX files ------------------------
+
+
+@pytest.fixture(scope="session")
+def onnx_hub_root(tmp_path_factory, onnx_built) -> Path:
+    """A hub root whose all-MiniLM-L6-v2 also has its real ONNX files (fp32, and int8 under
+    the name this CPU picks) and the other ONNX variants as decoys.  Its own root: the
+    files change the repo's commit, which the other tests' hub must keep."""
+    from support.onnx_fixtures import add_onnx_files
+
+    root = tmp_path_factory.mktemp("onnx-hub")
+    add_onnx_files(build_minilm_repo(root), onnx_built)
+    return root
+
+
+@pytest.fixture(scope="session")
+def onnx_hub_server(onnx_hub_root: Path) -> Iterator[HubServer]:
+    with HubServer(onnx_hub_root) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def onnx_pulled_home(tmp_path_factory, onnx_hub_server) -> Path:
+    return _pull_home(tmp_path_factory.mktemp("onnx-pulled"), onnx_hub_server.url)
+
+
+# -- the fake OpenAI server --------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,10 @@ except those under ``if TYPE_CHECKING:``, which never run.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE_LIMIT = 450
@@ -153,3 +156,56 @@ def test_files_are_small():
             if lines > limit:
                 big.append(f"{path.relative_to(ROOT)}: {lines} > {limit}")
     assert big == []
+
+
+# -- the test tiers (docs/testing.md) ---------------------------------------------------------
+
+def _starts_embctl(tree: ast.AST) -> list[int]:
+    """Lines that spell ``python -m embctl`` in code: ``"-m", "embctl"`` in a list or tuple,
+    or ``-m embctl`` in a string that is not a docstring."""
+    docstrings = {id(node.value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)}
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.List, ast.Tuple)):
+            values = [e.value if isinstance(e, ast.Constant) else None for e in node.elts]
+            if any(a == "-m" and b == "embctl" for a, b in zip(values, values[1:], strict=False)):
+                lines.append(node.lineno)
+        elif (isinstance(node, ast.Constant) and isinstance(node.value, str)
+              and id(node) not in docstrings and re.search(r"-m embctl\b", node.value)):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_runner_spells_python_m_embctl():
+    """Every ``python -m embctl`` a test starts goes through tests/support/runner.py, whose
+    `require_e2e` refuses it outside the e2e tier."""
+    found = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        if path in (ROOT / "tests" / "support" / "runner.py", Path(__file__).resolve()):
+            continue  # the runner itself, and this test's own examples below
+        found += [f"{path.relative_to(ROOT)}:{n}" for n in _starts_embctl(ast.parse(
+            path.read_text()))]
+    assert found == []
+    assert _starts_embctl(ast.parse('x = [sys.executable, "-m", "embctl", "ls"]')) == [1]
+    assert _starts_embctl(ast.parse('x = f"{sys.executable} -m embctl ls | head"')) == [1]
+    assert _starts_embctl(ast.parse('"""Runs python -m embctl."""')) == []
+
+
+def test_a_test_outside_e2e_cannot_start_embctl(tmp_path):
+    from support.runner import Embctl, embctl_argv
+
+    run = Embctl.at(tmp_path)
+    for start in (lambda: run.process("--help"), lambda: run.popen("--help"),
+                  lambda: embctl_argv("--help")):
+        with pytest.raises(AssertionError, match="mark it @pytest.mark.e2e"):
+            start()
+    assert run("--help").returncode == 0  # in-process: allowed
+
+
+@pytest.mark.e2e
+def test_an_e2e_test_may(tmp_path):
+    from support.runner import Embctl
+
+    proc = Embctl.at(tmp_path).process("--help")
+    assert proc.returncode == 0 and "Usage: embctl" in proc.stdout

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,8 +22,9 @@ from embctl.device import pick_device
 from embctl.errors import EmbctlError
 from embctl.models.locate import locate
 
-#: Loaded SentenceTransformer objects, by (model directory, device): once per process.
-_LOADED: dict[tuple[str, str], Any] = {}
+#: Loaded SentenceTransformer objects, by (the identity of the model's files, device): once
+#: per process for the same files, wherever they are linked from.
+_LOADED: dict[tuple[tuple, str], Any] = {}
 _LOCK = threading.Lock()
 
 
@@ -100,7 +102,7 @@ class STEmbedder(Embedder):
         if self._st is None:
             with _LOCK:
                 device = pick_device(self.device_request)
-                key = (str(self.path), device)
+                key = (files_identity(self.path), device)
                 if key not in _LOADED:
                     _LOADED[key] = _load_st(self.path, device, self.model.ref)
                 self._st = _LOADED[key]
@@ -156,6 +158,22 @@ class STEmbedder(Embedder):
         return {"ref": self.model.ref, "backend": self.model.backend,
                 "repo_id": self.model.repo_id, "revision": self.revision,
                 "path": str(self.path), "dim": self._dim, "normalize": self.normalize}
+
+
+def files_identity(path: Path) -> tuple:
+    """The files under ``path`` by identity (name, device, inode, size, modification time):
+    two snapshots whose blobs are the same files (hard links, two refs of one commit) load
+    one model; a file replaced or changed since is a new model."""
+    found = []
+    for file in sorted(path.rglob("*")):
+        try:
+            st = file.stat()
+        except OSError:  # a dangling link: loading will say what is wrong
+            continue
+        if stat.S_ISREG(st.st_mode):
+            found.append((file.relative_to(path).as_posix(), st.st_dev, st.st_ino, st.st_size,
+                          st.st_mtime_ns))
+    return tuple(found)
 
 
 def _load_st(path: Path, device: str, ref: str):

@@ -93,6 +93,39 @@ def export_minilm_onnx(folder: Path) -> dict[str, Path]:
     return out
 
 
+def export_key() -> str:
+    """What the export reads: this file, the model's files (name, size, mtime) and the
+    versions of the libraries that make and quantize the graph."""
+    import hashlib
+    from importlib.metadata import version
+
+    from .hub import minilm_source
+
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    source = minilm_source()
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        st = path.stat()
+        h.update(f"{path.relative_to(source)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    for dist in ("torch", "transformers", "onnx", "onnxruntime"):
+        h.update(f"{dist}=={version(dist)}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def cached_minilm_onnx(config, tmp_path_factory) -> dict[str, Path]:
+    """`export_minilm_onnx` into pytest's cache folder, keyed by `export_key`: built once,
+    under a file lock (xdist workers wait for the one building it), then reused by every
+    session until an input changes.  Without pytest's cache (``-p no:cacheprovider``), in
+    this session's temporary folder."""
+    from filelock import FileLock
+
+    cache = getattr(config, "cache", None)
+    if cache is None:
+        return export_minilm_onnx(tmp_path_factory.mktemp("onnx-export"))
+    folder = Path(cache.mkdir(f"onnx-export-{export_key()}"))
+    with FileLock(str(folder) + ".lock"):
+        return export_minilm_onnx(folder)
+
+
 def picked_int8_name() -> str:
     """The int8 file this machine's onnx backend prefers (what a pull fetches here)."""
     from embctl_onnx.variants import preferred_files

@@ -1,8 +1,16 @@
-"""`Embctl` runs ``python -m embctl`` the way users run it, in a test home; `one_line_error`
-checks the shape of its errors.
+"""`Embctl` runs embctl in a test home; `one_line_error` checks the shape of its errors.
 
 Each home is a fresh directory: ``HF_HOME=<home>/hf``, ``EMBCTL_HOME=<home>/embctl``, and
 ``HF_ENDPOINT`` pointing at a local server (no test reaches the network).
+
+Two tiers (docs/testing.md):
+
+- ``run(ARGS)`` (or calling the runner) runs the CLI in this process
+  (`support.inprocess.run`), with the home's environment and its own stdin/stdout/stderr:
+  most tests;
+- ``process(ARGS)`` and ``popen(ARGS)`` start ``python -m embctl``, for what needs a process
+  boundary (signals, exit codes, real file descriptors, heavy imports, whole journeys).  Only
+  tests marked ``e2e`` may: anywhere else they fail (`require_e2e`).
 """
 
 from __future__ import annotations
@@ -42,9 +50,25 @@ def base_env(home: Path, hub_url: str) -> dict[str, str]:
     return env
 
 
+#: Set by the autouse fixture in conftest.py: whether the running test is marked ``e2e``.
+E2E = {"allowed": False, "test": ""}
+
+
+def require_e2e() -> None:
+    """Starting ``python -m embctl`` is for the e2e tier: fail any other test that tries."""
+    assert E2E["allowed"], (f"{E2E['test']}: starts `python -m embctl`; mark it "
+                            "@pytest.mark.e2e or run the CLI in-process (Embctl.run)")
+
+
+def embctl_argv(*args: str) -> list[str]:
+    """The command line of ``python -m embctl ARGS`` (``e2e`` tests only)."""
+    require_e2e()
+    return [sys.executable, "-m", "embctl", *args]
+
+
 @dataclass
 class Embctl:
-    """Runs ``python -m embctl`` with a test environment."""
+    """Runs embctl with a test environment: in this process, or as ``python -m embctl``."""
 
     env: dict[str, str]
     home: Path
@@ -70,6 +94,27 @@ class Embctl:
         timeout: float = 300,
         check: bool | None = None,
     ) -> subprocess.CompletedProcess:
+        """``embctl ARGS`` in this process; ``timeout`` is kept for the signature only (an
+        in-process run cannot be killed: a hang shows in pytest's own output)."""
+        from support.inprocess import run
+
+        proc = run(args, {**self.env, **(env or {})}, input, text=not isinstance(input, bytes))
+        if check:
+            assert proc.returncode == 0, f"embctl {' '.join(args)} failed:\n{proc.stderr}"
+        return proc
+
+    run = __call__
+
+    def process(
+        self,
+        *args: str,
+        input: str | bytes | None = None,
+        env: dict | None = None,
+        timeout: float = 300,
+        check: bool | None = None,
+    ) -> subprocess.CompletedProcess:
+        """``python -m embctl ARGS`` as a subprocess (``e2e`` tests only)."""
+        require_e2e()
         full_env = {**self.env, **(env or {})}
         text = not isinstance(input, bytes)
         proc = subprocess.run(
@@ -86,6 +131,8 @@ class Embctl:
         return proc
 
     def popen(self, *args: str, env: dict | None = None, **kw) -> subprocess.Popen:
+        """``python -m embctl ARGS`` started, pipes on stdout and stderr (``e2e`` only)."""
+        require_e2e()
         return subprocess.Popen(
             [sys.executable, "-m", "embctl", *args],
             env={**self.env, **(env or {})},
@@ -98,13 +145,11 @@ class Embctl:
 
 
 def copy_home(src: Path, dst: Path) -> Path:
-    """A private copy of a test home (its HF cache and EMBCTL_HOME, links kept as links)."""
-    import shutil
+    """A private copy of a test home: model blobs hard-linked (the product replaces a blob
+    only by rename, never writes into one), everything else copied (see `support.homes`)."""
+    from support.homes import link_home
 
-    for name in ("hf", "embctl"):
-        if (src / name).exists():
-            shutil.copytree(src / name, dst / name, symlinks=True)
-    return dst
+    return link_home(src, dst)
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
@@ -131,6 +176,7 @@ def heavy_imports(env: dict[str, str], *args: str,
                   heavy: tuple[str, ...] = HEAVY_MODULES) -> tuple[list[str], str]:
     """Run ``embctl ARGS`` in-process of a fresh interpreter; return the ``heavy`` modules it
     imported and its stderr."""
+    require_e2e()
     proc = subprocess.run([sys.executable, "-c", _PROBE, ",".join(heavy), *args], env=env,
                           capture_output=True, text=True, timeout=60)
     lines = [x for x in proc.stderr.splitlines() if x.startswith("HEAVY:")]

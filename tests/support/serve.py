@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -20,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from support.runner import embctl_argv
 
 LISTENING = re.compile(r"listening on (http://\S+)")
 
@@ -48,7 +49,7 @@ def start_serve(env: dict[str, str], *args: str, log: Path | None = None,
     out_path = os.path.join(folder, "stdout")
     log_path = os.fspath(log) if log is not None else os.path.join(folder, "stderr")
     with open(out_path, "w") as out, open(log_path, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "embctl", "serve", "--port", "0", *args],
+        proc = subprocess.Popen(embctl_argv("serve", "--port", "0", *args),
                                 env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
     proc.out_path, proc.log_path = out_path, log_path  # type: ignore[attr-defined]
     token = _token(env, args)
