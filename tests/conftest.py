@@ -93,18 +93,21 @@ def pulled_home(tmp_path_factory, hub_server) -> Path:
 
 
 @pytest.fixture(scope="session")
-def _pulled_guard(pulled_home: Path) -> BlobGuard:
-    return BlobGuard(pulled_home)
+def _guards() -> dict[Path, BlobGuard]:
+    """A `BlobGuard` for each shared home a test linked (`pulled_home`, or a module's own)."""
+    return {}
 
 
 @pytest.fixture
-def pulled(tmp_path: Path, pulled_home: Path, _pulled_guard: BlobGuard, hub: HubServer
+def pulled(tmp_path: Path, pulled_home: Path, _guards: dict[Path, BlobGuard], hub: HubServer
            ) -> Iterator[Embctl]:
     """embctl with all-MiniLM-L6-v2 already in its cache: a private home whose model blobs
     are hard links to the session's pull (`support.homes`).  ``hub`` comes after
-    ``pulled_home``: the session's one pull is not in this test's counters."""
+    ``pulled_home``: the session's one pull is not in this test's counters.  A module may
+    override ``pulled_home`` and ``hub`` (test_onnx.py: the ONNX hub)."""
+    guard = _guards.setdefault(pulled_home, BlobGuard(pulled_home))
     yield Embctl.at(copy_home(pulled_home, tmp_path / "pulled"), hub.url)
-    written = _pulled_guard.changed()
+    written = guard.changed()
     assert not written, (f"this test wrote into blobs shared by every test's home: {written}; "
                          "damage a blob with support.homes.damage(), which unlinks it first")
 

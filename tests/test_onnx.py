@@ -15,6 +15,7 @@ import pytest
 from support.hub import MINILM, MINILM_DECOYS, MINILM_NEEDED, minilm_source, resolve_gets
 from support.onnx_fixtures import INT8_FILES, OTHER_DECOYS, picked_int8_name
 from support.runner import heavy_imports, one_line_error
+from support.servers import fresh
 
 REF = "onnx:all-MiniLM-L6-v2"
 #: What an onnx pull of all-MiniLM-L6-v2 fetches besides its ONNX file.
@@ -50,6 +51,25 @@ def corpus(n: int = 200) -> list[str]:
     words = [w for w in words if w.isascii() and w.strip("#*`|-")] or ["word"]
     rng = np.random.default_rng(7)
     return [" ".join(rng.choice(words, size=int(rng.integers(3, 60)))) for _ in range(n)]
+
+
+# This module's hub serves all-MiniLM-L6-v2 with its real ONNX files (conftest.py's
+# onnx_hub_*): ``hub``, ``embctl``, ``pulled`` and ``hub_root`` here are that hub's.
+
+
+@pytest.fixture
+def hub(onnx_hub_server):
+    yield from fresh(onnx_hub_server)
+
+
+@pytest.fixture
+def pulled_home(onnx_pulled_home) -> Path:
+    return onnx_pulled_home
+
+
+@pytest.fixture
+def hub_root(onnx_hub_root) -> Path:
+    return onnx_hub_root
 
 
 @pytest.fixture(scope="module")
