@@ -4,11 +4,10 @@ from `embctl.load(ref, **options)`, checked by one parser (embctl/options.py).""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from support.inprocess import environment
 from support.runner import one_line_error
 
 TEXTS = "The refund policy allows returns within 30 days\nreturn guidelines\n"
@@ -72,25 +71,22 @@ def test_embed_help_lists_every_backends_options(embctl):
 
 
 def test_python_api_takes_and_checks_backend_options(pulled):
-    code = """
-import embctl
-from embctl.errors import UsageError
-m = embctl.load("all-MiniLM-L6-v2", normalize=True, cache=False)
-import numpy as np
-print(round(float(np.linalg.norm(m.embed("return guidelines"))), 4))
-try:
-    embctl.load("all-MiniLM-L6-v2", dimensions=256)
-except UsageError as exc:
-    print("refused:", exc)
-try:
-    embctl.load("all-MiniLM-L6-v2", cache="off")  # a truthy string must not mean "write"
-except UsageError as exc:
-    print("refused:", exc)
-"""
-    proc = subprocess.run([sys.executable, "-c", code], env=pulled.env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    first, second, third = proc.stdout.splitlines()
+    import embctl
+    from embctl.errors import UsageError
+
+    out = []
+    with environment(pulled.env):  # as a script run in the home would
+        with embctl.load("all-MiniLM-L6-v2", normalize=True, cache=False) as m:
+            out.append(str(round(float(np.linalg.norm(m.embed("return guidelines"))), 4)))
+        try:
+            embctl.load("all-MiniLM-L6-v2", dimensions=256)
+        except UsageError as exc:
+            out.append(f"refused: {exc}")
+        try:
+            embctl.load("all-MiniLM-L6-v2", cache="off")  # a truthy string must not mean "write"
+        except UsageError as exc:
+            out.append(f"refused: {exc}")
+    first, second, third = out
     assert first == "1.0"
     assert second.startswith("refused: unknown option 'dimensions'; st options:")
     assert third == "refused: cache must be True or False, not 'off'"

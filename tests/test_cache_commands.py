@@ -1,30 +1,25 @@
-"""ls, du, rm and verify on a real cache, run as subprocesses."""
+"""ls, du, rm and verify on a real cache (the CLI in-process, each test in its own home)."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from support.homes import own_blobs
 from support.hub import MINILM, make_repo
+from support.inprocess import environment
 from support.runner import one_line_error
-
-NO_WARNINGS = (
-    "import huggingface_hub as h, sys\n"
-    "r = h.scan_cache_dir(sys.argv[1])\n"
-    "print(len(r.warnings)); [print(w) for w in r.warnings]\n"
-)
 
 
 def scan_warnings(run) -> str:
-    out = subprocess.run([sys.executable, "-c", NO_WARNINGS, str(run.cache)], env=run.env,
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    return out.stdout.strip()
+    """huggingface_hub's own scan of the cache: the count of its warnings, then each."""
+    import huggingface_hub as h
+
+    r = h.scan_cache_dir(run.cache)
+    return "\n".join([str(len(r.warnings)), *(str(w) for w in r.warnings)])
 
 
 def replace_bytes(path: Path, offset: int) -> None:
@@ -76,11 +71,10 @@ def test_ls_filters_sort_and_pattern(pulled, hub):
 def test_ls_shows_models_other_tools_put_in_the_cache(embctl, hub, hub_root):
     make_repo(hub_root, "other/tool-model", {"config.json": '{"hidden_size": 64}',
                                              "model.safetensors": b"\0" * 2048})
-    code = ("import huggingface_hub as h; "
-            "h.snapshot_download('other/tool-model')")
-    out = subprocess.run([sys.executable, "-c", code], env=embctl.env, capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+    with environment(embctl.env):  # huggingface_hub alone, in the home's environment
+        import huggingface_hub as h
+
+        h.snapshot_download("other/tool-model")
     rows = json.loads(embctl("ls", "--json").stdout)
     assert [(r["repo_id"], r["dim"], r["status"]) for r in rows] == [
         ("other/tool-model", 64, "ok")]
@@ -115,6 +109,7 @@ def test_rm_needs_yes_without_a_terminal(pulled):
 
 
 def test_rm_dry_run_then_rm(pulled):
+    own_blobs(pulled.home)  # a blob still linked from the shared home frees nothing
     blobs = sum(p.stat().st_size for p in (pulled.repo_dir / "blobs").iterdir())
     dry = pulled("rm", "all-MiniLM-L6-v2", "--dry-run", "--json")
     assert dry.returncode == 0 and json.loads(dry.stdout)["freed_bytes"] == blobs

@@ -113,6 +113,7 @@ def test_a_broken_plugin_costs_one_warning(embctl, tmp_path):
     assert plugins["st"]["error"] is None
 
 
+@pytest.mark.e2e  # what a fresh interpreter imports
 def test_fast_commands_import_no_heavy_library(pulled):
     for args in (["--help"], ["ls"], ["ls", "--json"], ["du"], ["du", "--json"],
                  ["rm", "--help"], ["plugins"], ["pull", "--help"], ["embed", "--help"],

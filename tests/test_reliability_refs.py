@@ -2,8 +2,8 @@
 how to pull it, embed/export complete references, unknown ls filter values are usage errors,
 and dataset/space repos in the shared cache are not models (du, ls, rm --prune).
 
-Everything runs ``python -m embctl`` against a real cache, the local test hub, or a port
-nobody listens on."""
+Everything runs the CLI (in-process; ``python -m embctl`` for the heavy-import check) against a
+real cache, the local test hub, or a port nobody listens on."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import hashlib
 import json
 import os
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -186,6 +184,7 @@ def test_ls_backend_values_come_from_the_plugins(pulled):
     assert refs("backend=-") == []
 
 
+@pytest.mark.e2e  # what a fresh interpreter imports
 def test_ls_backend_filter_imports_no_heavy_library(pulled):
     for args in (["ls", "--filter", "backend=st"], ["ls", "--filter", "backend=nope"]):
         heavy, stderr = heavy_imports(pulled.env, *args)
@@ -233,13 +232,11 @@ def test_dataset_and_space_repos_are_not_models(pulled):
         os.utime(path, (old, old))
 
     # the layout is the real one: huggingface_hub sees a dataset and a space, no warnings
-    code = ("import huggingface_hub as h, sys, json\n"
-            "r = h.scan_cache_dir(sys.argv[1])\n"
-            "print(json.dumps([sorted((x.repo_type, x.repo_id) for x in r.repos),"
-            " [str(w) for w in r.warnings]]))")
-    out = subprocess.run([sys.executable, "-c", code, str(cache)], env=pulled.env,
-                         capture_output=True, text=True, timeout=120)
-    repos, warnings = json.loads(out.stdout)
+    import huggingface_hub as h
+
+    r = h.scan_cache_dir(cache)
+    repos = [list(x) for x in sorted((x.repo_type, x.repo_id) for x in r.repos)]
+    warnings = [str(w) for w in r.warnings]
     assert warnings == [] and ["dataset", "acme/reviews"] in repos
     assert ["space", "acme/demo"] in repos
 

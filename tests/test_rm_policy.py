@@ -14,8 +14,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+from support.homes import own_blobs
 from support.hub import make_repo
-from support.runner import heavy_imports, one_line_error
+from support.runner import embctl_argv, heavy_imports, one_line_error
 
 LONG_AGO = time.time() - 400 * 86400
 
@@ -150,9 +152,10 @@ def test_rm_filter_mistakes_are_usage_errors(pulled):
     assert pulled.repo_dir.exists()
 
 
+@pytest.mark.e2e  # a second embctl process holds the model while rm runs
 def test_a_model_held_by_a_running_embed_is_skipped(pulled):
     usage = pulled.home / "embctl" / "usage.json"
-    embed = subprocess.Popen([sys.executable, "-m", "embctl", "embed", "all-MiniLM-L6-v2"],
+    embed = subprocess.Popen(embctl_argv("embed", "all-MiniLM-L6-v2"),
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, env=pulled.env)
     try:
@@ -201,6 +204,7 @@ def test_embctl_max_size_after_pull_never_removes_what_was_pulled(embctl, hub_ro
     assert quiet.returncode == 0 and "EMBCTL_MAX_SIZE" not in quiet.stderr
 
 
+@pytest.mark.e2e  # what a fresh interpreter imports
 def test_rm_by_policy_imports_no_heavy_library(pulled):
     for args in (["rm", "--filter", "used>30d", "--dry-run"],
                  ["rm", "--max-size", "1GB", "--dry-run", "--json"]):
@@ -211,6 +215,7 @@ def test_rm_by_policy_imports_no_heavy_library(pulled):
 def test_filter_and_max_size_reach_the_vector_caches(pulled):
     proc = pulled("embed", "all-MiniLM-L6-v2", "--lines", input="one\ntwo\nthree\n")
     assert proc.returncode == 0, proc.stderr
+    own_blobs(pulled.home)  # rm frees the model's bytes only where no other home links them
     rows = json.loads(pulled("ls", "--json").stdout)
     assert sorted(r["kind"] for r in rows) == ["model", "vectors"]
     dry = json.loads(pulled("rm", "--filter", "kind=vectors", "--dry-run", "--json").stdout)
@@ -230,6 +235,7 @@ HOLDER = ("import sys, time; from embctl.models.holds import hold\n"
           "    print('held', flush=True); sys.stdin.read()\n")
 
 
+@pytest.mark.e2e  # other processes hold the lock: the kernel's flock between processes
 def test_a_removal_claims_the_models_it_deletes(tmp_path):
     """Between planning and deleting, rm holds each model exclusively: a use already running
     shows as busy; a use starting meanwhile waits until the removal is done."""

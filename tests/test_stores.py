@@ -11,13 +11,13 @@ import ast
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from embctl_matrix.matrix_store import MatrixStore
+from support.homes import own_blobs
 from support.hub import MINILM, make_repo
+from support.inprocess import environment
 
 from embctl.errors import EmbctlError
 from embctl.registry import resolve
@@ -76,6 +76,7 @@ def test_the_registry_lists_each_store_once():
 
 
 def test_plan_knows_the_bytes_before_and_counts_shared_blobs_once(pulled, hub):
+    own_blobs(pulled.home)  # only the twin below links them: the session's home must not
     cache, vectors = pulled.cache, pulled.home / "embctl" / "vectors"
     twin = cache / "models--someone--minilm-copy"  # every blob a hard link of the original
     shutil.copytree(pulled.repo_dir, twin, symlinks=True, copy_function=os.link)
@@ -105,6 +106,7 @@ def test_plan_knows_the_bytes_before_and_counts_shared_blobs_once(pulled, hub):
 
 
 def test_prune_and_repo_removal_together_count_a_blob_once(pulled):
+    own_blobs(pulled.home)  # a blob still linked from the shared home frees nothing
     orphan = pulled.repo_dir / "blobs" / ("ef" * 20)
     orphan.write_bytes(b"z" * 2000)
     os.utime(orphan, (1, 1))
@@ -116,6 +118,7 @@ def test_prune_and_repo_removal_together_count_a_blob_once(pulled):
 
 
 def test_nothing_outside_a_store_is_deleted(pulled, tmp_path):
+    own_blobs(pulled.home)  # a blob still linked from the shared home frees nothing
     outside = tmp_path / "precious"
     outside.mkdir()
     keep = outside / "keep.txt"
@@ -170,13 +173,11 @@ def test_a_foreign_model_is_recognised_by_its_backend(embctl, hub, hub_root):
     # Both backends claim a sentence-transformers CLIP: the default backend comes first.
     make_repo(hub_root, "other/st-clip", {"modules.json": "[]", "preprocessor_config.json": "{}",
                                           "config.json": "{}"})
-    code = ("import huggingface_hub as h\n"
-            "for r in ('other/st-model', 'other/vision-model', 'other/mystery', "
-            "'other/st-clip'):\n"
-            "    h.snapshot_download(r)\n")
-    out = subprocess.run([sys.executable, "-c", code], env=embctl.env, capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+    with environment(embctl.env):  # huggingface_hub alone, in the home's environment
+        import huggingface_hub as h
+
+        for r in ("other/st-model", "other/vision-model", "other/mystery", "other/st-clip"):
+            h.snapshot_download(r)
     proc = embctl("ls", "--json")
     assert proc.returncode == 0, proc.stderr
     rows = {r["repo_id"]: (r["backend"], r["dim"]) for r in json.loads(proc.stdout)}

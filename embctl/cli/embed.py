@@ -145,6 +145,7 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
                    batch_size=batch_size, prefix=prefix, on_error=on_error,
                    store_text=store_text, concurrency=concurrency)
     stream = target.adapter.open(input_path, opts)
+    session = None
     try:
         session = open_session(
             target, {**load, "quiet": quiet, "cache_dir": cache_dir},
@@ -162,6 +163,8 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
                     lambda dim_hint: make_writer(output_path, fmt, opts, dim_hint), opts,
                     progress=not quiet and stderr_is_tty())
     finally:
+        if session is not None:
+            session.close()  # the model's hold released when the command ends, not at exit
         if stream is not sys.stdin.buffer:
             stream.close()
     if cap is not None and not no_cache:

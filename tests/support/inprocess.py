@@ -27,7 +27,8 @@ import signal
 import subprocess
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 #: Module-level sets embctl keeps for "warn once per process": emptied before each run.
 _ONCE_SETS = (("embctl.stores.plugged", "_FAILED"), ("embctl.stores.plugged", "_OWNER"),
@@ -43,6 +44,26 @@ class _Kept(io.BytesIO):
 
 def _ours(name: str) -> bool:
     return name == "embctl" or name.startswith(("embctl.", "embctl_"))
+
+
+def _own_entries(extra: list[str], saved_path: list[str]) -> list[str]:
+    """The run's ``PYTHONPATH`` entries that this process's ``sys.path`` does not hold."""
+    known = {os.path.abspath(p) for p in saved_path if p}
+    return [p for p in extra if os.path.abspath(p) not in known]
+
+
+def _forget_modules_from(entries: list[str], before: set[str]) -> None:
+    """Drop the modules a run imported (not in ``before``) from its own ``PYTHONPATH`` entries
+    (a plugin a test installed in its ``site``): a fresh process has none of them, and the next
+    run's ``PYTHONPATH`` may hold another module of the same name."""
+    roots = tuple(os.path.join(os.path.abspath(e), "") for e in entries)
+    if not roots:
+        return
+    for name in set(sys.modules) - before:
+        where = getattr(sys.modules.get(name), "__file__", None)
+        if where and os.path.abspath(where).startswith(roots):
+            del sys.modules[name]
+    importlib.invalidate_caches()
 
 
 def reset_state() -> None:
@@ -80,6 +101,7 @@ def run(argv: Sequence[str], env: dict[str, str], input: str | bytes | None = No
     os.environ.update(env)
     extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     sys.path[:0] = extra
+    own_entries, modules_before = _own_entries(extra, saved_path), set(sys.modules)
     sys.stdin = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
     sys.stdout = io.TextIOWrapper(out, encoding="utf-8", errors="strict")
     sys.stderr = io.TextIOWrapper(err, encoding="utf-8", errors="backslashreplace",
@@ -99,6 +121,7 @@ def run(argv: Sequence[str], env: dict[str, str], input: str | bytes | None = No
                 pass
         sys.stdin, sys.stdout, sys.stderr = saved_streams
         sys.path[:] = saved_path
+        _forget_modules_from(own_entries, modules_before)
         os.environ.clear()
         os.environ.update(saved_env)
         for sig, handler in saved_signals.items():
@@ -130,3 +153,26 @@ def _exit_code(main, argv: list[str]) -> int:
         traceback.print_exc()
         return 1
     return 0
+
+
+@contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """Python code (not the CLI: that is `run`) run as a fresh process with exactly ``env``
+    would run it: ``os.environ`` and ``sys.path`` set as `run` sets them, embctl's state and
+    huggingface_hub's constants reset before and after (``embctl.load``, or another tool's
+    ``huggingface_hub.snapshot_download`` into a test home)."""
+    saved_env, saved_path = dict(os.environ), list(sys.path)
+    extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    own_entries, modules_before = _own_entries(extra, saved_path), set(sys.modules)
+    os.environ.clear()
+    os.environ.update(env)
+    sys.path[:0] = extra
+    try:
+        reset_state()
+        yield
+    finally:
+        sys.path[:] = saved_path
+        _forget_modules_from(own_entries, modules_before)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        reset_state()
