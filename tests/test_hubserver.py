@@ -427,6 +427,7 @@ def test_remote_control(hub: HubServer) -> None:
 # -- helpers and command line -----------------------------------------------------------------
 
 
+@pytest.mark.e2e  # the hub's own command line, as a process
 def test_command_line(tiny_root: Path) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "support.hub", str(tiny_root)],

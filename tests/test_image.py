@@ -57,6 +57,7 @@ def test_pull_fetches_weights_and_configs_only(embctl, resnet_repo):
     assert got == ["config.json", "model.safetensors", "preprocessor_config.json"]
 
 
+@pytest.mark.e2e  # an all-cached rerun imports no torch: -X importtime of a fresh process
 def test_embed_jsonl_dims_formats_and_16bit(embctl, resnet_repo, images):
     folder = images["rgb.png"].parent
     listing = write_list(folder, GOOD, tag="x")
@@ -77,9 +78,10 @@ def test_embed_jsonl_dims_formats_and_16bit(embctl, resnet_repo, images):
     # identical images give identical vectors; a copy and a renamed file are cache hits
     shutil.copy(folder / "rgb.png", folder / "copy.png")
     (folder / "ir16.png").rename(folder / "renamed16.png")
-    again = embctl("embed", REF, "-i", str(write_list(folder, ["copy.png", "renamed16.png",
-                                                               "rgb.png"])),
-                   env={"PYTHONPROFILEIMPORTTIME": "1"})
+    again = embctl.process("embed", REF, "-i", str(write_list(folder, ["copy.png",
+                                                                       "renamed16.png",
+                                                                       "rgb.png"])),
+                           env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert again.returncode == 0, again.stderr
     w = vectors(again.stdout)
     assert np.array_equal(w["copy.png"], v["rgb.png"]) and np.array_equal(w["rgb.png"],
@@ -199,6 +201,7 @@ def test_verify_flags_bad_vectors_in_image_caches(embctl, resnet_repo, images):
     assert "nan" in json.dumps(check)
 
 
+@pytest.mark.e2e  # a heavy-import check: a fresh interpreter
 def test_plugin_import_stays_light(embctl):
     script = ("import sys, embctl_image, embctl_image.adapter, embctl_image.inputs\n"
               f"heavy = [m for m in {HEAVY_MODULES + ('numpy',)!r} if m in sys.modules]\n"

@@ -260,6 +260,7 @@ def test_dropped_connections_resume_within_a_pull(run, mhub, repos):
     assert weight_bytes(mhub)[(LLM, shard.name)] == len(raw) + header_size(shard)
 
 
+@pytest.mark.e2e  # SIGKILL mid-pull
 def test_kill_mid_pull_leaves_no_complete_looking_file_then_resumes(run, mhub, repos):
     shard = embed_shard(repos[LLM])
     mhub.set_fault(LLM, shard.name, delay_s=0.05, chunk_size=64 * 1024)
@@ -371,6 +372,7 @@ sys.stdin.readline()
 """
 
 
+@pytest.mark.e2e  # two processes share one memory map
 @pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs /proc/self/smaps")
 @pytest.mark.parametrize("which", [LLM, MINILM])
 def test_two_processes_share_the_memmap_read_only(run, which):
@@ -440,6 +442,7 @@ def test_export_npy_and_safetensors(run, repos, tmp_path):
     assert bad.returncode == 2 and ".npy or .safetensors" in one_line_error(bad)
 
 
+@pytest.mark.e2e  # a heavy-import check: a fresh interpreter
 def test_plugin_and_listing_import_nothing_heavy(run):
     code = ("import sys, embctl_matrix, embctl_matrix.matrices.scan, embctl_matrix.matrices\n"
             "heavy = [m for m in ('numpy', 'torch', 'safetensors', 'tokenizers',"
@@ -477,6 +480,7 @@ def test_dead_connection_fails_cleanly_with_nothing_cached(run, mhub, repos):
     assert cached(run) == []
 
 
+@pytest.mark.e2e  # SIGKILL mid-concatenation
 def test_interrupted_concatenation_is_listed_and_removable(run, mhub, repos):
     mhub.set_fault(LLM_B, embed_shard(repos[LLM_B]).name, delay_s=0.05, chunk_size=64 * 1024)
     proc = run.popen("pull", f"matrix:{LLM}+{LLM_B}")

@@ -1,4 +1,8 @@
-"""embctl pull against the local hub: selection, idempotence, resume, concurrency, faults."""
+"""embctl pull against the local hub: selection, idempotence, resume, concurrency, faults.
+
+Pulls run in-process; the e2e tier holds what needs a process boundary: a pull killed with
+SIGKILL, concurrent pulls, a progress bar on a real terminal, and sentence-transformers
+loading what pull cached in a fresh, offline interpreter."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from support.hub import (
     MINILM,
     MINILM_DECOYS,
@@ -19,7 +24,7 @@ from support.hub import (
     resolve_gets,
     settle,
 )
-from support.runner import one_line_error
+from support.runner import embctl_argv, one_line_error
 
 
 def snapshot_links(repo_dir: Path) -> dict[str, Path]:
@@ -30,6 +35,7 @@ def snapshot_links(repo_dir: Path) -> dict[str, Path]:
     return links
 
 
+@pytest.mark.e2e  # sentence-transformers loads the cache in a fresh process
 def test_pull_fetches_only_needed_files_and_loads_offline(embctl, hub):
     proc = embctl("pull", "all-MiniLM-L6-v2")
     assert proc.returncode == 0, proc.stderr
@@ -77,6 +83,7 @@ def test_include_and_exclude(embctl, hub):
     assert "pytorch_model.bin" not in sent
 
 
+@pytest.mark.e2e  # SIGKILL mid-pull
 def test_kill_9_mid_pull_then_resume_and_verify(embctl, hub):
     # A slow body keeps the weights download in flight long enough to kill it.
     hub.set_fault(MINILM, "model.safetensors", delay_s=0.05, chunk_size=256 * 1024)
@@ -123,6 +130,7 @@ def test_kill_9_mid_pull_then_resume_and_verify(embctl, hub):
     assert json.loads(embctl("ls", "--json").stdout)[0]["status"] == "ok"
 
 
+@pytest.mark.e2e  # four concurrent embctl processes
 def test_four_concurrent_pulls_move_the_bytes_once(embctl, hub):
     hub.set_fault(MINILM, "model.safetensors", delay_s=0.02, chunk_size=1024 * 1024)
     procs = [embctl.popen("pull", "all-MiniLM-L6-v2") for _ in range(4)]
@@ -243,6 +251,7 @@ def test_malformed_references_never_reach_the_network(embctl, hub):
     assert not embctl.cache.exists() or not any(embctl.cache.iterdir())
 
 
+@pytest.mark.e2e  # sentence-transformers loads it in a fresh process
 def test_pull_from_directory_imports_for_offline_use(embctl, hub, tmp_path):
     src = minilm_source()
     proc = embctl("pull", "my-org/my-minilm", "--from", str(src), env={"HF_HUB_OFFLINE": "1"})
@@ -292,6 +301,7 @@ def test_corrupt_partial_file_is_caught_and_discarded(embctl, hub, hub_root):
     assert embctl("verify").returncode == 0
 
 
+@pytest.mark.e2e  # sentence-transformers loads it in a fresh process
 def test_sentence_transformers_home_and_cache_dir(embctl, hub, tmp_path):
     st_home = tmp_path / "st-home"
     proc = embctl("pull", "all-MiniLM-L6-v2", "-q", env={"SENTENCE_TRANSFORMERS_HOME":
@@ -316,7 +326,7 @@ def _run_with_tty_stderr(embctl, *args) -> str:
     import pty
 
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "embctl", *args], env=embctl.env,
+    proc = subprocess.Popen(embctl_argv(*args), env=embctl.env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
     os.close(slave)
     chunks = []
@@ -334,6 +344,7 @@ def _run_with_tty_stderr(embctl, *args) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
+@pytest.mark.e2e  # stderr is a real terminal (a pty)
 def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise(embctl, hub):
     hub.set_fault(MINILM, "model.safetensors", delay_s=0.02, chunk_size=2 * 1024 * 1024)
     tty = _run_with_tty_stderr(embctl, "pull", "all-MiniLM-L6-v2")

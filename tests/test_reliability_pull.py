@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.homes import damage, own
 from support.hub import MINILM, resolve_gets, settle
 from support.runner import one_line_error
 
@@ -37,6 +38,7 @@ def _links(repo_dir: Path) -> list[Path]:
 # -- 3. Ctrl-C and SIGTERM stop a pull mid-file, keep the partial file, and it resumes --------
 
 
+@pytest.mark.e2e  # a real SIGINT/SIGTERM to a pull, and the exit code it leaves
 @pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGINT, 130, "interrupted"),
                                                    (signal.SIGTERM, 143, "terminated")])
 def test_signal_mid_file_exits_at_once_keeps_partial_and_resumes(embctl, hub, sig, code, word):
@@ -171,9 +173,9 @@ def test_unknown_revision_is_named(embctl, hub):
 def test_offline_repair_and_remote_do_not_claim_the_model_is_missing(pulled, hub):
     offline = {"HF_HUB_OFFLINE": "1"}
     config = next(p for p in _links(pulled.repo_dir) if p.name == "config.json")
-    blob = config.resolve()
+    blob = own(config)  # this test's own copy: the shared, hard-linked blob stays intact
     blob.chmod(0o644)
-    blob.write_bytes(blob.read_bytes() + b" ")  # a corrupt blob --repair would fetch again
+    damage(config, lambda data: data.extend(b" "))  # a corrupt blob --repair would fetch again
     corrupt = blob.read_bytes()
     proc = pulled("verify", "all-MiniLM-L6-v2", "--repair", env=offline)
     assert proc.returncode == 1
