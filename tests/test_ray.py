@@ -1,5 +1,10 @@
 """`embctl embed --engine ray` and `embctl.ray.embed` on a real local Ray (2 CPUs, 2 actors),
-with the real all-MiniLM-L6-v2, embctl run as a subprocess.
+with the real all-MiniLM-L6-v2.
+
+Every ``--engine ray`` run is ``python -m embctl`` in a process of its own (the e2e tier): Ray
+is started in it, inherits its environment (the test's home), and is stopped with it.  What
+needs no Ray (single-process embed to compare with, a dry run, usage errors, the tally's
+rule) runs in-process.
 
 Each Ray run starts a local cluster (about 10 s): checks share a run where that stays honest
 (the kill run is also the run compared with single-process embed, and its rerun the cache
@@ -102,6 +107,7 @@ def wait_for_rows(proc: subprocess.Popen, home: Path, rows: int, limit: float = 
     pytest.fail(f"the job never reached {rows} cached vectors (rc {proc.poll()}): {err}")
 
 
+@pytest.mark.e2e
 def test_ray_equals_single_process_with_a_killed_actor_then_reruns_from_cache(pulled, tmp_path):
     n = 1200
     src = write_jsonl(tmp_path / "in.jsonl", [*corpus(n)[:600], "", *corpus(n)[600:]])
@@ -132,7 +138,7 @@ def test_ray_equals_single_process_with_a_killed_actor_then_reruns_from_cache(pu
         got = np.asarray(row["embedding"], dtype=np.float32)
         assert np.allclose(got, expected[row["id"]], atol=1e-5), row["id"]
 
-    rerun = pulled("embed", MODEL, *RAY, "-i", str(src), "-o", str(tmp_path / "again"))
+    rerun = pulled.process("embed", MODEL, *RAY, "-i", str(src), "-o", str(tmp_path / "again"))
     assert rerun.returncode == 0, rerun.stderr
     assert summary(rerun.stderr) == (n + 1, n, n, 0, 0)  # all cache hits
     again = {r["id"]: r["embedding"] for r in read_dataset(tmp_path / "again")}
@@ -158,21 +164,22 @@ def test_a_batch_or_file_counted_again_by_a_retried_task_counts_once():
     assert (counts["read"], counts["blank"], warnings) == (76, 1, ["a:3: bad"])
 
 
+@pytest.mark.e2e
 def test_bad_lines_fail_naming_file_and_line_or_are_skipped(pulled, tmp_path):
     folder = tmp_path / "docs"
     folder.mkdir()
     write_jsonl(folder / "a.jsonl", corpus(40))
     bad = write_jsonl(folder / "b.jsonl", [{"id": 100, "text": "fine"}, "{not json",
                                            {"id": 102, "text": 7}, {"id": 103, "text": "ok"}])
-    fail = pulled("embed", MODEL, *RAY, "-i", str(folder), "-o", str(tmp_path / "f"))
+    fail = pulled.process("embed", MODEL, *RAY, "-i", str(folder), "-o", str(tmp_path / "f"))
     assert fail.returncode == 1
     line = one_line_error(fail)
     assert f"{bad}: line 2: invalid JSON" in line and "--on-error skip" in line
     assert not (tmp_path / "f").exists()  # no half dataset
     assert not list(tmp_path.glob(".f.*"))
 
-    skip = pulled("embed", MODEL, *RAY, "-i", str(tmp_path / "docs" / "*.jsonl"),
-                  "-o", str(tmp_path / "s"), "--on-error", "skip")
+    skip = pulled.process("embed", MODEL, *RAY, "-i", str(tmp_path / "docs" / "*.jsonl"),
+                          "-o", str(tmp_path / "s"), "--on-error", "skip")
     assert skip.returncode == 0, skip.stderr
     assert f"{bad}: line 2: invalid JSON" in skip.stderr
     assert f"{bad}: line 3: 'text' is int, not a string; skipped" in skip.stderr
@@ -180,6 +187,7 @@ def test_bad_lines_fail_naming_file_and_line_or_are_skipped(pulled, tmp_path):
     assert sorted(r["id"] for r in read_dataset(tmp_path / "s")) == [*range(40), 100, 103]
 
 
+@pytest.mark.e2e
 def test_ctrl_c_stops_the_job_and_keeps_what_was_computed(pulled, tmp_path):
     src = write_jsonl(tmp_path / "in.jsonl", corpus(4000))
     proc = pulled.popen("embed", MODEL, *RAY, "-i", str(src), "-o", str(tmp_path / "out"),
@@ -198,10 +206,11 @@ def test_ctrl_c_stops_the_job_and_keeps_what_was_computed(pulled, tmp_path):
     assert f"4,000 inputs: {kept:,} cached" in plan.stderr
 
 
+@pytest.mark.e2e
 def test_a_worker_that_cannot_get_the_model_fails_the_job_naming_its_node(embctl, tmp_path):
     src = write_jsonl(tmp_path / "in.jsonl", corpus(10))
-    proc = embctl("embed", MODEL, *RAY, "-i", str(src), "-o", str(tmp_path / "out"),
-                  env={"HF_ENDPOINT": NO_HUB})
+    proc = embctl.process("embed", MODEL, *RAY, "-i", str(src), "-o", str(tmp_path / "out"),
+                          env={"HF_ENDPOINT": NO_HUB})
     assert proc.returncode == 1
     line = one_line_error(proc)
     assert re.search(r"worker on node \S+ \([\d.]+\): all-MiniLM-L6-v2: not cached, and the Hub "
@@ -237,6 +246,7 @@ print(json.dumps([{k: (np.asarray(v).tolist() if k == "vec" else v) for k, v in 
 """
 
 
+@pytest.mark.e2e
 def test_python_api_keeps_every_other_column(pulled, tmp_path):
     rows = [{"key": f"k{i}", "body": f"sentence number {i}", "score": i / 4} for i in range(20)]
     proc = subprocess.run([sys.executable, "-c", API, json.dumps(rows)], env=pulled.env,

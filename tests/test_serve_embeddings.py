@@ -2,8 +2,10 @@
 ``openai:`` backend, many concurrent clients, Ollama's /api/embed, and the failures the issue
 names (unknown model, token arrays, limits, a full queue, a broken model) made to happen.
 
-Every vector is compared with what ``embctl embed all-MiniLM-L6-v2`` computes in a process of
-its own (with a vector cache of its own, so the server computes its vectors itself).
+Every vector is compared with what ``embctl embed all-MiniLM-L6-v2`` computes apart from the
+server (in-process, in a home with a vector cache of its own, so the server computes its
+vectors itself).  The tests that talk to a running ``embctl serve`` are in the e2e tier; a
+setting that stops it from starting is a plain CLI run.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ def check(got, texts: list[str], expected: dict[str, np.ndarray]) -> None:
 # -- the openai client ---------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_concurrent_first_requests_open_the_model_once(served, expected):
     """Six first requests at once, naming the model three ways: one session, one worker."""
     names = [MODEL, "sentence-transformers/all-MiniLM-L6-v2",
@@ -107,6 +110,7 @@ def test_concurrent_first_requests_open_the_model_once(served, expected):
     assert opened == [f"st:sentence-transformers/{MODEL}@{expected_revision(served)}"]
 
 
+@pytest.mark.e2e
 def test_openai_client_base64_default_and_float(served, expected):
     client = served.client()
     texts = SHORT[:5]
@@ -125,6 +129,7 @@ def test_openai_client_base64_default_and_float(served, expected):
     check([one.data[0].embedding], SHORT[5:6], expected)
 
 
+@pytest.mark.e2e
 def test_dimensions_truncate_and_renormalize(served, expected):
     client = served.client()
     texts = SHORT[10:14]
@@ -143,11 +148,13 @@ def test_dimensions_truncate_and_renormalize(served, expected):
     assert info.value.body["param"] == "dimensions" and "at most 384" in info.value.message
 
 
+@pytest.mark.e2e
 def test_models_list(served):
     ids = [m.id for m in served.client().models.list()]
     assert MODEL in ids
 
 
+@pytest.mark.e2e
 def test_errors_have_openai_shape(served):
     client = served.client()
     with pytest.raises(openai.NotFoundError) as info:
@@ -174,6 +181,7 @@ def test_errors_have_openai_shape(served):
         assert response.status == 200  # still up
 
 
+@pytest.mark.e2e
 def test_ollama_embed(served, expected):
     texts = SHORT[20:23]
     status, _, body = post(served.url + "/api/embed", {"model": MODEL, "input": texts})
@@ -187,6 +195,7 @@ def test_ollama_embed(served, expected):
 # -- embctl's own openai: backend ----------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_embctl_openai_backend_against_serve(served, expected, tmp_path):
     texts = SHORT[30:60]
     client = Embctl.at(tmp_path)  # another home, no key: a local server gets a placeholder
@@ -199,6 +208,7 @@ def test_embctl_openai_backend_against_serve(served, expected, tmp_path):
 # -- many clients, batching, the cache -----------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_many_concurrent_clients_get_their_own_vectors(served, expected):
     before = served.batches()
     results: dict[tuple[int, int], list] = {}
@@ -227,6 +237,7 @@ def test_many_concurrent_clients_get_their_own_vectors(served, expected):
     assert sum(w[3] for w in windows) == len(distinct)  # each text computed once, all clients
 
 
+@pytest.mark.e2e
 def test_repeat_is_served_from_the_cache(served, expected):
     client = served.client()
     texts = SHORT[100:132]
@@ -241,6 +252,7 @@ def test_repeat_is_served_from_the_cache(served, expected):
 # -- limits, the full queue, shutdown ------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_limits_full_queue_and_sigterm(tmp_path, pulled_home, hub_server):
     """A queue of one request, 100 inputs and 40 kB a request (the EMBCTL_SERVE_* variables):
     413 and 400 over the limits; a burst answered 429 for real; SIGTERM exits 0 and the
@@ -285,6 +297,7 @@ def test_limits_full_queue_and_sigterm(tmp_path, pulled_home, hub_server):
     assert counts == [32 + 2]  # the long texts once, the warm-up and the last request
 
 
+@pytest.mark.e2e
 def test_model_failure_is_a_500_and_the_server_stays_up(tmp_path, pulled_home, hub_server):
     home = copy_home(pulled_home, tmp_path / "broken")
     blob = next((home / "hf" / "hub").glob(

@@ -3,7 +3,9 @@ sentence-transformers) pull all-MiniLM-L6-v2 through it into an empty cache, and
 carry the Hub's headers and error codes.
 
 The mirror serves a cache where all-MiniLM-L6-v2 was pulled from the test hub (`pulled_home`,
-only read); each client runs in a subprocess (HF_ENDPOINT is read at import) with a fresh home.
+only read); each client runs in a subprocess (HF_ENDPOINT is read at import) with a fresh home,
+or in-process (embctl pull, with its own environment).  Every test here talks to a running
+``embctl serve`` subprocess: the whole module is in the e2e tier.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from support.serve import output, serving
 
 pytest.importorskip("uvicorn")
 pytest.importorskip("starlette")
+
+#: A real server with real clients: every test here is end-to-end.
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")

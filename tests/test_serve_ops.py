@@ -50,6 +50,7 @@ def read_until(sock: socket.socket, marker: bytes, data: bytes = b"") -> bytes:
     return data
 
 
+@pytest.mark.e2e
 def test_sigterm_finishes_the_download_in_flight_and_exits_0(pulled: Embctl):
     weights = (snapshot(pulled) / "model.safetensors").read_bytes()
     proc, url = start_serve(pulled.env)
@@ -95,6 +96,7 @@ def test_a_port_in_use_is_one_line(embctl: Embctl):
     assert str(port) in line and "in use" in line
 
 
+@pytest.mark.e2e
 def test_upstream_fetches_through_once_for_concurrent_requests(tmp_path: Path, hub):
     served = Embctl.at(tmp_path / "served", "http://127.0.0.1:9")  # empty; its own Hub: none
     # Slow the upstream's big file down so the requests below overlap the fetch.
@@ -136,6 +138,7 @@ def test_upstream_fetches_through_once_for_concurrent_requests(tmp_path: Path, h
     assert f"fetching {MINILM}@main from {hub.url}" in output(proc)[1]
 
 
+@pytest.mark.e2e
 def test_upstream_unreachable_is_a_502(tmp_path: Path):
     served = Embctl.at(tmp_path / "served")
     with serving(served.env, "--upstream", "http://127.0.0.1:9") as (_, url):
@@ -147,6 +150,7 @@ def test_upstream_unreachable_is_a_502(tmp_path: Path):
         one_line_error(proc)
 
 
+@pytest.mark.e2e
 def test_sigterm_during_a_fetch_through_exits_0_within_10s(tmp_path: Path, hub):
     """A fetch from upstream outlasting SIGTERM's grace: the waiting request gets a 503, the
     server exits 0 within 10 s, and the partial download stays for the next fetch."""

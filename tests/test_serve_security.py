@@ -86,6 +86,7 @@ TRAVERSALS = [
 ]
 
 
+@pytest.mark.e2e
 def test_nothing_outside_the_cache_is_served(planted: Embctl):
     with serving(planted.env) as (proc, url):
         for template in TRAVERSALS:
@@ -104,6 +105,7 @@ def test_nothing_outside_the_cache_is_served(planted: Embctl):
     assert proc.returncode == 0
 
 
+@pytest.mark.e2e
 def test_links_planted_while_serving_are_never_served(pulled: Embctl, tmp_path: Path):
     """The mirror keeps each snapshot's listing between requests: what changes in the cache
     afterwards (links planted, a blob swapped for a link, a file added or removed) is seen by
@@ -128,6 +130,7 @@ def test_links_planted_while_serving_are_never_served(pulled: Embctl, tmp_path: 
         assert b"1_Pooling/added.txt" in info and b"modules.json" not in info
 
 
+@pytest.mark.e2e
 def test_a_link_inside_the_cache_is_served(pulled: Embctl):
     """The rule is "inside the cache", not "no links": snapshot links into blobs/ are the
     cache's normal shape, and one that points at another blob of the cache is served."""
@@ -141,6 +144,7 @@ def test_a_link_inside_the_cache_is_served(pulled: Embctl):
 TOKEN = "s3cret-token-9d2e"
 
 
+@pytest.mark.e2e
 def test_the_token_guards_every_route_and_is_never_printed(pulled: Embctl, tmp_path: Path):
     with serving(pulled.env, "--token", TOKEN) as (proc, url):
         for target in ("/healthz", f"/api/models/{MINILM}",
@@ -167,6 +171,7 @@ def test_the_token_guards_every_route_and_is_never_printed(pulled: Embctl, tmp_p
     assert " 401" in stderr  # the refusals were logged, without the token
 
 
+@pytest.mark.e2e
 def test_token_from_the_environment(pulled: Embctl):
     env = {**pulled.env, "EMBCTL_SERVE_TOKEN": TOKEN}
     with serving(env) as (proc, url):
@@ -188,7 +193,7 @@ def test_an_empty_token_is_refused(embctl: Embctl):
     one_line_error(proc)
 
 
-
+@pytest.mark.e2e
 def test_a_corrupt_small_blob_is_not_served(pulled: Embctl):
     """A small file's ETag is computed from its bytes: a blob that no longer matches its
     name (its git sha1) is refused with a 500, never handed out under the Hub's hash."""
@@ -203,6 +208,7 @@ def test_a_corrupt_small_blob_is_not_served(pulled: Embctl):
     assert "embctl verify --repair" in output(proc)[1]
 
 
+@pytest.mark.e2e
 def test_plain_files_in_a_snapshot_get_the_hubs_hashes(pulled: Embctl):
     """A snapshot entry that is a file, not a link (a cache copied without links): its ETag
     is computed as the Hub's: git sha1 for a small file, sha256 for an LFS one."""
