@@ -3,7 +3,9 @@
 A regular file is written under a temporary name beside it (``.NAME.PID.tmp``) and renamed into
 place on success, so a failed or killed run never leaves a half-written file, nor the temporary
 one.  A device or a pipe (``/dev/null``, ``/dev/stdout``, a FIFO) is written in place: renaming
-a file over it would replace the device itself.
+a file over it would replace the device itself.  So is a name of an open file descriptor
+(``/dev/stdout``, ``/dev/fd/N``) whatever it is open on: with ``> out.jsonl`` it is a regular
+file, and renaming over ``/dev/stdout`` would replace the system's link.
 
 Every failure is one line naming the file.  A path that cannot be used as given (its folder is
 missing, it is a folder) is a usage error (exit 2), found before any work; a file that cannot be
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,10 +30,29 @@ from embctl.errors import EmbctlError, UsageError
 _PATH_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP}
 
 
+#: The folder of a process's open file descriptors, as ``realpath`` names it.
+_FD_FOLDER = re.compile(r"/proc/\d+(/task/\d+)?/fd")
+
+
+def _names_a_descriptor(path: Path) -> bool:
+    """True for a name of an open file descriptor (``/dev/stdout``, ``/dev/fd/1``,
+    ``/proc/self/fd/1``), followed link by link: not a folder entry to rename over."""
+    name = os.path.abspath(path)
+    for _ in range(40):  # the kernel's own limit on links followed
+        if _FD_FOLDER.fullmatch(os.path.realpath(os.path.dirname(name))):
+            return True
+        if not os.path.islink(name):
+            return False
+        name = os.path.join(os.path.dirname(name), os.readlink(name))
+    return False
+
+
 def _in_place(path: Path) -> bool:
-    """True for an existing target that is not a regular file (a device, a pipe, a socket)."""
+    """True for an existing target that is not a regular file (a device, a pipe, a socket),
+    or that names an open file descriptor (``/dev/stdout``, even when it is a file)."""
     try:
-        return not stat.S_ISREG(os.stat(path).st_mode) and not path.is_dir()
+        return (not stat.S_ISREG(os.stat(path).st_mode) and not path.is_dir()) or \
+            _names_a_descriptor(path)
     except OSError:
         return False
 
