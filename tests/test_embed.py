@@ -1,4 +1,6 @@
-"""`embctl embed` end to end, as a subprocess, with the real all-MiniLM-L6-v2 from the test hub."""
+"""`embctl embed` end to end with the real all-MiniLM-L6-v2 from the test hub: in-process, and
+as ``python -m embctl`` (the e2e tier) where the process boundary is the point: an all-cached
+run that imports no torch, kill -9, concurrent processes, fresh interpreters' imports."""
 
 from __future__ import annotations
 
@@ -57,6 +59,7 @@ def count_rows(path: Path) -> int:
         conn.close()
 
 
+@pytest.mark.e2e  # the all-cached rerun imports no torch: -X importtime of a fresh process
 def test_vectors_match_encode_and_second_run_needs_no_model(pulled, reference):
     rows = [{"id": i, "text": t, "meta": {"n": i, "f": 1.5}} for i, t in enumerate(TEXTS)]
     rows[1] = {"embedding": "stale", **rows[1]}  # an existing field is replaced, not doubled
@@ -78,7 +81,7 @@ def test_vectors_match_encode_and_second_run_needs_no_model(pulled, reference):
 
     # Everything cached: all hits, and neither torch nor sentence_transformers is imported.
     env = {"PYTHONPROFILEIMPORTTIME": "1"}
-    again = pulled("embed", MODEL, input=jsonl(rows), env=env)
+    again = pulled.process("embed", MODEL, input=jsonl(rows), env=env)
     assert again.returncode == 0, again.stderr
     assert again.stdout == proc.stdout
     assert "6 cache hits, 0 computed" in again.stderr
@@ -171,6 +174,7 @@ def test_huge_line_is_embedded_with_one_truncation_warning(pulled, tmp_path):
     assert np.load(tmp_path / "out.npy").shape == (2, 384)
 
 
+@pytest.mark.e2e  # SIGKILL mid-run
 def test_kill_9_then_rerun_reuses_committed_batches(pulled, tmp_path):
     src = tmp_path / "in.jsonl"
     n = 1500
@@ -208,6 +212,7 @@ def test_kill_9_then_rerun_reuses_committed_batches(pulled, tmp_path):
     assert count_rows(path) == n
 
 
+@pytest.mark.e2e  # four concurrent embctl processes
 def test_four_concurrent_embeds_share_one_cache(pulled, tmp_path):
     # Overlapping inputs: every process writes rows that the others also write.
     texts = [f"shared sentence {i}" for i in range(160)]
@@ -284,6 +289,7 @@ def test_cache_cap_evicts_and_ls_lists_vectors(pulled):
     assert entries[0]["repo_id"] == "sentence-transformers/all-MiniLM-L6-v2"
 
 
+@pytest.mark.e2e  # a heavy-import check: a fresh interpreter imports neither numpy nor torch
 def test_python_api_shares_the_cli_cache(pulled, reference):
     pulled("embed", MODEL, input=jsonl([{"text": t} for t in TEXTS[:3]]), check=True)
     script = (
@@ -308,6 +314,7 @@ def test_python_api_shares_the_cli_cache(pulled, reference):
     assert data["info"]["repo_id"] == "sentence-transformers/all-MiniLM-L6-v2"
 
 
+@pytest.mark.e2e  # heavy-import checks: a fresh interpreter, -X importtime of a fresh process
 def test_import_and_help_stay_light(pulled):
     script = ("import sys, embctl, embctl.embed.run, embctl.embed.dryrun, embctl.embed.session, "
               "embctl.vectors.scan\n"
@@ -315,6 +322,6 @@ def test_import_and_help_stay_light(pulled):
               "if m in sys.modules]\n"
               "assert not heavy, heavy\n")
     subprocess.run([sys.executable, "-c", script], env=pulled.env, check=True)
-    proc = pulled("embed", "--help", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    proc = pulled.process("embed", "--help", env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert proc.returncode == 0 and "--on-error" in proc.stdout
     assert "| torch" not in proc.stderr and "| numpy" not in proc.stderr

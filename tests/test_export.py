@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from support.runner import Embctl, one_line_error
 
 MODEL = "all-MiniLM-L6-v2"
@@ -14,6 +15,7 @@ ROWS = "".join(json.dumps({"id": i, "text": t}) + "\n"
                for i, t in enumerate(["return guidelines", "weather forecast", "refunds"]))
 
 
+@pytest.mark.e2e  # a journey: sentence-transformers loads the export in a fresh offline process
 def test_model_round_trip_to_an_offline_machine(pulled, tmp_path, hub):
     out = tmp_path / "usb" / "minilm"
     proc = pulled("export", MODEL, "--to", str(out), "--json")

@@ -1,7 +1,7 @@
 """Issue #10, export/import: --force never empties a folder that is not an earlier export, no
 output is written into or through a cache, one symlink rule for `pull --from` and `export`,
 an export imported elsewhere keeps its revision (and the vector cache hits), and a folder
-without weights is refused.  Real subprocesses, real files, real symlinks."""
+without weights is refused.  embctl runs in-process, on real files and real symlinks."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from support.runner import Embctl, one_line_error
@@ -73,7 +71,7 @@ def test_force_never_empties_a_folder_holding_a_cache(pulled, tmp_path):
     assert pulled("verify", MODEL).returncode == 0
 
 
-def test_force_replaces_only_an_earlier_export(pulled, tmp_path):
+def test_force_replaces_only_an_earlier_export(pulled, tmp_path, monkeypatch):
     project = tmp_path / "project"
     project.mkdir()
     (project / "main.py").write_text("print('hello')\n")
@@ -81,9 +79,9 @@ def test_force_replaces_only_an_earlier_export(pulled, tmp_path):
     (project / "data" / "rows.jsonl").write_text(ROWS)
     before = tree(project)
     # `--to . --force`, run from the project folder.
-    proc = subprocess.run([sys.executable, "-m", "embctl", "export", MODEL, "--to", ".",
-                           "--force"], cwd=project, env=pulled.env, capture_output=True,
-                          text=True, timeout=300)
+    with monkeypatch.context() as m:
+        m.chdir(project)
+        proc = pulled("export", MODEL, "--to", ".", "--force")
     assert proc.returncode == 1 and ".embctl-export.json" in one_line_error(proc)
     assert tree(project) == before
 

@@ -3,9 +3,10 @@ the path cannot be used as given, 1 when writing fails), with no traceback and n
 left behind; a full disk (/dev/full) on stdout or -o; lone surrogates in JSONL; a byte-order
 mark mid-input with --lines; credentials in the openai base URL.
 
-Everything runs ``python -m embctl`` as a subprocess on real files, the real test hub and the
-real all-MiniLM-L6-v2.  "Read-only folder" is a chmod 0555 folder, or /sys when permission bits
-do not bind (root; /sys refuses new files to everyone).
+Everything runs on real files, the real test hub and the real all-MiniLM-L6-v2: in-process,
+and as ``python -m embctl`` (the e2e tier) where a real file descriptor is the point: stdout on
+/dev/full, a pipe closed early.  "Read-only folder" is a chmod 0555 folder, or /sys when
+permission bits do not bind (root; /sys refuses new files to everyone).
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from support.openai_server import TEST_KEY, Fault
-from support.runner import Embctl, one_line_error
+from support.runner import Embctl, embctl_argv, one_line_error
 
 MODEL = "all-MiniLM-L6-v2"
 FULL = Path("/dev/full")
@@ -54,9 +55,9 @@ def readonly_folder(tmp_path: Path) -> Path:
 
 def to_full_disk(run: Embctl, *args: str,
                  input: bytes | None = None) -> subprocess.CompletedProcess:
-    """``embctl ARGS > /dev/full``."""
+    """``embctl ARGS > /dev/full`` (e2e tests only)."""
     with open(FULL, "wb") as full:
-        return subprocess.run([sys.executable, "-m", "embctl", *args], input=input, stdout=full,
+        return subprocess.run(embctl_argv(*args), input=input, stdout=full,
                               stderr=subprocess.PIPE, env=run.env, timeout=300, text=False)
 
 
@@ -119,6 +120,7 @@ def test_unusable_output_path_is_refused_before_the_model_is_pulled(embctl, tmp_
 
 
 @needs_full
+@pytest.mark.e2e  # stdout is /dev/full, and -o /dev/stdout is the process's own stdout
 def test_full_disk_on_stdout_and_o_loses_nothing_and_leaves_nothing(pulled, tmp_path):
     texts = ["The refund policy allows returns within 30 days", "return guidelines",
              "weather forecast"]
@@ -141,9 +143,18 @@ def test_full_disk_on_stdout_and_o_loses_nothing_and_leaves_nothing(pulled, tmp_
 
     # A device named as -o is written in place: /dev/stdout is this process's stdout.
     was_link = os.path.islink("/dev/stdout")
-    proc = pulled("embed", MODEL, "-o", "/dev/stdout", input=data)
+    proc = pulled.process("embed", MODEL, "-o", "/dev/stdout", input=data)
     assert proc.returncode == 0, proc.stderr
     got = [json.loads(line)["embedding"] for line in proc.stdout.splitlines()]
+    assert np.array_equal(np.array(got), np.array(reference))
+    assert os.path.islink("/dev/stdout") == was_link and temp_files(Path("/dev")) == []
+    # ... also when that stdout is a regular file (`> out.jsonl`): /dev/stdout is never
+    # renamed over (it was, replacing the system's link with a file).
+    with open(tmp_path / "stdout.jsonl", "wb") as out:
+        proc = subprocess.run(embctl_argv("embed", MODEL, "-o", "/dev/stdout"), input=data,
+                              stdout=out, stderr=subprocess.PIPE, env=pulled.env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    got = [json.loads(line)["embedding"] for line in (tmp_path / "stdout.jsonl").open()]
     assert np.array_equal(np.array(got), np.array(reference))
     assert os.path.islink("/dev/stdout") == was_link and temp_files(Path("/dev")) == []
 
@@ -171,6 +182,7 @@ def test_full_disk_on_stdout_and_o_loses_nothing_and_leaves_nothing(pulled, tmp_
 
 
 @needs_full
+@pytest.mark.e2e  # stdout is /dev/full
 def test_every_command_on_a_full_stdout_is_one_line(pulled):
     for args in (["ls"], ["ls", "--json"], ["du"], ["du", "--json"], ["plugins"],
                  ["completion", "bash"], ["--help"], ["--version"], ["embed", "--help"]):
@@ -179,19 +191,20 @@ def test_every_command_on_a_full_stdout_is_one_line(pulled):
         assert error_of(proc) == "embctl: error: cannot write to stdout: No space left on device"
 
 
+@pytest.mark.e2e  # `| head`: a real pipe its reader closes
 def test_a_closed_pipe_is_still_not_an_error(pulled):
-    proc = subprocess.run(f"{sys.executable} -m embctl completion bash | head -c 10",
+    proc = subprocess.run(f"{shlex.join(embctl_argv('completion', 'bash'))} | head -c 10",
                           shell=True, capture_output=True, text=True, env=pulled.env)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
 
 
+@pytest.mark.e2e  # a real pipe its reader closes
 def test_embed_into_a_pipe_closed_early_exits_0_and_keeps_what_it_computed(pulled):
     """`embctl embed ... | head`: the reader goes away after the first window; the run stops
     quietly (exit 0, as `ls | head`) and commits what it computed, which a rerun hits."""
     texts = "".join(f"sentence number {i} about refunds\n" for i in range(1100))
-    proc = subprocess.Popen([sys.executable, "-m", "embctl", "embed", MODEL, "--lines"],
-                            env=pulled.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(embctl_argv("embed", MODEL, "--lines"), env=pulled.env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdin.write(texts.encode())
     proc.stdin.close()
     assert proc.stdout.read(100)  # the first vectors arrived; then the reader goes away

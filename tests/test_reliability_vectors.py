@@ -1,9 +1,11 @@
 """Issue #10, the vector cases: wrong vectors from damaged weights (2), a broken vector cache
 that ``verify --repair`` must mend (9), and failed runs that must leave no cache file (10).
 
-Everything happens for real: the weights blob of the pulled all-MiniLM-L6-v2 is overwritten
-in place (the way bit rot or a bad copy damages it), cache files made by ``embctl embed`` are
-truncated or replaced, and the openai runs go to the fake server of ``openai_server``.
+Everything happens for real: the weights blob of the pulled all-MiniLM-L6-v2 (this test's own
+copy of it, never the blob other tests' homes link) is overwritten the way bit rot or a bad copy
+damages it, cache files made by ``embctl embed`` are truncated or replaced, and the openai runs
+go to the fake server of ``openai_server``.  The runs are in-process; the two checks of a fresh
+interpreter's imports are e2e.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.homes import own
+from support.inprocess import environment
 from support.openai_server import Fault
 from support.runner import Embctl, one_line_error
 
@@ -77,13 +81,31 @@ def tensor_span(path: Path, name: str) -> tuple[int, int]:
     return 8 + size + start, end - start
 
 
+def private_weights(run: Embctl) -> Path:
+    """The weights blob of ``run``'s home made this test's own file (`support.homes.own`)
+    with a modification time of its own, before any run reads it: no earlier test's damaged
+    copy had this file's identity (inode, size, time), by which in-process runs share a
+    loaded model."""
+    blob = own(weights_blob(run))
+    os.utime(blob)
+    return blob
+
+
 def damage(path: Path, data: bytes, *, keep_mtime: bool = False) -> None:
-    """Write ``data`` over TENSOR, in place.  ``keep_mtime``: size and modification time stay
-    as they were, as with bit rot or a copy that preserves times."""
-    assert path.stat().st_nlink == 1  # a private copy, not the test hub's linked file
+    """Write ``data`` over TENSOR.  ``keep_mtime``: size and modification time stay as they
+    were, as with bit rot or a copy that preserves times: the file is replaced by such a copy
+    (of a `private_weights` file), damaged, so that a model loaded from the clean file before
+    is not the one this file loads."""
+    if not keep_mtime:
+        own(path)  # never the blob other tests' homes link
+    assert path.stat().st_nlink == 1, "a private copy (private_weights), not a linked file"
     offset, length = tensor_span(path, TENSOR)
     assert len(data) == length
     before = path.stat()
+    if keep_mtime:
+        copy = path.with_name(path.name + ".copy")
+        shutil.copy2(path, copy)
+        os.replace(copy, path)
     with open(path, "r+b") as f:
         f.seek(offset)
         f.write(data)
@@ -105,9 +127,9 @@ def finite_garbage(length: int) -> bytes:
 
 
 def test_nan_vectors_fail_the_run_and_are_never_written_or_cached(pulled):
+    blob = private_weights(pulled)
     first = embed(pulled, CLEAN)
     assert first.returncode == 0, first.stderr
-    blob = weights_blob(pulled)
     damage(blob, random_bytes(tensor_span(blob, TENSOR)[1]), keep_mtime=True)
 
     proc = embed(pulled, CLEAN + MORE)
@@ -137,18 +159,19 @@ def test_nan_guard_holds_for_any_backend_path_and_the_python_api(pulled, tmp_pat
     assert proc.stdout == ""
     assert vector_files(pulled.home) == []  # nothing committed: no cache file either
 
-    script = ("import embctl, sys\n"
-              "from embctl.errors import EmbctlError\n"
-              f"m = embctl.load({str(local)!r})\n"
-              "try:\n"
-              f"    m.embed({MORE!r})\n"
-              "except EmbctlError as exc:\n"
-              "    print('refused:', exc)\n"
-              "m.close()\n")
-    api = subprocess.run([sys.executable, "-c", script], env=pulled.env, capture_output=True,
-                         text=True, timeout=300)
-    assert api.returncode == 0, api.stderr
-    assert api.stdout.startswith("refused:") and "NaN" in api.stdout
+    import embctl
+    from embctl.errors import EmbctlError
+
+    with environment(pulled.env):  # embctl.load as a program run with pulled's environment
+        m = embctl.load(str(local))
+        try:
+            m.embed(MORE)
+        except EmbctlError as exc:
+            refused = f"refused: {exc}"
+        else:
+            refused = "embedded"
+        m.close()
+    assert refused.startswith("refused:") and "NaN" in refused
     assert vector_files(pulled.home) == []
 
 
@@ -182,10 +205,10 @@ def test_vectors_cached_from_silently_damaged_weights_do_not_survive_a_repair(pu
     """Damage that keeps the file's size and time (bit rot) cannot be seen without hashing
     91 MB on every run, and finite garbage looks like any vector: those get cached.  verify
     finds the damage; --repair drops the vectors of that revision with it."""
+    blob = private_weights(pulled)
     reference = embed(pulled, CLEAN + MORE, "--no-cache")
     assert reference.returncode == 0, reference.stderr
     assert embed(pulled, CLEAN).returncode == 0
-    blob = weights_blob(pulled)
     damage(blob, finite_garbage(tensor_span(blob, TENSOR)[1]), keep_mtime=True)
     bad = embed(pulled, MORE)
     assert bad.returncode == 0, bad.stderr
@@ -323,6 +346,7 @@ def test_failed_openai_run_leaves_no_cache_file(oa, fake, fault):
     assert [n for n in vector_files(oa.home) if n.endswith(".sqlite")] != []
 
 
+@pytest.mark.e2e  # a heavy-import check: a fresh interpreter
 def test_python_api_creates_no_cache_file_before_a_commit(pulled):
     """embctl.load opened (and created) its cache file at once: a load that embeds nothing
     left an empty file.  Now the first commit creates it."""
