@@ -1,7 +1,8 @@
-"""The ``onnx:`` backend end to end, as a subprocess, against the test hub serving the real
-all-MiniLM-L6-v2 with real ONNX files (tests/support/onnx_fixtures.py): pull selection per
-variant, vectors equal to sentence-transformers', the int8 variant, the cache namespace, no
-torch on the path, ``ls``/``export``/``embctl.load``."""
+"""The ``onnx:`` backend end to end (in-process; in a fresh interpreter where what it imports is
+checked), against the test hub serving the real all-MiniLM-L6-v2 with real ONNX files
+(tests/support/onnx_fixtures.py): pull selection per variant, vectors equal to
+sentence-transformers', the int8 variant, the cache namespace, no torch on the path,
+``ls``/``export``/``embctl.load``."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.homes import damage
 from support.hub import MINILM, MINILM_DECOYS, MINILM_NEEDED, minilm_source, resolve_gets
 from support.onnx_fixtures import INT8_FILES, OTHER_DECOYS, picked_int8_name
 from support.runner import heavy_imports, one_line_error
@@ -171,9 +173,12 @@ def test_a_changed_onnx_blob_is_refused_before_any_vector(pulled):
     assert pulled("embed", REF, input=jsonl(TEXTS[:1])).returncode == 0
     blob = next((pulled.repo_dir / "snapshots").glob("*/onnx/model.onnx")).resolve()
     assert blob.stat().st_nlink == 1  # the test's private copy
-    with open(blob, "r+b") as f:  # bit rot in the middle of the weights: still loadable
-        f.seek(blob.stat().st_size // 2)
-        f.write(b"\x7f" * 4096)
+
+    def rot(data: bytearray) -> None:  # bit rot in the middle of the weights: still loadable
+        middle = len(data) // 2
+        data[middle:middle + 4096] = b"\x7f" * 4096
+
+    damage(blob, rot)
     proc = pulled("embed", REF, input=jsonl(TEXTS[1:3]))
     assert proc.returncode == 1 and proc.stdout == ""
     err = one_line_error(proc)
@@ -196,6 +201,7 @@ def test_int8_is_close_to_fp32_and_cached_apart(pulled, capsys):
     assert len({r["namespace"] for r in caches}) == 2
 
 
+@pytest.mark.e2e  # what a fresh interpreter imports
 def test_onnx_path_imports_no_torch(pulled, tmp_path):
     assert pulled("pull", REF, "-q").returncode == 0
     source = tmp_path / "in.jsonl"
@@ -221,6 +227,7 @@ def test_cuda_without_onnxruntime_gpu_is_one_line(pulled):
     assert other.returncode == 2 and "cpu, cuda or cuda:N" in one_line_error(other)
 
 
+@pytest.mark.e2e  # what a fresh interpreter imports
 def test_python_api_load_with_variant(pulled):
     script = (
         "import sys, json, embctl\n"
@@ -298,6 +305,7 @@ def served_minilm(hub_root: Path) -> Path:
     return hub_root / MINILM
 
 
+@pytest.mark.e2e  # what a fresh interpreter imports
 def test_dry_run_counts_exact_tokens_without_loading_the_model(pulled, tmp_path):
     from tokenizers import Tokenizer
 

@@ -1,15 +1,17 @@
 """ONNX exports of a repo that ships no ONNX weights (``embctl_onnx.exported``) and their store.
 
 The repo is ``embctl-test/minilm-noonnx`` on the session hub: the real all-MiniLM-L6-v2 files,
-no ONNX.  It is pulled with ``embctl pull st:...``; the export runs in a subprocess through
-``support.onnx_export_fixtures`` (the call the onnx backend's pull makes), and the exported
-graphs are checked with onnxruntime against sentence-transformers.  ``ls``, ``du``, ``rm`` and
-``verify`` run as users run them.
+no ONNX.  It is pulled with ``embctl pull st:...``; the export runs through
+``support.onnx_export_fixtures`` (the call the onnx backend's pull makes): in this process
+(`call_entry`), or as a subprocess (`run_entry`) where the process is the point (killed, two at
+once, torch absent: ``e2e``), and the exported graphs are checked with onnxruntime against
+sentence-transformers.  ``ls``, ``du``, ``rm`` and ``verify`` run as users run them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -17,11 +19,13 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
 import pytest
-from support.onnx_export_fixtures import NOONNX, build_minilm_noonnx_repo
+from support.inprocess import environment
+from support.onnx_export_fixtures import NOONNX, _main, build_minilm_noonnx_repo
 from support.runner import Embctl, copy_home, heavy_imports, one_line_error
 
 TESTS = Path(__file__).parent
@@ -43,9 +47,19 @@ def _entry(runner: Embctl, *args: str) -> list[str]:
 
 def run_entry(runner: Embctl, *args: str, env: dict | None = None,
               timeout: float = 600) -> subprocess.CompletedProcess:
+    """The entry as a subprocess: for what needs a process of its own (``e2e``)."""
     return subprocess.run(_entry(runner, *args), env=env or _env(runner), cwd=TESTS,
                           capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
+
+
+def call_entry(runner: Embctl, *args: str) -> subprocess.CompletedProcess:
+    """The entry's `_main` in this process, with the runner's environment and streams of its
+    own, as `run_entry` runs it."""
+    out, err = io.StringIO(), io.StringIO()
+    with environment(runner.env), redirect_stdout(out), redirect_stderr(err):
+        code = _main(list(args))
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 def snapshot(runner: Embctl) -> Path:
@@ -56,11 +70,11 @@ def snapshot(runner: Embctl) -> Path:
 
 def export(runner: Embctl, variant: str, *extra: str) -> subprocess.CompletedProcess:
     snap = snapshot(runner)
-    return run_entry(runner, "export", str(snap), NOONNX, snap.name, variant, *extra)
+    return call_entry(runner, "export", str(snap), NOONNX, snap.name, variant, *extra)
 
 
 def find(runner: Embctl, variant: str, revision: str | None = None) -> dict | None:
-    proc = run_entry(runner, "find", NOONNX, revision or snapshot(runner).name, variant)
+    proc = call_entry(runner, "find", NOONNX, revision or snapshot(runner).name, variant)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -202,6 +216,7 @@ def without_torch(runner: Embctl, tmp_path: Path) -> dict[str, str]:
     return {**base, "PYTHONPATH": os.pathsep.join([str(blocked.parent), base["PYTHONPATH"]])}
 
 
+@pytest.mark.e2e  # torch absent: a fresh interpreter
 def test_without_torch_one_line_naming_what_to_install(noonnx, tmp_path):
     env = without_torch(noonnx, tmp_path)
     probe = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True,
@@ -218,10 +233,11 @@ def test_without_torch_one_line_naming_what_to_install(noonnx, tmp_path):
     assert tree_digest(noonnx.cache) == before
     assert not any(p.is_dir() for p in exports_root(noonnx).rglob("*")
                    if p.name in ("fp32", "int8") or p.name.startswith(".tmp-"))
-    listing = noonnx("ls", "--json", env={"PYTHONPATH": env["PYTHONPATH"]}, check=True)
+    listing = noonnx.process("ls", "--json", env={"PYTHONPATH": env["PYTHONPATH"]}, check=True)
     assert [e["kind"] for e in json.loads(listing.stdout)] == ["model"]
 
 
+@pytest.mark.e2e  # torch absent: a fresh interpreter
 def test_int8_from_an_existing_fp32_export_needs_no_torch(exported, tmp_path):
     folder = revision_folder(exported)
     shutil.rmtree(folder / "int8")
@@ -235,6 +251,7 @@ def test_int8_from_an_existing_fp32_export_needs_no_torch(exported, tmp_path):
     assert made["from_sha256"] == fp32["sha256"] and made["per_channel"] is True
 
 
+@pytest.mark.e2e  # SIGKILL
 def test_an_interrupted_export_is_never_found(noonnx):
     snap = snapshot(noonnx)
     proc = subprocess.Popen(_entry(noonnx, "export", str(snap), NOONNX, snap.name, "fp32"),
@@ -277,6 +294,7 @@ def test_an_interrupted_export_is_never_found(noonnx):
     assert noonnx("verify").returncode == 0
 
 
+@pytest.mark.e2e  # two exporting processes
 def test_two_concurrent_exports_make_one(noonnx):
     snap = snapshot(noonnx)
     procs = [subprocess.Popen(_entry(noonnx, "export", str(snap), NOONNX, snap.name, "int8"),
@@ -292,6 +310,7 @@ def test_two_concurrent_exports_make_one(noonnx):
     assert sorted(p.name for p in revision_folder(noonnx).iterdir()) == ["fp32", "int8"]
 
 
+@pytest.mark.e2e  # heavy_imports: what a fresh interpreter imports
 def test_ls_and_du_count_exports_in_integer_bytes_without_heavy_imports(exported):
     rows = [r for r in json.loads(exported("ls", "--json", check=True).stdout)
             if r["kind"] == "onnx-export"]
@@ -443,13 +462,14 @@ def test_pull_onnx_of_a_repo_without_onnx_exports_it(embctl, noonnx_home, hub_ro
     assert not exports_root(embctl).joinpath(f"models--{NOONNX.replace('/', '--')}").exists()
 
 
+@pytest.mark.e2e  # torch absent: a fresh interpreter
 def test_pull_onnx_without_torch_says_what_to_install(embctl, noonnx_home, tmp_path,
                                                       onnx_backend):
     blocked = tmp_path / "notorch" / "torch"
     blocked.mkdir(parents=True)
     (blocked / "__init__.py").write_text("raise ImportError(\"No module named 'torch'\")\n")
     path = os.pathsep.join([str(blocked.parent), embctl.env.get("PYTHONPATH", "")])
-    proc = embctl("pull", f"onnx:{NOONNX}", env={"PYTHONPATH": path})
+    proc = embctl.process("pull", f"onnx:{NOONNX}", env={"PYTHONPATH": path})
     assert proc.returncode == 1
     line = one_line_error(proc)
     assert "torch" in line and INSTALL in line, line

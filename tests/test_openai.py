@@ -1,4 +1,5 @@
-"""The openai backend end to end: ``python -m embctl`` against `support.openai_server`.
+"""The openai backend end to end: embctl (in-process; as ``python -m embctl`` where the process
+boundary is the point: signals, imports, the client's logging) against `support.openai_server`.
 
 Every test counts what reached the server: a second run sends nothing, a rerun after a failure
 sends only the missing inputs, retries happen and are bounded, and the key never leaks.
@@ -9,14 +10,14 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from support.inprocess import environment
 from support.openai_server import TEST_KEY, Fault, OpenAIServer, expected_vector
-from support.runner import Embctl, one_line_error
+from support.runner import Embctl, embctl_argv, one_line_error
 
 KEY = TEST_KEY  # the key the fake server (fixtures `fake`, `oa` in conftest.py) accepts
 MODEL = "test-embed"
@@ -182,16 +183,10 @@ def test_wrong_key_unknown_model_and_token_limit(oa, fake):
 
 def test_no_key_for_api_openai_com_fails_before_any_request(oa):
     env = {k: v for k, v in oa.env.items() if not k.startswith("OPENAI_")}
-    proc = subprocess.run(oa_cmd("embed", "openai:text-embedding-3-small", "--lines"),
-                          input="hi\n", env=env, capture_output=True, text=True, timeout=60)
+    proc = Embctl(env, oa.home)("embed", "openai:text-embedding-3-small", "--lines",
+                                input="hi\n")
     assert proc.returncode == 1
     assert "OPENAI_API_KEY is not set" in one_line_error(proc)
-
-
-def oa_cmd(*args: str) -> list[str]:
-    import sys
-
-    return [sys.executable, "-m", "embctl", *args]
 
 
 @pytest.mark.parametrize("kind", ["count", "dim", "all_dim", "string", "nan", "json", "index",
@@ -279,6 +274,7 @@ def test_a_failure_while_the_next_window_is_queued_loses_nothing_paid(oa, fake):
     assert sorted(paid + again) == sorted(items)
 
 
+@pytest.mark.e2e  # a signal to a running process
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated"),
                                              (signal.SIGINT, 130, "interrupted")])
 def test_a_stopped_run_keeps_everything_it_paid_for(oa, fake, tmp_path, sig, code, word):
@@ -329,28 +325,18 @@ def test_a_failure_stops_retries_and_queued_batches_at_once(oa, fake):
 def test_python_api_model_works_again_after_a_failed_call(oa, fake):
     """embctl.load("openai:...") stays usable when one call fails: the next call sends (and
     retries) as usual, and what the failed call received was kept."""
+    import embctl
+    from embctl.errors import EmbctlError
+
     fake.add_faults(Fault(), Fault(status=401, message="no"))
-    script = (
-        "import json, sys, embctl\n"
-        "from embctl.errors import EmbctlError\n"
-        f"m = embctl.load('openai:{MODEL}', batch_size=10)\n"
-        f"items = {texts(60)!r}\n"
-        "try:\n"
-        "    m.embed(items)\n"
-        "    sys.exit('the first call should fail')\n"
-        "except EmbctlError as exc:\n"
-        "    first = str(exc)\n"
-        "v = m.embed(items)\n"
-        "print(json.dumps({'first': first, 'shape': v.shape, 'v': v.tolist()}))\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", script], env=oa.env, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout)
-    assert "authentication failed" in data["first"] and data["shape"] == [60, 64]
+    items = texts(60)
+    with environment(oa.env), embctl.load(f"openai:{MODEL}", batch_size=10) as m:
+        with pytest.raises(EmbctlError) as first:  # the first call fails
+            m.embed(items)
+        v = m.embed(items)
+    assert "authentication failed" in str(first.value) and v.shape == (60, 64)
     want = np.stack([expected_vector(t, MODEL) for t in texts(60)])
-    np.testing.assert_allclose(np.asarray(data["v"], dtype=np.float32), want, rtol=1e-6,
-                               atol=1e-7)
+    np.testing.assert_allclose(np.asarray(v, dtype=np.float32), want, rtol=1e-6, atol=1e-7)
     answered = [t for r in fake.log if r.status == 200 for t in r.inputs]
     assert sorted(answered) == sorted(texts(60))  # each paid for once, over both calls
     assert sum(r.status == 401 for r in fake.log) == 1
@@ -410,10 +396,12 @@ def test_ls_du_export_rm_cover_openai_caches(oa, fake, tmp_path):
                 if e["kind"] == "vectors"]
 
 
+@pytest.mark.e2e  # what a fresh interpreter imports
 def test_listing_commands_do_not_import_openai(oa, fake):
     assert embed(oa, texts(3)).returncode == 0
     for args in (["--help"], ["ls"], ["du"], ["plugins"]):
-        proc = subprocess.run([*oa_cmd(*args)[:1], "-X", "importtime", *oa_cmd(*args)[1:]],
+        python, *rest = embctl_argv(*args)
+        proc = subprocess.run([python, "-X", "importtime", *rest],
                               env=oa.env, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stderr
         imported = {line.split("|")[-1].strip().split(".")[0]
@@ -424,11 +412,12 @@ def test_listing_commands_do_not_import_openai(oa, fake):
 # -- secrets -------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e  # the openai client reads OPENAI_LOG once, at import: a fresh process
 def test_the_key_never_appears_in_output_logs_or_files(oa, fake, tmp_path):
     outputs: list[str] = []
 
-    def run(*args: str, **kw) -> subprocess.CompletedProcess:
-        proc = oa(*args, **kw)
+    def run(*args: str, process: bool = False, **kw) -> subprocess.CompletedProcess:
+        proc = (oa.process if process else oa)(*args, **kw)
         outputs.extend([proc.stdout if isinstance(proc.stdout, str) else "", proc.stderr])
         return proc
 
@@ -436,9 +425,10 @@ def test_the_key_never_appears_in_output_logs_or_files(oa, fake, tmp_path):
     items = texts(30)
     out = tmp_path / "out.jsonl"
     run("embed", f"openai:{MODEL}", "--lines", "-o", str(out), "--store-text",
-        input="\n".join(items), env=debug)
+        input="\n".join(items), env=debug, process=True)
     fake.add_faults(Fault(status=401, message="invalid key {key} (Bearer {key})"))
-    failed = run("embed", f"openai:{MODEL}", "--lines", input="other text\n", env=debug)
+    failed = run("embed", f"openai:{MODEL}", "--lines", input="other text\n", env=debug,
+                 process=True)
     assert failed.returncode == 1
     fake.add_faults(Fault(status=500, message="upstream said {key}", times=None))
     run("embed", f"openai:{MODEL}", "--lines", input="third text\n",
