@@ -15,7 +15,9 @@ new file and loads anew).
 
 Where the process boundary is the point (signals, exit codes set by the interpreter, writing
 to a real file descriptor, heavy imports), tests use `support.runner.Embctl.process` instead,
-in the ``e2e`` tier.
+in the ``e2e`` tier.  So do checks an in-process run cannot make mean anything: what a fresh
+interpreter imports (``-X importtime``, torch made unimportable through ``PYTHONPATH``: here
+it is imported already), and settings a library reads once at its import (``OPENAI_LOG``).
 """
 
 from __future__ import annotations
@@ -92,41 +94,29 @@ def run(argv: Sequence[str], env: dict[str, str], input: str | bytes | None = No
     """Run ``embctl ARGV`` in-process with exactly ``env`` as its environment; the result
     has the fields of ``subprocess.run``'s (``returncode``, ``stdout``, ``stderr``)."""
     data = input.encode() if isinstance(input, str) else (input or b"")
-    saved_env = dict(os.environ)
     saved_streams = (sys.stdin, sys.stdout, sys.stderr)
-    saved_path = list(sys.path)
     saved_signals = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     out, err = _Kept(), _Kept()
-    os.environ.clear()
-    os.environ.update(env)
-    extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    sys.path[:0] = extra
-    own_entries, modules_before = _own_entries(extra, saved_path), set(sys.modules)
-    sys.stdin = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
-    sys.stdout = io.TextIOWrapper(out, encoding="utf-8", errors="strict")
-    sys.stderr = io.TextIOWrapper(err, encoding="utf-8", errors="backslashreplace",
-                                  line_buffering=True)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        reset_state()
-        from embctl.cli import main
+    with environment(env):
+        sys.stdin = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
+        sys.stdout = io.TextIOWrapper(out, encoding="utf-8", errors="strict")
+        sys.stderr = io.TextIOWrapper(err, encoding="utf-8", errors="backslashreplace",
+                                      line_buffering=True)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            from embctl.cli import main
 
-        code = _exit_code(main, list(argv))
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):  # closed by the run, or stdout already failed
-                pass
-        sys.stdin, sys.stdout, sys.stderr = saved_streams
-        sys.path[:] = saved_path
-        _forget_modules_from(own_entries, modules_before)
-        os.environ.clear()
-        os.environ.update(saved_env)
-        for sig, handler in saved_signals.items():
-            signal.signal(sig, handler)
-        reset_state()
+            code = _exit_code(main, list(argv))
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (OSError, ValueError):  # closed by the run, or stdout already failed
+                    pass
+            sys.stdin, sys.stdout, sys.stderr = saved_streams
+            for sig, handler in saved_signals.items():
+                signal.signal(sig, handler)
     stdout, stderr = out.getvalue(), err.getvalue()
     if text:
         return subprocess.CompletedProcess(["embctl", *argv], code,
@@ -157,10 +147,11 @@ def _exit_code(main, argv: list[str]) -> int:
 
 @contextmanager
 def environment(env: dict[str, str]) -> Iterator[None]:
-    """Python code (not the CLI: that is `run`) run as a fresh process with exactly ``env``
-    would run it: ``os.environ`` and ``sys.path`` set as `run` sets them, embctl's state and
-    huggingface_hub's constants reset before and after (``embctl.load``, or another tool's
-    ``huggingface_hub.snapshot_download`` into a test home)."""
+    """Code run as a fresh process with exactly ``env`` would run it: ``os.environ``
+    replaced, ``PYTHONPATH`` in front of ``sys.path`` (the modules imported from there
+    forgotten after), embctl's state and huggingface_hub's constants reset before and after.
+    `run` runs the CLI in it; tests use it for the Python API (``embctl.load``) or another
+    tool (``huggingface_hub.snapshot_download``) in a test home."""
     saved_env, saved_path = dict(os.environ), list(sys.path)
     extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     own_entries, modules_before = _own_entries(extra, saved_path), set(sys.modules)
