@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SUMMARY = re.compile(r"=+ (.*) in ([\d.]+)s")
+SUMMARY = re.compile(r"^=*\s*(\d+ (?:passed|failed).*?) in ([\d.]+)s", re.M)
 DURATION = re.compile(r"^([\d.]+)s (call|setup|teardown)\s+(\S+)", re.M)
 
 
@@ -83,6 +83,9 @@ def run_suite(repo: Path, select: str, extra: list[str], warm: bool) -> dict:
     summary = SUMMARY.findall(proc.stdout)
     slowest = [(float(s), when, test) for s, when, test in DURATION.findall(proc.stdout)][:10]
     shutil.rmtree(work, ignore_errors=True)
+    log = ROOT / "bench" / "results" / f"tests-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    log.parent.mkdir(exist_ok=True)
+    log.write_text(proc.stdout + proc.stderr)  # the whole output, to read the failures
     return {"select": select, "extra": extra, "warm": warm, "seconds": round(seconds, 1),
             "temp_bytes": written, "rc": proc.returncode,
             "summary": summary[-1][0] if summary else proc.stdout[-500:],

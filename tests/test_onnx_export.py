@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support.inprocess import environment
-from support.onnx_export_fixtures import NOONNX, _main, build_minilm_noonnx_repo
+from support.onnx_export_fixtures import NOONNX, build_minilm_noonnx_repo, main
 from support.runner import Embctl, copy_home, heavy_imports, one_line_error
 
 TESTS = Path(__file__).parent
@@ -54,11 +54,11 @@ def run_entry(runner: Embctl, *args: str, env: dict | None = None,
 
 
 def call_entry(runner: Embctl, *args: str) -> subprocess.CompletedProcess:
-    """The entry's `_main` in this process, with the runner's environment and streams of its
+    """The entry's `main` in this process, with the runner's environment and streams of its
     own, as `run_entry` runs it."""
     out, err = io.StringIO(), io.StringIO()
     with environment(runner.env), redirect_stdout(out), redirect_stderr(err):
-        code = _main(list(args))
+        code = main(list(args))
     return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 

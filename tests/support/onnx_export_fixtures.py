@@ -34,7 +34,7 @@ def build_minilm_noonnx_repo(root: Path | str) -> Path:
     return repo
 
 
-def _main(argv: list[str]) -> int:
+def main(argv: list[str]) -> int:
     from embctl_onnx.exported import export_model, find_export
 
     from embctl.errors import EmbctlError
@@ -56,4 +56,4 @@ def _main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:]))
