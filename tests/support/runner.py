@@ -99,9 +99,7 @@ class Embctl:
         from support.inprocess import run
 
         proc = run(args, {**self.env, **(env or {})}, input, text=not isinstance(input, bytes))
-        if check:
-            assert proc.returncode == 0, f"embctl {' '.join(args)} failed:\n{proc.stderr}"
-        return proc
+        return _checked(proc, args, check)
 
     run = __call__
 
@@ -114,34 +112,24 @@ class Embctl:
         check: bool | None = None,
     ) -> subprocess.CompletedProcess:
         """``python -m embctl ARGS`` as a subprocess (``e2e`` tests only)."""
-        require_e2e()
-        full_env = {**self.env, **(env or {})}
-        text = not isinstance(input, bytes)
-        proc = subprocess.run(
-            [sys.executable, "-m", "embctl", *args],
-            input=input,
-            env=full_env,
-            capture_output=True,
-            text=text,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL if input is None else None,
-        )
-        if check:
-            assert proc.returncode == 0, f"embctl {' '.join(args)} failed:\n{proc.stderr}"
-        return proc
+        proc = subprocess.run(embctl_argv(*args), input=input, env={**self.env, **(env or {})},
+                              capture_output=True, text=not isinstance(input, bytes),
+                              timeout=timeout,
+                              stdin=subprocess.DEVNULL if input is None else None)
+        return _checked(proc, args, check)
 
     def popen(self, *args: str, env: dict | None = None, **kw) -> subprocess.Popen:
         """``python -m embctl ARGS`` started, pipes on stdout and stderr (``e2e`` only)."""
-        require_e2e()
-        return subprocess.Popen(
-            [sys.executable, "-m", "embctl", *args],
-            env={**self.env, **(env or {})},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            **kw,
-        )
+        return subprocess.Popen(embctl_argv(*args), env={**self.env, **(env or {})},
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _checked(proc: subprocess.CompletedProcess, args: tuple[str, ...],
+             check: bool | None) -> subprocess.CompletedProcess:
+    if check:
+        assert proc.returncode == 0, f"embctl {' '.join(args)} failed:\n{proc.stderr}"
+    return proc
 
 
 def copy_home(src: Path, dst: Path) -> Path:
