@@ -105,7 +105,9 @@ def pulled(tmp_path: Path, pulled_home: Path, _guards: dict[Path, BlobGuard], hu
     are hard links to the session's pull (`support.homes`).  ``hub`` comes after
     ``pulled_home``: the session's one pull is not in this test's counters.  A module may
     override ``pulled_home`` and ``hub`` (test_onnx.py: the ONNX hub)."""
-    guard = _guards.setdefault(pulled_home, BlobGuard(pulled_home))
+    if pulled_home not in _guards:  # the blobs as the session's pull left them
+        _guards[pulled_home] = BlobGuard(pulled_home)
+    guard = _guards[pulled_home]
     yield Embctl.at(copy_home(pulled_home, tmp_path / "pulled"), hub.url)
     written = guard.changed()
     assert not written, (f"this test wrote into blobs shared by every test's home: {written}; "
