@@ -44,7 +44,7 @@ import threading
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field, fields
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from .openai_payloads import (
@@ -57,6 +57,7 @@ from .openai_payloads import (
     expected_vectors,
     payload,
 )
+from .servers import ServerThreads
 
 #: The API key the test fixtures' server accepts (tests/conftest.py).
 TEST_KEY = "sk-embctl-TEST-0123456789abcdefSECRET"
@@ -343,7 +344,7 @@ class OpenAIServer:
         if cache_vectors:
             self.state.b64_cache = {}
         handler = type("Handler", (_Handler,), {"state": self.state})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd = ServerThreads((host, port), handler)
         self.httpd.daemon_threads = True
         self.httpd.request_queue_size = 128
         self._thread: threading.Thread | None = None

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import socket
 import threading
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from ..servers import ServerThreads
 from .handler import Handler
 from .reply import Reply
 from .snapshots import (
@@ -150,7 +150,7 @@ class HubServer(HubState):
         )
 
 
-class _HTTPServer(ThreadingHTTPServer):
+class _HTTPServer(ServerThreads):
     """A threading server that knows its `HubServer` and can cut its open connections."""
 
     daemon_threads = True
