@@ -345,7 +345,6 @@ class OpenAIServer:
             self.state.b64_cache = {}
         handler = type("Handler", (_Handler,), {"state": self.state})
         self.httpd = ServerThreads((host, port), handler)
-        self.httpd.daemon_threads = True
         self.httpd.request_queue_size = 128
         self._thread: threading.Thread | None = None
 

@@ -153,7 +153,6 @@ class HubServer(HubState):
 class _HTTPServer(ServerThreads):
     """A threading server that knows its `HubServer` and can cut its open connections."""
 
-    daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 64
 
