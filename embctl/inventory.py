@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-#: Every status a row can have ("empty": a repo folder with no snapshot and no download).
-STATUSES = ("ok", "partial", "incomplete", "broken", "empty")
+#: Every status a row can have ("empty": a repo folder with no snapshot and no download;
+#: "stale": made from a file a repair replaced, and not made again yet).
+STATUSES = ("ok", "partial", "incomplete", "broken", "empty", "stale")
 
 
 @dataclass(frozen=True)

@@ -131,8 +131,11 @@ def load_options(backend: Backend, pairs: Sequence[str] = (), *,
             continue
         flag = "--" + name.replace("_", "-")
         if not any(o.name == name for o in backend.options):
+            cut = name == "dimensions" and any(o.name == "truncate_dim" for o in backend.options)
+            hint = ("; to cut the vectors to N dimensions on purpose (Matryoshka models): "
+                    "--truncate-dim N") if cut else ""
             raise UsageError(f"{flag} does not apply to the {backend.name} backend; "
-                             f"{_valid(backend)}")
+                             f"{_valid(backend)}{hint}")
         try:
             values.update(check_options(backend, {name: value}))
         except UsageError as exc:  # name the flag the user typed, not the option

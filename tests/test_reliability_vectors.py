@@ -176,6 +176,8 @@ def test_nan_guard_holds_for_any_backend_path_and_the_python_api(pulled, tmp_pat
 
 
 def test_damaged_weights_are_refused_and_repair_brings_back_the_clean_vectors(pulled):
+    """Damage the check before computing sees (the file's time changed): nothing is computed
+    from it, so the repair keeps the vectors computed before (docs/cache.md)."""
     reference = embed(pulled, CLEAN + MORE, "--no-cache")
     assert reference.returncode == 0, reference.stderr
     assert embed(pulled, CLEAN).returncode == 0
@@ -194,10 +196,10 @@ def test_damaged_weights_are_refused_and_repair_brings_back_the_clean_vectors(pu
 
     repair = pulled("verify", MODEL, "--repair")
     assert repair.returncode == 0, repair.stdout + repair.stderr
-    assert "dropped 3 vectors" in repair.stdout
+    assert "dropped" not in repair.stdout
     again = embed(pulled, CLEAN + MORE)
     assert again.returncode == 0, again.stderr
-    assert "0 cache hits, 6 computed" in again.stderr
+    assert "3 cache hits, 3 computed" in again.stderr
     np.testing.assert_array_equal(vectors(again.stdout), vectors(reference.stdout))
 
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import shutil
 import threading
 import urllib.request
 from pathlib import Path
@@ -130,11 +132,55 @@ def test_openai_client_base64_default_and_float(served, expected):
 
 
 @pytest.mark.e2e
-def test_dimensions_truncate_and_renormalize(served, expected):
+def test_dimensions_on_a_model_without_matryoshka_dims_is_a_400(served, expected):
+    """all-MiniLM-L6-v2 declares no Matryoshka dimensions: cutting its vectors is refused."""
+    client = served.client()
+    with pytest.raises(openai.BadRequestError) as info:
+        client.embeddings.create(model=MODEL, input="x", dimensions=64)
+    assert info.value.status_code == 400 and info.value.body["param"] == "dimensions"
+    assert "declares no Matryoshka dimensions" in info.value.message
+    assert "--truncate-dim" in info.value.message and "\n" not in info.value.message
+    body = {"model": MODEL, "input": "x", "dimensions": 64}
+    status, _, answer = post(served.url + "/v1/embeddings", body)
+    assert status == 400 and set(answer["error"]) == {"message", "type", "param", "code"}
+    status, _, answer = post(served.url + "/api/embed", body)  # Ollama's shape
+    assert status == 400 and "declares no Matryoshka dimensions" in answer["error"]
+    own = client.embeddings.create(model=MODEL, input=SHORT[10:12], dimensions=384,
+                                   encoding_format="float")  # its own size: nothing is cut
+    check([d.embedding for d in own.data], SHORT[10:12], expected)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.embeddings.create(model=MODEL, input="x", dimensions=385)
+    assert info.value.status_code == 400
+    assert info.value.body["param"] == "dimensions" and "at most 384" in info.value.message
+
+
+MATRYOSHKA = "test-org/minilm-matryoshka"
+CARD = ("---\nlibrary_name: sentence-transformers\ntags:\n- sentence-transformers\n"
+        "- loss:MatryoshkaLoss\n---\n\nall-MiniLM-L6-v2's weights under a Matryoshka card.\n")
+
+
+@pytest.mark.e2e
+def test_dimensions_truncate_and_renormalize_a_matryoshka_model(served, expected, hub_root):
+    """A model whose card declares Matryoshka dimensions (the tag sentence-transformers
+    writes after training with MatryoshkaLoss): the server cuts and renormalizes."""
+    from support.hub import minilm_source
+
+    repo = hub_root / MATRYOSHKA
+    if not repo.is_dir():
+        for src in minilm_source().rglob("*"):
+            if src.is_file() and src.name != "README.md" and "__pycache__" not in src.parts:
+                dst = repo / src.relative_to(minilm_source())
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(src, dst)  # the package's files, never written
+                except OSError:
+                    shutil.copyfile(src, dst)
+        (repo / "README.md").write_text(CARD)
+    served.embctl("pull", MATRYOSHKA, "-q", check=True)
     client = served.client()
     texts = SHORT[10:14]
     for fmt in ("float", "base64"):
-        got = client.embeddings.create(model=MODEL, input=texts, dimensions=64,
+        got = client.embeddings.create(model=MATRYOSHKA, input=texts, dimensions=64,
                                        encoding_format=fmt)
         vectors = np.array([d.embedding if fmt == "float" else
                             np.frombuffer(base64.b64decode(d.embedding), "<f4")
@@ -142,10 +188,6 @@ def test_dimensions_truncate_and_renormalize(served, expected):
         head = np.stack([expected[t][:64] for t in texts])
         head /= np.linalg.norm(head, axis=1, keepdims=True)
         np.testing.assert_allclose(vectors, head, atol=1e-4)
-    with pytest.raises(openai.BadRequestError) as info:
-        client.embeddings.create(model=MODEL, input="x", dimensions=385)
-    assert info.value.status_code == 400
-    assert info.value.body["param"] == "dimensions" and "at most 384" in info.value.message
 
 
 @pytest.mark.e2e

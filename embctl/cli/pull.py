@@ -118,6 +118,9 @@ def _summary(result) -> str:
     from embctl.console import human_size
 
     name = f"{result.repo_id}@{result.commit[:8]}"
+    if result.extra.get("unchanged"):
+        return (f"{result.extra['imported_from']}: the cache holds these {len(result.files)} "
+                f"files already, as {name}; nothing imported")
     if result.extra.get("imported_from"):
         return (f"imported {name} from {result.extra['imported_from']}: "
                 f"{len(result.files)} files, {human_size(result.total_bytes)}")

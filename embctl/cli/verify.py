@@ -62,7 +62,10 @@ def command(refs, repair, remote, jobs, cache_dir, as_json, quiet):
                                         for d, e in went if e.kind == "vectors"],
                     # what plugin stores derived from the revision (an ONNX export...)
                     "dropped": [{"kind": e.kind, "ref": d.ref, "revision": d.commit,
-                                 "path": e.path} for d, e in went if e.kind != "vectors"]})
+                                 "path": e.path} for d, e in went if e.kind != "vectors"],
+                    # made again (or marked stale) from the files a repair replaced
+                    "rebuilt": [f.to_json() for after in result.dropped for d in after
+                                for f in d.rebuilt]})
     else:
         for report, after in zip(result.reports, result.dropped, strict=True):
             for p in report.problems:
@@ -80,6 +83,8 @@ def command(refs, repair, remote, jobs, cache_dir, as_json, quiet):
                     if e.kind != "vectors":
                         click.echo(f"{d.ref}@{d.commit[:8]}: dropped the {e.kind} {e.path}, "
                                    "made before the repair")
+                for line in (line for f in d.rebuilt for line in f.lines()):
+                    click.echo(line)
         if not quiet:
             ok, count = result.ok, len(problems)
             info("checked " + ", ".join(r.summary for r in result.reports) + ": "

@@ -41,6 +41,7 @@ class Stats:
     hits: int = 0  # records served from the cache
     computed: int = 0  # distinct inputs sent to the model
     duplicates: int = 0  # records that reused a text embedded earlier in the run, uncached
+    damaged: int = 0  # cached rows that failed their checksum, computed again (in computed)
     skipped: int = 0  # bad lines skipped (--on-error skip)
     blank: int = 0  # blank lines ignored
     seconds: float = 0.0
@@ -49,7 +50,9 @@ class Stats:
         rate = self.read / self.seconds if self.seconds > 0 else 0.0
         parts = [f"{self.read:,} lines read", f"{self.embedded:,} embedded "
                  f"({self.hits:,} cache hits, {self.computed:,} computed"
-                 + (f", {self.duplicates:,} duplicates" if self.duplicates else "") + ")",
+                 + (f", {self.duplicates:,} duplicates" if self.duplicates else "")
+                 + (f", {self.damaged:,} damaged row{'s' if self.damaged != 1 else ''} "
+                    "recomputed" if self.damaged else "") + ")",
                  f"{self.skipped:,} skipped"]
         if self.blank:
             parts.append(f"{self.blank:,} blank")

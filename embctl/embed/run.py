@@ -69,6 +69,7 @@ def run(vectorizer: Vectorizer, stream: IO[bytes] | Iterable[bytes],
         stats.hits += hits
         stats.computed += computed
         stats.duplicates += duplicates
+        stats.damaged = len(vectorizer.damaged)
         writer.write(window, np.frombuffer(blob, dtype="<f4").reshape(len(window), -1))
         stats.embedded += len(window)
         shown.update(stats)

@@ -86,6 +86,7 @@ class Vectorizer:
         self._error: BaseException | None = None  # the first failed batch's, in any thread
         self._warned = False
         self._files_checked = False  # the model's cache blobs, against their hashes
+        self.damaged: set[bytes] = set()  # keys whose cached row failed its checksum: misses
 
     def key(self, data: bytes) -> bytes:
         """The cache key of an adapter's ``key_bytes``, in this namespace."""
@@ -129,6 +130,7 @@ class Vectorizer:
         except sqlite3.Error as exc:
             self._disable_cache(exc)
             return queued
+        self.damaged |= self.store.take_damaged()  # misses: computed, and rewritten by the commit
         found.update(queued)
         return found
 

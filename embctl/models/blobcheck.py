@@ -6,7 +6,9 @@ Hashing on every run would cost (0.1 s for all-MiniLM-L6-v2's 91 MB, about 1 s a
 verdict is remembered in ``EMBCTL_HOME/blob-hashes.json`` under the blob's name, size and
 modification time: a blob is hashed again only after it was written to or replaced (a
 damaging write, a repair, another tool), and ``embctl verify`` records what it hashes.  Damage
-that keeps a file's size and time (bit rot) is what ``embctl verify`` is for.
+that keeps a file's size and time (bit rot) is what ``embctl verify`` is for; when it finds
+such damage, the memo keeps a mark (:data:`TRUSTED`), so that ``verify --repair`` knows that
+vectors may have been computed from those bytes (:func:`vouched`, docs/cache.md).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from embctl.paths import embctl_home
 
 MEMO = "blob-hashes.json"
 MAX_ENTRIES = 4096
+#: The key prefix marking a stamp the memo held as good that a later hash found damaged.
+TRUSTED = "trusted "
 
 
 def _memo_path() -> Path:
@@ -58,10 +62,13 @@ def record(hashed: Iterable[tuple[Path, str]]) -> None:
     changed = False
     for path, actual in hashed:
         try:
-            memo[_stamp(path.name, path.stat())] = actual
-            changed = True
+            stamp = _stamp(path.name, path.stat())
         except OSError:
             continue
+        if memo.get(stamp) == path.name and actual != path.name:
+            memo[TRUSTED + stamp] = path.name  # damage the check let through: see vouched()
+        memo[stamp] = actual
+        changed = True
     if changed:
         _save(memo)
 
@@ -108,3 +115,20 @@ def snapshot_path(file: Path) -> str:
         i = len(parts) - 1 - parts[::-1].index("snapshots")
         return "/".join(parts[i + 2:])
     return file.name
+
+
+def vouched(blobs: Iterable[Path]) -> set[Path]:
+    """The blobs whose size and modification time, as they are now, the memo holds (or held,
+    until a ``verify`` hashed them) as hashed to their name: the check before computing
+    (:func:`damaged`) used them without hashing them again, so vectors may have been computed
+    from their bytes.  A blob damaged any other way was refused by that check."""
+    memo = _load()
+    found = set()
+    for blob in blobs:
+        try:
+            stamp = _stamp(blob.name, blob.stat())
+        except OSError:
+            continue
+        if memo.get(stamp) == blob.name or TRUSTED + stamp in memo:
+            found.add(blob)
+    return found

@@ -47,13 +47,13 @@ class ModelExport:
 def source_dir(model: Model, cache_dir: Path) -> tuple[Path, Path, str | None]:
     """The model's snapshot directory in the cache (or its local directory), the folder its
     links may point into (the repo folder, for the blobs), and its revision."""
-    from embctl.models.hub import is_commit, read_ref, repo_dir
+    from embctl.models.heads import commit_for
+    from embctl.models.hub import repo_dir
 
     if model.local_path:
         return Path(model.local_path), Path(model.local_path), None
     storage = repo_dir(cache_dir, model.repo_id)
-    commit = model.revision if is_commit(model.revision) else read_ref(
-        storage, model.revision or "main")
+    commit = commit_for(model, cache_dir)
     snapshot = storage / "snapshots" / commit if commit else None
     if snapshot is None or not snapshot.is_dir():
         from embctl.models.lookup import did_you_mean

@@ -2,6 +2,8 @@
 
 A blob is named by the Hub's etag for it: 64 hex digits are the sha256 of an LFS file, 40 hex
 digits the git blob sha1 (``sha1(b"blob <len>\\0" + content)``) of a small file.
+Hashing is never a use of the model: files are read without moving their atime
+(``embctl.noatime``), so ``verify`` does not make every model look recently used.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from embctl.noatime import open_noatime
+
 CHUNK = 4 * 1024 * 1024
 LFS_SUFFIXES = (".safetensors", ".bin", ".onnx", ".h5", ".ot", ".msgpack", ".pt", ".pth",
                 ".ckpt", ".npy", ".gguf")
@@ -17,14 +21,13 @@ LFS_MIN_SIZE = 10 * 1024 * 1024
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    with open(path, "rb") as f:
+    with open_noatime(path) as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def git_sha1_file(path: str | os.PathLike[str]) -> str:
-    size = os.stat(path).st_size
-    h = hashlib.sha1(f"blob {size}\0".encode())
-    with open(path, "rb") as f:
+    with open_noatime(path) as f:
+        h = hashlib.sha1(f"blob {os.fstat(f.fileno()).st_size}\0".encode())
         while chunk := f.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()

@@ -25,12 +25,14 @@ import time
 from pathlib import Path
 
 from embctl.backends import Backend, Model
+from embctl.console import warn
 from embctl.errors import EmbctlError
 from embctl.guard import EXPORT_MANIFEST as MANIFEST
 from embctl.models import records
 from embctl.models.download import link_blob
 from embctl.models.hashing import hash_kind, stored_in_lfs
-from embctl.models.hub import is_commit, repo_dir, write_ref
+from embctl.models.heads import commit_for, plan_branch, settle
+from embctl.models.hub import is_commit, repo_dir
 from embctl.models.pull import PullResult, select
 from embctl.models.safefs import check_file, make_dirs
 from embctl.models.tree import model_files
@@ -62,24 +64,64 @@ def import_dir(model: Model, backend: Backend, cache_dir: Path, source: Path, *,
         if manifest.get("repo_id") == model.repo_id and is_commit(rev):
             commit = rev
     storage = repo_dir(cache_dir, model.repo_id)
-    names, sizes = _store_blobs(cache_dir, storage, {p: found[p] for p in wanted}, expected,
-                                label)
-    kept = commit is not None
+    names, sizes, digests = _store_blobs(cache_dir, storage, {p: found[p] for p in wanted},
+                                         expected, label)
+    total = sum(sizes.values())
+    extra = {"imported_from": str(source.resolve()), "revision_kept": commit is not None}
+    same = same_revision(model, cache_dir, digests)
+    if same is not None and commit in (None, same):
+        # Nothing changed: the cache already holds these files under ``same``; moving a
+        # branch to a new commit would only make every cached vector miss.
+        settle(model, cache_dir, plan_branch(model, cache_dir, same, names, names), same)
+        records.update_record(model.repo_id, cache_dir, backend=model.backend, ref=model.ref,
+                              commit=same, files=_files_of(cache_dir, model, same, sizes),
+                              complete=True, wanted=sorted(names))
+        return PullResult(model.ref, model.repo_id, model.backend, same, sorted(names), total,
+                          up_to_date=True, seconds=time.monotonic() - start,
+                          path=str(storage / "snapshots" / same),
+                          extra={**extra, "unchanged": True})
     if commit is None:
         listing = "\n".join(f"{p} {names[p]}" for p in sorted(names))
         commit = hashlib.sha1(b"embctl import\n" + listing.encode()).hexdigest()
+    branch = plan_branch(model, cache_dir, commit, names, names)
     snapshot = storage / "snapshots" / commit
     for path, blob in names.items():
         link_blob(storage / "blobs" / blob, snapshot / Path(*path.split("/")), cache_dir)
-    branch = model.revision if model.revision and not is_commit(model.revision) else "main"
-    write_ref(storage, branch, commit)
     records.update_record(model.repo_id, cache_dir, backend=model.backend, ref=model.ref,
-                          commit=commit, files=sizes, complete=True)
-    total = sum(sizes.values())
+                          commit=commit, files=_files_of(cache_dir, model, commit, sizes),
+                          complete=True, wanted=sorted(names))
+    note = settle(model, cache_dir, branch, commit)
+    if note:
+        warn(note)
     return PullResult(model.ref, model.repo_id, model.backend, commit, sorted(names), total,
                       downloaded_files=len(names), downloaded_bytes=0,
-                      seconds=time.monotonic() - start, path=str(snapshot),
-                      extra={"imported_from": str(source.resolve()), "revision_kept": kept})
+                      seconds=time.monotonic() - start, path=str(snapshot), extra=extra)
+
+
+def same_revision(model: Model, cache_dir: Path, digests: dict[str, tuple[str, ...]]
+                  ) -> str | None:
+    """A cached revision holding every one of ``digests``' paths with the same bytes (its
+    blob named by one of the file's hashes: sha256, or git's sha1, whichever the Hub used):
+    the one the backend uses first, else any."""
+    from embctl.models.scan import scan_repo
+
+    repo = scan_repo(repo_dir(cache_dir, model.repo_id))
+    if repo is None:
+        return None
+    first = commit_for(model, cache_dir)
+    for rev in sorted(repo.revisions, key=lambda r: r.commit != first):
+        held = {f.path: f.blob for f in rev.files if f.exists}
+        if all(held.get(path) in names for path, names in digests.items()):
+            return rev.commit
+    return None
+
+
+def _files_of(cache_dir: Path, model: Model, commit: str, sizes: dict[str, int]
+              ) -> dict[str, int]:
+    """The files a revision should have: those earlier pulls recorded, and these."""
+    earlier = records.read_record(model.repo_id, cache_dir).get("revisions", {}).get(
+        commit, {}).get("files", {})
+    return {**earlier, **sizes}
 
 
 def _require_weights(label: str, backend: Backend, found: list[str], wanted: list[str]) -> None:
@@ -130,13 +172,14 @@ class _Mismatch(Exception):
 
 
 def _store_blobs(cache_dir: Path, storage: Path, files: dict[str, Path], expected: dict[str, dict],
-                 label: str) -> tuple[dict[str, str], dict[str, int]]:
+                 label: str) -> tuple[dict[str, str], dict[str, int], dict[str, tuple[str, str]]]:
     """Stage every file under ``blobs/`` (temporary names), check each against the manifest
     and its blob name, then rename all into place.  Any failure leaves the cache as it was."""
     created = [p for p in (storage.parent, storage, storage / "blobs", storage / "snapshots")
                if not p.exists()]
     names: dict[str, str] = {}
     sizes: dict[str, int] = {}
+    digests: dict[str, tuple[str, str]] = {}
     staged: dict[str, str] = {}  # temporary file -> blob name
     try:
         make_dirs(cache_dir, storage / "blobs")
@@ -154,7 +197,7 @@ def _store_blobs(cache_dir: Path, storage: Path, files: dict[str, Path], expecte
             if name is None:
                 raise _Mismatch(f"{path} does not match its blob name in {MANIFEST}")
             staged[tmp] = name
-            names[path], sizes[path] = name, size
+            names[path], sizes[path], digests[path] = name, size, (sha256, sha1)
         for tmp, name in list(staged.items()):
             os.replace(tmp, check_file(storage / "blobs" / name))
             del staged[tmp]
@@ -169,7 +212,7 @@ def _store_blobs(cache_dir: Path, storage: Path, files: dict[str, Path], expecte
     except BaseException:
         _undo(staged, created)
         raise
-    return names, sizes
+    return names, sizes, digests
 
 
 def _blob_for(path: str, size: int, sha256: str, sha1: str, entry: dict | None) -> str | None:

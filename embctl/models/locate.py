@@ -26,11 +26,11 @@ def cached_snapshot(model: Model, cache_dir: Path,
                     markers: Sequence[str] = DEFAULT_MARKERS) -> tuple[Path, str] | None:
     """(snapshot dir, commit) when the model's revision is in the cache with one of
     ``markers``; None otherwise.  Offline and cheap: no listing, no hashing."""
-    from embctl.models.hub import is_commit, read_ref, repo_dir
+    from embctl.models.heads import commit_for
+    from embctl.models.hub import repo_dir
 
     storage = repo_dir(cache_dir, model.repo_id)
-    commit = model.revision if is_commit(model.revision) else read_ref(
-        storage, model.revision or "main")
+    commit = commit_for(model, cache_dir)
     if not commit:
         return None
     snapshot = storage / "snapshots" / commit

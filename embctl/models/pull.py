@@ -23,20 +23,19 @@ from pathlib import Path
 from typing import Any
 
 from embctl.backends import Backend, Model
+from embctl.console import warn
 from embctl.errors import EmbctlError
 from embctl.models import records
+from embctl.models.heads import commit_for, plan_branch, settle
 from embctl.models.hub import (
     HubUnreachable,
     Listing,
     RemoteFile,
     RepoNotFound,
     hub_error,
-    is_commit,
     is_offline,
     list_revision,
-    read_ref,
     repo_dir,
-    write_ref,
 )
 from embctl.progress import ByteProgress
 
@@ -107,9 +106,8 @@ def _cached_offline(model: Model, cache_dir: Path, storage: Path,
                     options: dict[str, Any]) -> PullResult:
     """Offline: succeed only if a complete pull of this revision (with these pull options)
     is already cached."""
-    commit = model.revision if is_commit(model.revision) else read_ref(
-        storage, model.revision or "main")
     record = records.read_record(model.repo_id, cache_dir)
+    commit = commit_for(model, cache_dir, record)
     entry = record.get("revisions", {}).get(commit or "", {})
     files = list(entry.get("files", {}))
     pulled_as = entry.get("pull_options", {}).get(model.backend, []) if options else [options]
@@ -151,9 +149,12 @@ def pull(
     wanted = select(backend, sorted(listing.files), include, exclude, chosen)
     if not wanted:
         raise EmbctlError(f"{model.ref}: no files to pull (check --include/--exclude)")
-    files = {p: listing.files[p] for p in wanted}
     commit = listing.commit
-    total = sum(f.size for f in files.values())
+    # The branch moves only if what its current snapshot holds (another backend's model)
+    # comes along: those files are fetched too (or linked, when their blobs are cached).
+    branch = plan_branch(model, cache_dir, commit, listing.files, wanted)
+    files = {p: listing.files[p] for p in [*wanted, *(branch.carry if branch.moves else ())]}
+    total = sum(files[p].size for p in wanted)
     # What the revision should have: this pull's files, and those earlier pulls left in place
     # (an st pull, then an onnx one: both sets).
     earlier = records.read_record(model.repo_id, cache_dir).get("revisions", {}).get(
@@ -162,7 +163,7 @@ def pull(
                 and _present(storage, commit, p)} | {p: f.size for p, f in files.items()}
     records.update_record(model.repo_id, cache_dir, backend=model.backend, ref=model.ref,
                           commit=commit, files=expected, complete=False)
-    missing = [p for p in wanted if not _present(storage, commit, p)]
+    missing = [p for p in files if not _present(storage, commit, p)]
     result = PullResult(model.ref, model.repo_id, model.backend, commit, wanted, total,
                         path=str(storage / "snapshots" / commit))
     if missing:
@@ -170,11 +171,14 @@ def pull(
             model, listing, files, missing, cache_dir, storage, quiet=quiet, workers=workers)
     else:
         result.up_to_date = True
-    if not is_commit(model.revision):
-        write_ref(storage, model.revision or "main", commit)
+    if branch.moves and branch.carry:
+        result.extra["kept_from"] = {"revision": branch.current, "files": list(branch.carry)}
     records.update_record(model.repo_id, cache_dir, backend=model.backend, ref=model.ref,
                           commit=commit, files=expected, complete=True,
-                          options=chosen if backend.pull_options else None)
+                          options=chosen if backend.pull_options else None, wanted=wanted)
+    note = settle(model, cache_dir, branch, commit)
+    if note:
+        warn(note)
     _after(model, backend, result, cache_dir, quiet, chosen)
     result.seconds = time.monotonic() - start
     return result

@@ -53,10 +53,13 @@ def update_record(
     files: dict[str, int],
     complete: bool,
     options: dict[str, Any] | None = None,
+    wanted: list[str] | None = None,
 ) -> None:
     """Record (or mark complete) one revision of a pull. Best effort: never fails a pull.
     ``options``: the backend's pull options (``{"variant": "int8"}``), added to the
-    revision's list of those pulled (``ls`` shows them; an offline pull needs them)."""
+    revision's list of those pulled (``ls`` shows them; an offline pull needs them).
+    ``wanted``: the files this backend's pull wanted, kept per backend when complete (``ls``
+    shows a row per backend of a revision)."""
     from filelock import FileLock
 
     from embctl.models.holds import PULL_LOCK, lock_path
@@ -72,12 +75,46 @@ def update_record(
             revisions = data.setdefault("revisions", {})
             entry = revisions.get(commit, {})
             entry.update(files=files, complete=complete or entry.get("complete", False))
+            if complete and wanted is not None:
+                entry.setdefault("backends", {})[backend] = {"ref": ref, "files": sorted(wanted)}
             if options is not None:  # per backend: st and onnx pulls of one repo differ
                 pulled = entry.setdefault("pull_options", {}).setdefault(backend, [])
                 if options not in pulled:
                     pulled.append(options)
             entry["updated_at"] = time.time()
             revisions[commit] = entry
+            _write_atomic(path, data)
+    except OSError as exc:
+        from embctl.console import warn
+
+        warn(f"could not write pull record {path}: {exc}")
+
+
+def pinned(record: dict[str, Any], backend: str, branch: str) -> str | None:
+    """The commit ``backend`` uses for ``branch`` when it is not the branch's ref: a pull for
+    ``backend`` that could not move the branch without breaking another backend's model."""
+    commit = record.get("pins", {}).get(branch, {}).get(backend)
+    return commit if isinstance(commit, str) else None
+
+
+def set_pin(repo_id: str, cache_dir: Path, backend: str, branch: str,
+            commit: str | None) -> None:
+    """Pin ``backend``'s ``branch`` to ``commit`` (None: unpin, the branch's ref applies)."""
+    from filelock import FileLock
+
+    from embctl.models.holds import PULL_LOCK, lock_path
+    from embctl.models.safefs import lock_file
+
+    path = record_path(repo_id, cache_dir)
+    try:
+        with FileLock(lock_file(Path(cache_dir), lock_path(cache_dir, repo_id, PULL_LOCK)),
+                      timeout=30):
+            data = read_record(repo_id, cache_dir)
+            pins = data.setdefault("pins", {}).setdefault(branch, {})
+            if commit is None and pins.pop(backend, None) is None:
+                return
+            if commit is not None:
+                pins[backend] = commit
             _write_atomic(path, data)
     except OSError as exc:
         from embctl.console import warn

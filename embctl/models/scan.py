@@ -175,14 +175,12 @@ def scan_cache(cache_dir: str | os.PathLike[str]) -> list[CachedRepo]:
 
 def _read_json(path: str) -> dict:
     """A small JSON file of a snapshot, read without touching its atime where the system
-    allows (``O_NOATIME``): ``ls`` reading a model's config is no use of the model, and would
-    otherwise make every model look used (under relatime, once a day)."""
+    allows (``embctl.noatime``): ``ls`` reading a model's config is no use of the model, and
+    would otherwise make every model look used (under relatime, once a day)."""
+    from embctl.noatime import open_noatime
+
     try:
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOATIME", 0))
-        except PermissionError:  # O_NOATIME needs the file's owner
-            fd = os.open(path, os.O_RDONLY)
-        with open(fd) as f:
+        with open_noatime(path) as f:
             data = json.load(f)
         return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
@@ -231,34 +229,77 @@ def model_entry(repo: CachedRepo, cache_dir: Path, recognize: Recognizer | None 
     Last used: the later of the blobs' atime and embctl's own record of its uses (``uses``,
     read from ``embctl.models.uses`` when not given)."""
     from embctl.models.records import read_record
-    from embctl.models.uses import read_uses
 
     head = repo.head()
     record = read_record(repo.repo_id, cache_dir)
-    snapshot = os.path.join(repo.path, "snapshots", head.commit) if head else repo.path
     backend = record.get("backend")
     if backend is None and head is not None and recognize is not None:
         backend = recognize([f.path for f in head.files])
+    return _entry(repo, record, backend, ref or record.get("ref") or repo.repo_id, head, uses)
+
+
+def _entry(repo: CachedRepo, record: dict, backend: str | None, ref: str,
+           revision: Revision | None, uses: dict[str, float] | None,
+           files: list[str] | None = None) -> Entry:
+    """One row: ``backend``'s model at ``revision`` (``files``: the paths it uses, whose
+    blobs make its size; None: the whole repo's)."""
+    from embctl.models.uses import read_uses
+
+    snapshot = os.path.join(repo.path, "snapshots", revision.commit) if revision else repo.path
+    size = repo.size
+    if files is not None and revision is not None:
+        wanted = set(files)
+        blobs = {f.blob for f in revision.files if f.path in wanted and f.blob in repo.blobs}
+        size = sum(repo.blobs[b].size for b in blobs)  # type: ignore[index]
     return Entry(
         kind="model",
-        ref=ref or record.get("ref") or repo.repo_id,
+        ref=ref,
         repo_id=repo.repo_id,
         backend=backend,
-        revision=head.commit if head else None,
-        dim=model_dim(snapshot) if head else None,
-        size_bytes=repo.size,
+        revision=revision.commit if revision else None,
+        dim=model_dim(snapshot) if revision else None,
+        size_bytes=size,
         path=repo.path,
         last_used=_later(repo.last_used,
                          (read_uses() if uses is None else uses).get(os.path.abspath(repo.path))),
-        status=repo_status(repo, head, record),
+        status=repo_status(repo, revision, record),
         extra={
             "revisions": len(repo.revisions),
             "refs": sorted(repo.refs),
             "incomplete_bytes": repo.incomplete_size,
-            **_pull_options(record, head, backend),
+            **_pull_options(record, revision, backend),
         },
         source=repo,
     )
+
+
+def backend_entries(repo: CachedRepo, cache_dir: Path, recognize: Recognizer | None = None,
+                    uses: dict[str, float] | None = None) -> list[Entry]:
+    """A row per backend whose model the repo holds, at the commit that backend uses (its
+    pin, else ``main``: :mod:`embctl.models.heads`), as its pulls recorded them; models
+    pulled before records named backends, or put here by other tools, by ``recognize``."""
+    from embctl.models.records import pinned, read_record
+
+    record = read_record(repo.repo_id, cache_dir)
+    rows: list[Entry] = []
+    seen: set[str] = set()
+    for commit, entry in record.get("revisions", {}).items():
+        for backend, info in (entry.get("backends") or {}).items():
+            current = pinned(record, backend, "main") or repo.refs.get("main")
+            revision = repo.revision(commit)
+            if commit != current or revision is None or backend in seen \
+                    or not entry.get("complete") or not isinstance(info, dict):
+                continue
+            seen.add(backend)
+            rows.append(_entry(repo, record, backend, info.get("ref") or repo.repo_id,
+                               revision, uses, list(info.get("files") or [])))
+    head = repo.head()
+    guess = recognize([f.path for f in head.files]) if head and recognize else None
+    if not rows:
+        return [model_entry(repo, cache_dir, recognize, uses=uses)]
+    if guess and guess not in seen:  # pulled before records named backends
+        rows.append(_entry(repo, record, guess, repo.repo_id, head, uses))
+    return rows
 
 
 def _pull_options(record: dict, head: Revision | None, backend: str | None) -> dict:
@@ -274,9 +315,9 @@ def _later(a: float | None, b: float | None) -> float | None:
 
 
 def model_entries(cache_dir: Path, recognize: Recognizer | None = None) -> list[Entry]:
-    """One ``Entry`` per cached model repo (its head revision), for ls and du."""
+    """The ``Entry`` rows of every cached model repo (one per backend), for ls and du."""
     from embctl.models.uses import read_uses
 
     uses = read_uses()
-    return [model_entry(repo, cache_dir, recognize, uses=uses) for repo in scan_cache(cache_dir)
-            if repo.repo_type == "model"]
+    return [entry for repo in scan_cache(cache_dir) if repo.repo_type == "model"
+            for entry in backend_entries(repo, cache_dir, recognize, uses)]

@@ -192,16 +192,49 @@ def check_models(repos: list[CachedRepo], cache_dir: Path, names: dict[str, str]
 WRONG_BYTES = ("hash_mismatch", "wrong_version")
 
 
+def trusted_blobs(repos: list[CachedRepo]) -> set[tuple[str, str]]:
+    """(repo id, blob name) of each blob that embed's check before computing used without
+    hashing it (``blobcheck.vouched``).  Ask before checking: the check records its hashes."""
+    paths = {Path(blob.path): (repo.repo_id, name)
+             for repo in repos for name, blob in repo.blobs.items()}
+    return {paths[p] for p in blobcheck.vouched(paths)}
+
+
 def damaged_revisions(repos: list[CachedRepo], problems: list[Problem],
-                      names: dict[str, str]) -> list[tuple[str, str, str]]:
-    """(repo id, commit, display ref) of each revision that had a file with wrong bytes."""
+                      names: dict[str, str],
+                      trusted: set[tuple[str, str]] | None = None) -> list[tuple[str, str, str]]:
+    """(repo id, commit, display ref) of each revision from whose wrong bytes vectors may have
+    been computed: a file at the wrong version (its blob matches its own name, so embed's
+    check passes it), or a hash mismatch of a blob in ``trusted`` (``trusted_blobs``; None:
+    every hash mismatch).  Any other damage was refused by embed's check, so no vector was
+    computed from it (docs/cache.md, "What a repair keeps")."""
     found: dict[tuple[str, str], str] = {}
     for repo in repos:
         ref = names.get(repo.repo_id, repo.repo_id)
         for p in problems:
-            if p.ref == ref and p.revision and p.problem in WRONG_BYTES:
-                found[(repo.repo_id, p.revision)] = ref
+            if p.ref != ref or not p.revision or p.problem not in WRONG_BYTES:
+                continue
+            if p.problem == "hash_mismatch" and trusted is not None \
+                    and (repo.repo_id, p.blob) not in trusted:
+                continue
+            found[(repo.repo_id, p.revision)] = ref
     return [(repo_id, commit, ref) for (repo_id, commit), ref in found.items()]
+
+
+def repaired_files(repos: list[CachedRepo], problems: list[Problem],
+                   names: dict[str, str]) -> list[tuple[str, str, str, tuple[str, ...]]]:
+    """(repo id, commit, display ref, paths) of each revision whose files with wrong bytes a
+    repair replaced by the right ones: what other stores made from those files (an ONNX
+    export) is to be made again."""
+    found: dict[tuple[str, str, str], list[str]] = {}
+    for repo in repos:
+        ref = names.get(repo.repo_id, repo.repo_id)
+        for p in problems:
+            if p.ref == ref and p.revision and p.repaired and p.problem in WRONG_BYTES:
+                paths = found.setdefault((repo.repo_id, p.revision, ref), [])
+                if p.path not in paths:
+                    paths.append(p.path)
+    return [(*key, tuple(sorted(paths))) for key, paths in found.items()]
 
 
 def check_and_repair(repos: list[CachedRepo], cache_dir: Path, names: dict[str, str], *,

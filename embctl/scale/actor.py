@@ -97,6 +97,7 @@ class EmbedBatches:
                                   f"string, in row {i} of a batch")
         assert self.session is not None
         vectorizer = self.session.vectorizer
+        damaged = len(vectorizer.damaged)
         if texts:
             blob, hits, computed, duplicates = vectorizer.vectors(texts)
             vectorizer.flush()  # committed before Ray has the batch
@@ -112,7 +113,8 @@ class EmbedBatches:
         else:
             batch = batch.append_column(self.output_column, vectors)
         counting.add(self.tally, {"embedded": len(texts), "hits": hits, "computed": computed,
-                                  "duplicates": duplicates}, key=key)
+                                  "duplicates": duplicates,
+                                  "damaged": len(vectorizer.damaged) - damaged}, key=key)
         return batch
 
     def __del__(self) -> None:

@@ -19,7 +19,8 @@ from embctl.embed.records import Stats
 MAX_WARNINGS = 20
 
 #: The counters a Tally sums (the fields of embctl.embed.records.Stats that workers count).
-FIELDS = ("read", "embedded", "hits", "computed", "duplicates", "skipped", "blank")
+FIELDS = ("read", "embedded", "hits", "computed", "duplicates", "damaged", "skipped",
+          "blank")
 
 #: The column the reader adds to every row ("FILE:LINE"), for the batch keys; the embedding
 #: actor drops it, so it never reaches the output.

@@ -11,11 +11,12 @@ Each distinct model (backend, repo, revision and the options that change its vec
 one :class:`embctl.serve.batcher.Worker`.  Two first requests for the same model start it
 once: the second awaits the first's start.
 
-``dimensions``: a backend that declares ``truncate_dim`` (Matryoshka models) computes the
-full vectors, cached once, and the server truncates and renormalizes them, so every
-``dimensions`` shares one model and one cache; a backend that declares ``dimensions``
-(``openai:``) is asked for them (a worker per value).  Any other refuses ``dimensions`` other
-than its own with a 400.
+``dimensions``: for a model that declares Matryoshka dimensions (``embctl.models.matryoshka``)
+of a backend with ``truncate_dim``, the server computes the full vectors, cached once, and
+truncates and renormalizes them, so every ``dimensions`` shares one model and one cache; a
+backend that declares ``dimensions`` (``openai:``) is asked for them (a worker per value).
+Any other model refuses ``dimensions`` other than its own with a 400: cutting its vectors
+would make worse ones without a word.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embctl.errors import UsageError
@@ -56,6 +58,7 @@ class ModelPool:
         self.max_queue = max_queue
         self.workers: dict[tuple, Worker] = {}
         self._starting: dict[tuple, asyncio.Task] = {}
+        self._declared: dict[Path, bool] = {}  # snapshot: declares Matryoshka dimensions
         self.closed = False
 
     async def get(self, ref: str, dimensions: int | None) -> Plan:
@@ -77,6 +80,12 @@ class ModelPool:
                 raise ApiError(400, f"{ref} makes {worker.dim}-dimensional vectors: "
                                f"'dimensions' must be at most {worker.dim}", param="dimensions")
             if dimensions != worker.dim:
+                if mode == "undeclared":
+                    raise ApiError(400, f"{ref} declares no Matryoshka dimensions (in its "
+                                   "sentence-transformers config or model card): cutting its "
+                                   f"vectors to {dimensions} would make worse ones; ask for "
+                                   f"{worker.dim}, or cut them on purpose with `embctl embed "
+                                   "--truncate-dim`", param="dimensions")
                 if mode != "truncate":
                     raise ApiError(400, f"{ref} does not support 'dimensions' (only Matryoshka "
                                    "models do: backends with a truncate_dim option)",
@@ -125,16 +134,17 @@ class ModelPool:
             raise not_found(ref, str(exc)) from None
         if backend.load is None or backend.input_kind != "text":
             raise not_found(ref, f"backend {backend.name!r} does not embed text")
-        if backend.hub and backend.pull is None and not self._cached(model.repo_id,
-                                                                      model.revision):
+        if backend.hub and not self.config.upstream and not self._servable(model):
             from embctl.models.lookup import did_you_mean
 
             hint = did_you_mean(ref, self.cache, every_alias=False)
-            raise not_found(ref, f"not in this server's cache{hint} (to serve it: embctl "
-                            f"pull {ref} on the server)")
+            raise not_found(ref, f"not in this server's cache for the {backend.name} "
+                            f"backend{hint} (to serve it: embctl pull {ref} on the server)")
         names = {o.name for o in backend.options}
         options: dict[str, Any] = {}
         mode = "truncate" if "truncate_dim" in names else "none"
+        if mode == "truncate" and dimensions is not None and not self._matryoshka(model):
+            mode = "undeclared"
         if "dimensions" in names:
             mode = "backend"
             if dimensions is not None:
@@ -145,24 +155,47 @@ class ModelPool:
             raise not_found(ref, str(exc)) from None
         return target, options, mode
 
-    def _cached(self, repo_id: str, revision: str | None) -> bool:
-        from embctl.models.hub import is_commit, read_ref, repo_dir
+    def _matryoshka(self, model) -> bool:
+        """Whether the cached model declares Matryoshka dimensions (read once a snapshot)."""
+        from embctl.models.locate import cached_snapshot
+        from embctl.models.matryoshka import declares_matryoshka
 
-        storage = repo_dir(self.cache, repo_id)
-        commit = revision if is_commit(revision) else read_ref(storage, revision or "main")
-        return bool(commit) and (storage / "snapshots" / str(commit)).is_dir()
+        found = cached_snapshot(model, self.cache)
+        if found is None:
+            return False
+        if found[0] not in self._declared:
+            self._declared[found[0]] = declares_matryoshka(found[0])
+        return self._declared[found[0]]
 
-    def listing(self) -> list[dict[str, Any]]:
-        """``GET /v1/models``: the cached models that can embed text (by the name ``embctl
-        ls`` shows: the alias when pulled as one), and the other models being served."""
+    def _rows(self) -> list:
+        """What this server can embed with right now: the rows ``embctl ls`` shows for
+        models and plugin stores (not vector caches), complete, of backends that embed text."""
         from embctl.registry import backends
-        from embctl.stores.models import ModelStore
+        from embctl.stores import open_stores, scan_all
 
         usable = {name for name, b in backends().items()
                   if b.load is not None and b.input_kind == "text"}
+        stores = [s for s in open_stores(self.cache, listing=True) if s.kind != "vectors"]
+        return [e for e in scan_all(stores) if e.status == "ok" and e.backend in usable]
+
+    def _servable(self, model) -> bool:
+        """``model`` is in the cache for its backend (a worker of it running: it was)."""
+        from embctl.models.hub import is_commit
+
+        if any(key[:2] == (model.backend, model.repo_id) for key in self.workers):
+            return True
+        return any(e.backend == model.backend
+                   and model.repo_id in (e.repo_id or "").split("+")
+                   and (not is_commit(model.revision) or e.revision == model.revision)
+                   for e in self._rows())
+
+    def listing(self) -> list[dict[str, Any]]:
+        """``GET /v1/models``: exactly what requests can name now: the cached models that
+        can embed text, one per backend (by the name ``embctl ls`` shows: the alias when
+        pulled as one), and the other models being served."""
         rows, seen = [], set()
-        for entry in ModelStore(self.cache).scan():
-            if entry.status != "ok" or entry.backend not in usable or entry.ref in seen:
+        for entry in self._rows():
+            if entry.ref in seen:
                 continue
             seen.add(entry.ref)
             rows.append({"id": entry.ref, "object": "model", "created": int(

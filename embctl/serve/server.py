@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import socket
 from typing import TYPE_CHECKING
@@ -82,6 +83,10 @@ def run(config: ServeConfig) -> int:
                     signal.signal(sig, handler)
                 self.received = list(self._captured_signals)
 
+    if not config.upstream:
+        # Without --upstream nothing is ever fetched: a model a client names must be in the
+        # cache for its backend (embctl.serve.models), and a backend's load cannot reach out.
+        os.environ["HF_HUB_OFFLINE"] = "1"
     sock = bind(config.host, config.port)
     uv_config = uvicorn.Config(
         build_app(config), host=config.host, port=config.port, log_config=log_config(

@@ -58,6 +58,10 @@ class VerifyReport:
     #: (repo id, commit, ref) of revisions whose bytes were wrong before a repair: whatever
     #: other stores derived from them (vectors) is no longer to be trusted.
     damaged: tuple[tuple[str, str, str], ...] = field(default=())
+    #: (repo id, commit, ref, paths) of revisions whose files with wrong bytes a repair
+    #: replaced by the right ones: what other stores made from those files is made again
+    #: (``Store.rebuild``), whether or not ``damaged`` names the revision.
+    repaired: tuple[tuple[str, str, str, tuple[str, ...]], ...] = field(default=())
 
     @property
     def ok(self) -> bool:
@@ -110,6 +114,15 @@ class Store(Protocol):
     def forget_revision(self, repo_id: str, commit: str) -> list[Entry]:
         """Delete what was derived from a revision found damaged; return what went."""
         ...
+
+    # Optional (``verify`` calls it when a store has it):
+    #
+    # def rebuild(self, repo_id: str, commit: str, paths: tuple[str, ...],
+    #             options: VerifyOptions) -> list[Finding]:
+    #     """Make again what was made from ``paths`` (repo files of ``commit`` a repair just
+    #     replaced by the right bytes), or mark it stale; one finding for each thing made
+    #     from them (not ``resolved`` when it is left stale), whose ``path`` (its entry's)
+    #     verify then does not check a second time."""
 
     def plan_removal(self, entries: list[Entry], model: Model | None = None) -> RemovalPlan:
         """The plan that removes ``entries`` (selected for ``model``, which may pin one

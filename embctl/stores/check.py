@@ -1,8 +1,10 @@
 """``embctl verify`` as a loop over the stores.
 
-Stores are checked in order; when one repairs a revision whose bytes were wrong (a model
-file), what the others derived from it (vector caches) is dropped before they are checked:
-when the damage began is unknown, so no vector computed before the repair is served.
+Stores are checked in order.  When one repairs a revision whose wrong bytes may have been
+used (a model file whose damage embed's check could not see), what the others derived from
+it (vector caches) is dropped before they are checked.  What was made from the files a repair
+replaced (an ONNX export) is made again, or marked stale, by the stores that have
+``rebuild`` (docs/cache.md, "What a repair keeps").
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from embctl.stores.base import Store, VerifyOptions, VerifyReport
+from embctl.stores.base import Finding, Store, VerifyOptions, VerifyReport
 
 if TYPE_CHECKING:
     from embctl.backends import Model
@@ -44,11 +46,13 @@ def select_for_verify(stores: Sequence[Store], cache_dir: Path,
 
 @dataclass(frozen=True)
 class Dropped:
-    """What other stores dropped after a repair of a revision whose bytes were wrong."""
+    """What other stores dropped after a repair of a revision whose bytes were wrong, and
+    what they made again (or marked stale) of the files it replaced."""
 
     ref: str
     commit: str
     entries: tuple[Entry, ...]
+    rebuilt: tuple[Finding, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,8 @@ class Verified:
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.reports)
+        return all(r.ok for r in self.reports) and all(
+            f.resolved for after in self.dropped for d in after for f in d.rebuilt)
 
     @property
     def checked(self) -> dict[str, int]:
@@ -82,5 +87,25 @@ def verify_stores(selection: Sequence[tuple[Store, list[Entry]]],
                          for e in other.forget_revision(repo_id, commit))
             gone.update(e.path for e in lost)
             mine.append(Dropped(ref, commit, lost))
+        for repo_id, commit, ref, paths in report.repaired:
+            made = _rebuild([s for s, _ in selection if s is not store], repo_id, commit,
+                            paths, options)
+            gone.update(f.path for f in made if getattr(f, "path", None))  # checked already
+            if made:
+                mine.append(Dropped(ref, commit, (), made))
         dropped.append(tuple(mine))
     return Verified(tuple(reports), tuple(dropped))
+
+
+def _rebuild(stores: Sequence[Store], repo_id: str, commit: str, paths: tuple[str, ...],
+             options: VerifyOptions) -> tuple[Finding, ...]:
+    """Each store's ``rebuild`` (an optional member) of what it made from ``paths``."""
+    from embctl.stores.plugged import guarded
+
+    made: list[Finding] = []
+    for store in stores:
+        rebuild = getattr(store, "rebuild", None)
+        if callable(rebuild):
+            made += guarded(store, "rebuild",
+                            lambda r=rebuild: list(r(repo_id, commit, paths, options)), [])
+    return tuple(made)

@@ -90,22 +90,27 @@ class ModelStore:
     def verify(self, entries: list[Entry], options: VerifyOptions) -> VerifyReport:
         """Every blob against its hash (and the Hub's listing with ``remote``); with
         ``repair``, bad files are fetched again and checked again."""
-        from embctl.models.verify import check_and_repair, check_models, damaged_revisions
+        from embctl.models import verify
+        from embctl.models.verify import check_and_repair, check_models
         from embctl.stores.base import VerifyReport
 
         repos = [e.source for e in entries if e.source is not None]
         names = {e.repo_id: e.ref for e in entries}
         damaged: tuple[tuple[str, str, str], ...] = ()
+        repaired: tuple[tuple[str, str, str, tuple[str, ...]], ...] = ()
         kwargs = {"remote": options.remote, "workers": options.workers, "quiet": options.quiet}
         if options.repair:
+            trusted = verify.trusted_blobs(repos)  # before the check records its hashes
             repos, problems = check_and_repair(repos, self.cache_dir, names,
                                                on_repair=options.on_repair, **kwargs)
-            damaged = tuple(damaged_revisions(repos, problems, names))
+            damaged = tuple(verify.damaged_revisions(repos, problems, names, trusted))
+            repaired = tuple(verify.repaired_files(repos, problems, names))
         else:
             problems = check_models(repos, self.cache_dir, names, **kwargs)
         files = sum(len(r.files) for repo in repos for r in repo.revisions)
         return VerifyReport({"models": len(repos), "files": files},
-                            f"{len(repos)} model(s) ({files} files)", tuple(problems), damaged)
+                            f"{len(repos)} model(s) ({files} files)", tuple(problems), damaged,
+                            repaired)
 
     def forget_revision(self, repo_id: str, commit: str) -> list[Entry]:
         return []  # the repair replaced the bad files themselves

@@ -111,7 +111,10 @@ class RemovalPlan:
     items: tuple[Removal, ...] = ()
 
     def __add__(self, other: RemovalPlan) -> RemovalPlan:
-        return RemovalPlan(self.items + other.items)
+        """Both plans; a removal already planned (a repo shown as two backends' rows) once."""
+        planned = {_what(i) for i in self.items}
+        return RemovalPlan(self.items + tuple(i for i in other.items
+                                              if _what(i) not in planned))
 
     def __bool__(self) -> bool:
         return bool(self.items)
@@ -165,3 +168,8 @@ def remove_files(kind: str, root: str | os.PathLike[str], entry: Entry,
     frees = tuple(d for d in map(Doomed.of, paths) if d is not None)
     return Removal(kind, os.fspath(root), entry.ref, entry.repo_id, None, entry.path,
                    files=paths, frees=frees)
+
+
+def _what(item: Removal) -> tuple:
+    """What a removal deletes, whatever name it is shown by."""
+    return (item.kind, item.root, item.path, item.revision, item.dirs, item.files)

@@ -17,6 +17,7 @@ from typing import IO, Any
 
 from embctl.errors import EmbctlError, UsageError
 from embctl.outfile import OutputFile
+from embctl.vectors import rowcheck
 from embctl.vectors.store import canonical, connect, info_from_meta, read_meta
 
 FORMATS = ("npy", "safetensors", "parquet", "jsonl")
@@ -66,10 +67,17 @@ def export_vectors(store_file: Path, out: Path, fmt: str) -> dict[str, Any]:
         if fmt in ("npy", "safetensors") and texts:
             texts_out = _Out(_sidecar(out, ".texts.jsonl"))
             outs.append(texts_out)
-        cur = conn.execute("SELECT key, vec, text FROM vectors ORDER BY key")
+        sums = rowcheck.has_sums(conn)
+        cur = conn.execute("SELECT key, vec, text, last_used, " + ("sum" if sums else "NULL")
+                           + " FROM vectors ORDER BY key")
         with main.guard():  # a full disk: one line naming the file
             write = _writers[fmt](main.fh, count, dim, info, texts)
         while rows := cur.fetchmany(2048):
+            damaged = [r for r in rows if not rowcheck.check((r[0], r[1], r[3], r[4]), dim, sums)]
+            if damaged:  # checked as embed checks a hit: nothing damaged is exported
+                raise EmbctlError(f"{store_file.name}: {len(damaged)} damaged rows (their "
+                                  "checksum does not match); run `embctl verify --repair`")
+            rows = [r[:3] for r in rows]  # (key, vec, text), as the writers take them
             bad = [r for r in rows if len(r[1]) != dim * 4]
             if bad:
                 raise EmbctlError(f"{store_file.name}: {len(bad)} vectors of the wrong size; "

@@ -7,7 +7,10 @@ each remaining rowid is looked up on its own (a lookup only fails when its own p
 the b-tree is damaged), up to the highest rowid the table or its indexes still know.  What
 was read goes into a new file (fresh indexes, the old ``meta``, a true count), which replaces
 the damaged one; a file whose ``meta`` (the namespace) or rows cannot be read at all is
-dropped.  Nothing is invented: a vector is saved only when its row was read whole.
+dropped.  Nothing is invented: a vector is saved only when its row was read whole and passes
+its checksum (embctl/vectors/rowcheck.py): SQLite reads the bytes past a cut as zeros, so a
+row that straddles it comes back at full length, its tail zeroed; such a row is damaged, and
+dropped.  :func:`survey` reads the same way without writing, for ``verify`` without --repair.
 """
 
 from __future__ import annotations
@@ -20,15 +23,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from embctl.vectors import store
+from embctl.vectors import rowcheck, store
 
-Row = tuple[bytes, bytes, "str | None", int]
+Row = tuple[bytes, bytes, "str | None", int, "bytes | None"]  # key, vec, text, last_used, sum
 _INDEXES = ("sqlite_autoindex_vectors_1", "vectors_last_used")
 
 
 @dataclass
 class Salvage:
     saved: int = 0  # vectors written to the new file
+    damaged: int = 0  # rows read whole that failed their checksum: dropped
     expected: int | None = None  # what the damaged file's meta said it held
     dropped: bool = False  # the file was removed: nothing could be read
     reason: str = ""
@@ -41,7 +45,28 @@ class Salvage:
                     "is unknown (its count was unreadable)")
         lost = max(0, self.expected - self.saved)
         return (f"saved {self.saved:,} of {self.expected:,} vectors into a new file; "
-                f"{lost:,} could not be read (the next embed computes them again)")
+                f"{lost:,} could not be read{self._damaged()} (the next embed computes them "
+                "again)")
+
+    def _damaged(self) -> str:
+        if not self.damaged:
+            return ""
+        return (f", {self.damaged:,} of them damaged (read back with a wrong checksum) and "
+                "dropped")
+
+
+@dataclass
+class Survey:
+    """What a damaged file still holds, read without writing (``verify`` without --repair)."""
+
+    good: int  # rows read whole that pass their checksum
+    damaged: int  # rows read whole that fail it
+    expected: int | None  # what the file's meta says it holds
+
+    def describe(self) -> str:
+        of = f" of {self.expected:,}" if self.expected is not None else ""
+        return (f"{self.good:,}{of} vectors can be read whole, {self.damaged:,} damaged rows "
+                "(read back with a wrong checksum): run with --repair to keep only the good ones")
 
 
 def _open(path: Path) -> sqlite3.Connection:
@@ -72,22 +97,57 @@ def _known_max_rowid(conn: sqlite3.Connection) -> int:
 def _rows(conn: sqlite3.Connection) -> Iterator[Row]:
     """Every readable row: a scan in rowid order, then one lookup a rowid past the damage."""
     last = 0
+    cols = "key, vec, text, last_used, " + ("sum" if rowcheck.has_sums(conn) else "NULL")
     try:
-        for rowid, key, vec, text, used in conn.execute(
-                "SELECT rowid, key, vec, text, last_used FROM vectors ORDER BY rowid"):
+        for rowid, *row in conn.execute(f"SELECT rowid, {cols} FROM vectors ORDER BY rowid"):
             last = rowid
-            yield key, vec, text, used
+            yield tuple(row)  # type: ignore[misc]
         return
     except sqlite3.Error:
         pass
     for rowid in range(last + 1, _known_max_rowid(conn) + 1):
         try:
-            row = conn.execute("SELECT key, vec, text, last_used FROM vectors WHERE rowid = ?",
+            row = conn.execute(f"SELECT {cols} FROM vectors WHERE rowid = ?",
                                (rowid,)).fetchone()
         except sqlite3.Error:
             continue
         if row is not None:
             yield row
+
+
+def _read(path: Path) -> tuple[dict[str, str], list[Row], int, str]:
+    """-> (the file's meta, its good rows (each with its checksum), damaged rows, why
+    nothing could be read).  A schema-1 file's rows get their checksums here when they pass
+    :func:`rowcheck.legacy_ok`."""
+    meta: dict[str, str] = {}
+    good: list[Row] = []
+    damaged = 0
+    try:
+        conn = _open(path)
+        try:
+            meta = store.read_meta(conn)
+            if "namespace" not in meta or "ns_id" not in meta:
+                return meta, good, damaged, ""
+            sums = rowcheck.has_sums(conn)
+            dim = int(meta["dim"]) if meta.get("dim", "").isdigit() else None
+            for key, vec, text, used, stored in _rows(conn):
+                if rowcheck.check((key, vec, used, stored), dim, sums):
+                    good.append((key, vec, text, used, stored or rowcheck.row_sum(key, vec)))
+                else:
+                    damaged += 1
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return meta, good, damaged, str(exc)
+    return meta, good, damaged, ""
+
+
+def survey(path: Path) -> Survey:
+    """Count what :func:`salvage` would keep and drop as damaged; writes nothing (a file
+    that cannot be opened at all: nothing can be read whole)."""
+    meta, good, damaged, _ = _read(path)
+    expected = int(meta["count"]) if meta.get("count", "").isdigit() else None
+    return Survey(len(good), damaged, expected)
 
 
 def _write(target: Path, meta: dict[str, str], rows: list[Row]) -> int:
@@ -98,10 +158,11 @@ def _write(target: Path, meta: dict[str, str], rows: list[Row]) -> int:
         conn.execute(f"PRAGMA page_size = {store.page_size_for(dim)}")
         conn.execute("BEGIN")
         store._create(conn)
-        conn.executemany("INSERT OR IGNORE INTO vectors (key, vec, text, last_used) "
-                         "VALUES (?, ?, ?, ?)", rows)
+        conn.executemany("INSERT OR IGNORE INTO vectors (key, vec, text, last_used, sum) "
+                         "VALUES (?, ?, ?, ?, ?)", rows)
         (count,) = conn.execute("SELECT COUNT(*) FROM vectors").fetchone()
-        meta = {**meta, "count": str(count), "dim": str(dim), "last_used": str(time.time())}
+        meta = {**meta, "count": str(count), "dim": str(dim), "last_used": str(time.time()),
+                "schema": str(rowcheck.SCHEMA_VERSION)}
         conn.executemany("INSERT INTO meta (name, value) VALUES (?, ?)", meta.items())
         conn.execute("COMMIT")
     finally:
@@ -114,24 +175,13 @@ def salvage(path: Path) -> Salvage:
     remove it when nothing can be (see the module's docstring).  Raises OSError or
     sqlite3.Error only when the new file cannot be written (the damaged one is then kept)."""
     result = Salvage()
-    meta: dict[str, str] = {}
-    rows: list[Row] = []
-    try:
-        conn = _open(path)
-        try:
-            meta = store.read_meta(conn)
-            if "namespace" in meta and "ns_id" in meta:
-                rows = list(_rows(conn))
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        result.reason = str(exc)
+    meta, rows, result.damaged, result.reason = _read(path)
     with contextlib.suppress(ValueError):
         result.expected = int(meta.get("count", ""))
     if not rows:
         result.dropped = True
         result.reason = result.reason or ("no namespace in its meta table" if "ns_id" not in meta
-                                          else "no vector could be read")
+                                          else "no vector could be read whole")
         store.remove_files(path)
         return result
     temp = path.with_name(path.name + ".salvage")

@@ -10,12 +10,13 @@ import math
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embctl.inventory import Entry
-from embctl.vectors import store
+from embctl.vectors import rowcheck, store
 
 if TYPE_CHECKING:
     from embctl.backends import Model
@@ -145,7 +146,8 @@ class VectorCheck:
     ok: bool
     checked: int = 0  # vectors read
     problems: list[str] = field(default_factory=list)  # one line each, for people
-    bad: dict[str, int] = field(default_factory=dict)  # "nan", "inf", "zero_norm", "wrong_dim"
+    bad: dict[str, int] = field(default_factory=dict)  # "damaged", "nan", "inf", "zero_norm",
+    # "wrong_dim"; "damaged": the row fails its checksum (cut off or overwritten)
     removed: int = 0  # bad vectors deleted by repair
     repaired: bool = False  # repair deleted every bad vector (the next embed recomputes them)
 
@@ -210,8 +212,13 @@ def _check_one(entry: Entry, repair: bool) -> VectorCheck:
     check = VectorCheck(entry, ok=True)
     if entry.status == "incomplete":  # being created right now: nothing to check yet
         return check
-    if _inspect(entry, repair, check) and repair:
-        _salvage(entry, check)
+    if _inspect(entry, repair, check):
+        if repair:
+            _salvage(entry, check)
+        else:  # what a repair would keep and drop as damaged (the repair says so itself)
+            from embctl.vectors.salvage import survey
+
+            check.problems.append(survey(Path(entry.path)).describe())
     return check
 
 
@@ -265,12 +272,14 @@ def _inspect(entry: Entry, repair: bool, check: VectorCheck) -> bool:
             classify = _classify_plain
         dim = entry.dim
         flagged: list[tuple[bytes, str]] = []
-        cur = conn.execute("SELECT key, vec FROM vectors")
+        sums = rowcheck.has_sums(conn)
+        cur = conn.execute("SELECT key, vec, last_used, " + ("sum" if sums else "NULL")
+                           + " FROM vectors")
         while rows := cur.fetchmany(4096):
             if dim is None:
-                dim = len(rows[0][1]) // 4
+                dim = len(rows[0][1] or b"") // 4
             check.checked += len(rows)
-            flagged += classify(rows, dim)
+            flagged += _flag(rows, dim, sums, classify)
         actual = conn.execute("SELECT COUNT(*) FROM vectors").fetchone()[0]
         if actual != entry.count:
             check.problems.append(f"meta count {entry.count} != {actual} rows (fixed by repair)"
@@ -282,8 +291,14 @@ def _inspect(entry: Entry, repair: bool, check: VectorCheck) -> bool:
             check.bad[kind] = check.bad.get(kind, 0) + 1
         if flagged:
             check.ok = False
-            details = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(check.bad.items()))
-            check.problems.append(f"{len(flagged)} bad vectors ({details})")
+            others = {k: n for k, n in check.bad.items() if k != "damaged"}
+            if check.bad.get("damaged"):
+                n = check.bad["damaged"]
+                check.problems.append(f"{n} damaged row{'s' if n != 1 else ''}: the checksum "
+                                      "does not match the vector (cut off or overwritten)")
+            if others:
+                details = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(others.items()))
+                check.problems.append(f"{sum(others.values())} bad vectors ({details})")
             if repair:
                 with store._Txn(conn):
                     check.removed = store._delete(conn, [k for k, _ in flagged])
@@ -299,12 +314,26 @@ def _inspect(entry: Entry, repair: bool, check: VectorCheck) -> bool:
     return False
 
 
+def _flag(rows: list[tuple], dim: int, sums: bool,
+          classify: Callable[[list[tuple[bytes, bytes]], int], list[tuple[bytes, str]]],
+          ) -> list[tuple[bytes, str]]:
+    """The bad rows of (key, vec, last_used, sum) ``rows``, each once: what ``classify``
+    finds wrong with the vector ("nan", "wrong_dim"...), else "damaged" when the row fails
+    its checksum (a schema-1 file's rows, which have none: rowcheck.legacy_ok)."""
+    unread = [(r[0], "damaged") for r in rows if not isinstance(r[1], bytes)]
+    flagged = unread + classify([(r[0], r[1]) for r in rows if isinstance(r[1], bytes)], dim)
+    seen = {k for k, _ in flagged}
+    return flagged + [(r[0], "damaged") for r in rows
+                      if r[0] not in seen and not rowcheck.check(r, dim, sums)]
+
+
 def verify_vectors(model: Model | None = None, namespace: str | None = None, *,
                    repair: bool = False, root: Path | None = None) -> list[VectorCheck]:
     """Run SQLite's integrity check on each selected cache and flag vectors with NaN, inf,
-    zero norm or the wrong dimension.  With ``repair``, delete the flagged vectors (the next
-    embed recomputes them), and replace a damaged file by what can be read of it, or drop it
-    when nothing can (see embctl/vectors/salvage.py)."""
+    zero norm or the wrong dimension, and rows that fail their checksum ("damaged").  With
+    ``repair``, delete the flagged vectors (the next embed recomputes them), and replace a
+    damaged file by what can be read of it, or drop it when nothing can (see
+    embctl/vectors/salvage.py)."""
     return check_vectors(select_vectors(model, namespace, root), repair=repair)
 
 

@@ -13,6 +13,9 @@ killed process), a long ``busy_timeout``, and every write in a ``BEGIN IMMEDIATE
 so several processes can fill one cache at once without "database is locked" failures.  Reads
 run in autocommit mode and never upgrade to writes (the upgrade is what fails under WAL).
 
+Every row carries a checksum of its key and vector, checked whenever the row is read: a
+damaged row is a miss, and a write replaces it (embctl/vectors/rowcheck.py).
+
 Only the standard library is imported here: ``embctl ls`` reads these files too.
 """
 
@@ -29,7 +32,16 @@ from pathlib import Path
 from typing import Any
 
 from embctl.paths import vectors_dir
+from embctl.vectors.evict import (  # noqa: F401  (re-exported: store.enforce_cap...)
+    SUFFIX,
+    _delete,
+    enforce_cap,
+    file_size,
+    remove_files,
+    store_files,
+)
 from embctl.vectors.meta import StoreInfo, info_from_meta, read_meta  # noqa: F401  (re-exported)
+from embctl.vectors.rowcheck import SCHEMA_VERSION, migrate, row_ok, row_sum
 from embctl.vectors.sqlite import (  # noqa: F401  (re-exported: store.connect...)
     BUSY_TIMEOUT_MS,
     _ReadTxn,
@@ -39,8 +51,6 @@ from embctl.vectors.sqlite import (  # noqa: F401  (re-exported: store.connect..
     page_size_for,
 )
 
-SCHEMA_VERSION = 1
-SUFFIX = ".sqlite"
 #: last_used is refreshed only when older than this, so warm runs write (almost) nothing.
 TOUCH_GRANULARITY_S = 3600
 _CHUNK = 500  # parameters per IN (...) query; SQLite's limit is far higher
@@ -53,7 +63,8 @@ CREATE TABLE IF NOT EXISTS vectors (
     key BLOB PRIMARY KEY,
     vec BLOB NOT NULL,
     text TEXT,
-    last_used INTEGER NOT NULL
+    last_used INTEGER NOT NULL,
+    sum BLOB
 );
 CREATE INDEX IF NOT EXISTS vectors_last_used ON vectors (last_used);
 """
@@ -102,6 +113,7 @@ class VectorStore:
         self.key = KeyMaker(ns_id)
         self.dim: int | None = None
         self.stale: list[bytes] = []
+        self.damaged: set[bytes] = set()  # keys read whose checksum failed: see take_damaged
         self.used = False  # any hit or write: refresh the file's last_used on close
         self.stores_text = False  # mark the file as holding texts with the next write
         if conn is not None:
@@ -163,16 +175,24 @@ class VectorStore:
                     conn.executemany("INSERT OR IGNORE INTO meta (name, value) VALUES (?, ?)",
                                      rows.items())
             else:
-                schema = conn.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
-                if schema and int(schema[0]) > SCHEMA_VERSION:
+                if _schema(conn) > SCHEMA_VERSION:
                     raise sqlite3.DatabaseError(
-                        f"{self.path.name}: written by a newer embctl (schema {schema[0]})")
+                        f"{self.path.name}: written by a newer embctl (schema {_schema(conn)})")
+                if _schema(conn) < SCHEMA_VERSION:
+                    self._migrate(conn)
             self._read_dim(conn)
         except BaseException:
             conn.close()
             raise
         self.conn = conn
         return True
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Give an older file's rows their checksums (once: another process may have)."""
+        with _Txn(conn):
+            if _schema(conn) < SCHEMA_VERSION:
+                dim = read_meta(conn).get("dim", "")
+                migrate(conn, int(dim) if dim.isdigit() else None)
 
     def _reader(self) -> sqlite3.Connection | None:
         """The connection for reads; None while the file does not exist (looked for again on
@@ -202,7 +222,8 @@ class VectorStore:
     # -- reading ---------------------------------------------------------------------------
 
     def get_many(self, keys: Sequence[bytes]) -> dict[bytes, bytes]:
-        """The stored vectors (raw float32 LE blobs) for those keys that are present."""
+        """The stored vectors (raw float32 LE blobs) for those keys that are present and
+        pass their checksum; the keys of damaged rows are kept for :meth:`take_damaged`."""
         found: dict[bytes, bytes] = {}
         conn = self._reader()
         if conn is None:
@@ -211,13 +232,23 @@ class VectorStore:
         for i in range(0, len(keys), _CHUNK):
             chunk = keys[i:i + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            for key, vec, last_used in conn.execute(
-                    f"SELECT key, vec, last_used FROM vectors WHERE key IN ({marks})", chunk):
+            for key, vec, last_used, stored in conn.execute(
+                    f"SELECT key, vec, last_used, sum FROM vectors WHERE key IN ({marks})",
+                    chunk):
+                if not row_ok(key, vec, stored):
+                    self.damaged.add(key)
+                    continue
                 found[key] = vec
                 if last_used < stale:
                     self.stale.append(key)
         self.used = self.used or bool(found)
         return found
+
+    def take_damaged(self) -> set[bytes]:
+        """Keys read since the last call whose row failed its checksum (a miss: the next
+        :meth:`put_many` of the key replaces the row)."""
+        damaged, self.damaged = self.damaged, set()
+        return damaged
 
     def take_stale(self) -> list[bytes]:
         """Keys read since the last call whose last_used is over an hour old: the only ones
@@ -226,14 +257,18 @@ class VectorStore:
         return stale
 
     def iter_rows(self, batch: int = 1000) -> Iterator[list[tuple[bytes, bytes, str | None]]]:
-        """All (key, vec, text) rows in key order, in lists of ``batch``.  Call inside
-        :meth:`snapshot` for a consistent view."""
+        """All (key, vec, text) rows that pass their checksum, in key order, in lists of at
+        most ``batch`` (damaged rows are left out and kept for :meth:`take_damaged`).  Call
+        inside :meth:`snapshot` for a consistent view."""
         conn = self._reader()
         if conn is None:
             return
-        cur = conn.execute("SELECT key, vec, text FROM vectors ORDER BY key")
+        cur = conn.execute("SELECT key, vec, text, sum FROM vectors ORDER BY key")
         while rows := cur.fetchmany(batch):
-            yield rows
+            good = [(k, v, t) for k, v, t, s in rows if row_ok(k, v, s)]
+            self.damaged.update(r[0] for r in rows if not row_ok(r[0], r[1], r[3]))
+            if good:
+                yield good
 
     def snapshot(self) -> _ReadTxn:
         return _ReadTxn(self._writer())
@@ -252,7 +287,8 @@ class VectorStore:
         """Insert (key, vec, text) rows and refresh last_used of ``touched`` keys, in one
         committed transaction.  Returns the number of new rows.
 
-        An existing key keeps its vector: same namespace and input means the same output.
+        An existing key keeps its vector (same namespace and input means the same output),
+        unless its row fails its checksum: a damaged row is replaced.
         """
         rows = list(rows)
         now = int(time.time())
@@ -260,11 +296,12 @@ class VectorStore:
         with _Txn(self._writer()) as conn:
             inserted = 0
             if rows:
+                _delete(conn, _damaged_among(conn, [k for k, _, _ in rows]))
                 before = conn.total_changes
                 conn.executemany(
-                    "INSERT INTO vectors (key, vec, text, last_used) VALUES (?, ?, ?, ?) "
+                    "INSERT INTO vectors (key, vec, text, last_used, sum) VALUES (?, ?, ?, ?, ?) "
                     "ON CONFLICT(key) DO NOTHING",
-                    [(k, v, t, now) for k, v, t in rows])
+                    [(k, v, t, now, row_sum(k, v)) for k, v, t in rows])
                 inserted = conn.total_changes - before
                 if self.dim is None:
                     self.dim = len(rows[0][1]) // 4
@@ -327,108 +364,27 @@ def _has_schema(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1 FROM meta WHERE name='ns_id'").fetchone() is not None
 
 
+def _schema(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE name='schema'").fetchone()
+    return int(row[0]) if row and str(row[0]).isdigit() else 1
+
+
+def _damaged_among(conn: sqlite3.Connection, keys: Sequence[bytes]) -> list[bytes]:
+    """Those of ``keys`` whose stored row fails its checksum."""
+    bad: list[bytes] = []
+    for i in range(0, len(keys), _CHUNK):
+        chunk = keys[i:i + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        bad += [key for key, vec, stored in conn.execute(
+            f"SELECT key, vec, sum FROM vectors WHERE key IN ({marks})", chunk)
+            if not row_ok(key, vec, stored)]
+    return bad
+
+
 def _create(conn: sqlite3.Connection) -> None:
     for statement in _SCHEMA.split(";"):
         if statement.strip():
             conn.execute(statement)
-
-
-def _delete(conn: sqlite3.Connection, keys: Sequence[bytes]) -> int:
-    removed = 0
-    for i in range(0, len(keys), _CHUNK):
-        chunk = keys[i:i + _CHUNK]
-        marks = ",".join("?" * len(chunk))
-        removed += conn.execute(f"DELETE FROM vectors WHERE key IN ({marks})", chunk).rowcount
-    if removed:
-        conn.execute("UPDATE meta SET value = MAX(0, CAST(value AS INTEGER) - ?) "
-                     "WHERE name = 'count'", (removed,))
-    return removed
-
-
-# -- files, sizes and eviction -------------------------------------------------------------
-
-
-def store_files(root: Path | None = None) -> list[Path]:
-    folder = root or vectors_dir()
-    try:
-        return sorted(p for p in folder.iterdir() if p.name.endswith(SUFFIX) and p.is_file())
-    except OSError:
-        return []
-
-
-def file_size(path: Path) -> int:
-    """The cache file plus its WAL and shared-memory files."""
-    total = 0
-    for suffix in ("", "-wal", "-shm"):
-        try:
-            total += os.stat(f"{path}{suffix}").st_size
-        except OSError:
-            pass
-    return total
-
-
-def remove_files(path: Path) -> int:
-    """Delete a cache file with its -wal and -shm; return the bytes freed."""
-    freed = file_size(path)
-    for suffix in ("-wal", "-shm", ""):
-        try:
-            os.unlink(f"{path}{suffix}")
-        except FileNotFoundError:
-            pass
-    return freed
-
-
-def _used_bytes(conn: sqlite3.Connection) -> int:
-    pages = conn.execute("PRAGMA page_count").fetchone()[0]
-    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-    size = conn.execute("PRAGMA page_size").fetchone()[0]
-    return (pages - free) * size
-
-
-def enforce_cap(max_bytes: int, root: Path | None = None) -> tuple[int, int]:
-    """Evict least recently used vectors, across every namespace, until the caches' live data
-    fits in ``max_bytes``.  Returns (vectors evicted, bytes freed (estimated)).
-
-    Rows are grouped by their last_used second, so finding the global cut-off needs one
-    GROUP BY per file, not a sort of every row.  Freed pages are reused by later inserts
-    (files do not shrink without VACUUM; ``embctl rm`` reclaims whole namespaces).
-    """
-    conns: dict[Path, sqlite3.Connection] = {}
-    try:
-        used = 0
-        buckets: list[tuple[int, int, int, Path]] = []  # (last_used, rows, bytes, file)
-        for path in store_files(root):
-            try:
-                conn = connect(path)
-                conns[path] = conn
-                file_used = _used_bytes(conn)
-                used += file_used
-                groups = conn.execute("SELECT last_used, COUNT(*) FROM vectors "
-                                      "GROUP BY last_used").fetchall()
-                per_row = file_used / max(1, sum(n for _, n in groups))  # pages, not payload
-                for last_used, rows in groups:
-                    buckets.append((last_used, rows, int(rows * per_row), path))
-            except sqlite3.Error:
-                continue
-        excess = used - max_bytes
-        evicted = freed = 0
-        for last_used, rows, size, path in sorted(buckets, key=lambda b: b[0]):
-            if excess <= 0:
-                break
-            conn = conns[path]
-            take = rows if size <= excess else max(1, -(-rows * excess // size))
-            with _Txn(conn):
-                keys = [r[0] for r in conn.execute(
-                    "SELECT key FROM vectors WHERE last_used = ? LIMIT ?", (last_used, take))]
-                removed = _delete(conn, keys)
-            part = size * removed // max(rows, 1)
-            evicted += removed
-            freed += part
-            excess -= part
-        return evicted, freed
-    finally:
-        for conn in conns.values():
-            conn.close()
 
 
 def blob_from_floats(values: Iterable[float]) -> bytes:

@@ -15,7 +15,6 @@ import numpy as np
 
 from embctl.backends import Embedder, Model
 from embctl.errors import EmbctlError, UsageError
-from embctl.models.hub import HubUnreachable, is_offline
 from embctl_matrix.matrices import store
 from embctl_matrix.matrices.arrays import raw_memmap, to_float
 
@@ -88,9 +87,7 @@ def load(model: Model, options: dict[str, Any]) -> StaticEmbedder:
     ref = store.display_ref(repo_ids, model.revision)
     tensor = options.get("tensor")
     info = store.find_matrix(ref, tensor=tensor)
-    if info is None:
-        if is_offline():
-            raise HubUnreachable.offline(ref)  # embed says how to pull it
+    if info is None:  # offline, pulled from the Hugging Face cache or HubUnreachable
         from embctl_matrix.fetch import pull_matrix
 
         pull_matrix(model, {"cache_dir": options.get("cache_dir"), "tensor": tensor,

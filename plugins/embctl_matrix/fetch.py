@@ -4,6 +4,8 @@ Per source: resolve the revision to a commit (one API call), fetch the config an
 files with ``hf_hub_download``, read the index (sharded) and one shard header, then range-read
 the tensor's bytes.  Several sources are checked (same vocabulary size; same tokenizer where it
 can be told) before any tensor byte moves, then concatenated along the hidden dimension.
+A weight file the Hugging Face cache holds intact is read from there instead, offline too
+(the cached revision): bytes the cache holds are never fetched again (``cached``).
 """
 
 from __future__ import annotations
@@ -17,8 +19,16 @@ from typing import Any
 
 from embctl.backends import Model
 from embctl.errors import EmbctlError, UsageError
-from embctl.models.hub import Listing, hub_error, import_hf, is_offline, is_safe_repo_path
+from embctl.models.hub import (
+    HubUnreachable,
+    Listing,
+    hub_error,
+    import_hf,
+    is_offline,
+    is_safe_repo_path,
+)
 from embctl.paths import hub_cache_dir
+from embctl_matrix import cached as from_cache
 from embctl_matrix import locate, remote
 from embctl_matrix.matrices import store
 from embctl_matrix.matrices.format import ITEMSIZE, SHA_PLACEHOLDER, encode_header, tensors
@@ -40,6 +50,7 @@ class Located:
     shard_size: int
     side_files: dict[str, Path]
     fingerprint: str | None
+    local: Path | None = None  # the shard in the Hugging Face cache, hash checked
 
 
 def pull_matrix(model: Model, options: dict[str, Any]) -> dict[str, Any]:
@@ -52,16 +63,20 @@ def pull_matrix(model: Model, options: dict[str, Any]) -> dict[str, Any]:
         raise UsageError(f"{model.ref}: the same model is named twice")
     wanted = _tensor_option(model.ref, options.get("tensor"), len(repo_ids))
     ref = store.display_ref(repo_ids, model.revision)
-    if is_offline():
-        info = store.find_matrix(ref, tensor=options.get("tensor"))
-        if info is None:
-            raise EmbctlError(f"{ref}: not in the cache and HF_HUB_OFFLINE=1 forbids "
-                              "downloading it")
-        return _summary(info, began, downloaded=0, up_to_date=True, offline=True)
     cache_dir = Path(options.get("cache_dir") or hub_cache_dir())
-    from embctl.models.hub import list_revision
+    offline = is_offline()
+    if offline:
+        info = store.find_matrix(ref, tensor=options.get("tensor"))
+        if info is not None:
+            return _summary(info, began, downloaded=0, up_to_date=True, offline=True)
+        found = [from_cache.offline_listing(cache_dir, r, model.revision) for r in repo_ids]
+        if None in found:
+            raise HubUnreachable.offline(ref)
+        listings = [x for x in found if x is not None]
+    else:
+        from embctl.models.hub import list_revision
 
-    listings = [list_revision(r, model.revision, ref) for r in repo_ids]
+        listings = [list_revision(r, model.revision, ref) for r in repo_ids]
     cached = _cached(repo_ids, [x.commit for x in listings], wanted)
     if cached is not None:
         return _summary(cached, began, downloaded=0, up_to_date=True)
@@ -77,9 +92,9 @@ def pull_matrix(model: Model, options: dict[str, Any]) -> dict[str, Any]:
                   quiet=bool(options.get("quiet")), explicit=bool(options.get("tensor")))
     _keep_tokenizer(info, located[0])
     summary = _summary(info, began, downloaded=counter.header_bytes + counter.tensor_bytes,
-                       up_to_date=False)
+                       up_to_date=False, offline=offline, from_cache=counter.cache_bytes)
     summary.update(header_bytes=counter.header_bytes, tensor_bytes=counter.tensor_bytes,
-                   side_file_bytes=side_bytes,
+                   cache_bytes=counter.cache_bytes, side_file_bytes=side_bytes,
                    shard_bytes=sum(x.shard_size for x in located))
     return summary
 
@@ -129,10 +144,19 @@ def _locate(ref: str, listing: Listing, wanted: str | None, files: dict[str, Pat
             cache_dir: Path, counter: remote.Counter) -> Located:
     repo_id, commit = listing.repo_id, listing.commit
     headers: dict[str, remote.RemoteHeader] = {}
+    weights = from_cache.CachedWeights(ref, cache_dir, listing)
 
     def header(path: str) -> remote.RemoteHeader:
         if path not in headers:
-            headers[path] = remote.read_header(ref, repo_id, path, commit, counter)
+            local = weights.file(path)
+            if local is not None:
+                headers[path] = from_cache.read_header(ref, local, path, counter)
+            elif is_offline():
+                raise HubUnreachable(ref, "HF_HUB_OFFLINE=1 forbids downloading it",
+                                     f"{ref}: {repo_id}'s {path} is not in the cache intact, "
+                                     "and HF_HUB_OFFLINE=1 forbids downloading it")
+            else:
+                headers[path] = remote.read_header(ref, repo_id, path, commit, counter)
         return headers[path]
 
     if SINGLE in listing.files:
@@ -172,7 +196,7 @@ def _locate(ref: str, listing: Listing, wanted: str | None, files: dict[str, Pat
         raise EmbctlError(f"{ref}: {shard}'s header gives bad offsets for {name}")
     source = store.Source(repo_id, commit, name, dtype, (shape[0], shape[1]))
     return Located(source, shard, head.data_offset + begin, nbytes, size, files,
-                   fingerprint(files))
+                   fingerprint(files), weights.file(shard))
 
 
 def _weight_map(ref: str, listing: Listing, cache_dir: Path) -> dict[str, str]:
@@ -260,8 +284,12 @@ def _build(ref: str, revision: str | None, located: list[Located], dtype: str,
 
             for part, x, _ in todo:
                 try:
-                    remote.download_range(ref, x.source.repo_id, x.file, x.source.commit,
-                                          x.start, part, counter, advance)
+                    if x.local is not None:
+                        from_cache.copy_range(ref, x.local, x.start, part, counter, advance)
+                    else:
+                        remote.download_range(ref, x.source.repo_id, x.file,
+                                              x.source.commit, x.start, part, counter,
+                                              advance)
                 finally:
                     part.close()
                 part.open()  # reopen to re-check what is on disk before committing
@@ -323,7 +351,7 @@ def _keep_tokenizer(info: store.MatrixInfo, first: Located) -> None:
 
 
 def _summary(info: store.MatrixInfo, began: float, *, downloaded: int, up_to_date: bool,
-             offline: bool = False) -> dict[str, Any]:
+             offline: bool = False, from_cache: int = 0) -> dict[str, Any]:
     from embctl.console import human_size
 
     size = info.path.stat().st_size
@@ -332,8 +360,9 @@ def _summary(info: store.MatrixInfo, began: float, *, downloaded: int, up_to_dat
         how = " (offline, not checked for updates)" if offline else ""
         message = f"{name} is up to date{how}: nothing transferred"
     else:
-        message = (f"pulled {name}: {human_size(downloaded)} transferred from weight files "
-                   f"in {time.monotonic() - began:.1f}s")
+        read = f", {human_size(from_cache)} read from the cache" if from_cache else ""
+        message = (f"pulled {name}: {human_size(downloaded)} transferred from weight "
+                   f"files{read} in {time.monotonic() - began:.1f}s")
     return {
         "ref": info.ref, "backend": "matrix", "repo_id": "+".join(info.sources),
         "revision": "+".join(info.revisions), "revisions": info.revisions,

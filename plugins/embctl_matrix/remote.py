@@ -40,11 +40,13 @@ class RemoteHeader:
 
 
 class Counter:
-    """Bytes received from weight files (headers and tensor data)."""
+    """Bytes received from weight files (headers and tensor data), and bytes of them read
+    from the Hugging Face cache instead (``embctl_matrix.cached``)."""
 
     def __init__(self) -> None:
         self.header_bytes = 0
         self.tensor_bytes = 0
+        self.cache_bytes = 0
 
 
 def _url(repo_id: str, path: str, commit: str) -> str:

@@ -105,5 +105,8 @@ class ONNXEmbedder(Embedder):
 def load(model: Model, options: dict[str, Any]) -> ONNXEmbedder:
     """Backend.load for ``onnx``: options device, variant, normalize, truncate_dim, threads
     (embctl_onnx/__init__.py), and the core's cache_dir and quiet."""
+    from embctl_onnx.variants import forced_cpu
+
+    forced_cpu()  # a bad EMBCTL_ONNX_CPU is a usage error, whatever the variant
     files = locate_onnx(model, options)
     return ONNXEmbedder(model, files, read_config(files.root, model.ref), options)

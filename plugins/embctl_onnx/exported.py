@@ -36,6 +36,7 @@ from embctl_onnx.exports.layout import (
     exports_dir,
     read_manifest,
     size_matches,
+    stale_files,
     write_manifest,
 )
 
@@ -53,11 +54,14 @@ def find_export(repo_id: str, revision: str, variant: str) -> Export | None:
     """The finished export of ``repo_id`` at ``revision`` (a commit) for ``variant``, or None.
 
     Cheap (no hashing, standard library only): the bucket's manifest must describe it and its
-    files must have their sizes; ``embctl verify`` checks their hashes."""
+    files must have their sizes; ``embctl verify`` checks their hashes.  A stale export (made
+    from a file a repair replaced: ``exports.repair``) is not found, so it is made again."""
     try:
         bucket = bucket_dir(repo_id, revision, variant)
         manifest = read_manifest(bucket)
     except (ValueError, OSError):  # ManifestError is a ValueError
+        return None
+    if stale_files(bucket) is not None:
         return None
     if manifest.repo_id != repo_id or manifest.revision != revision \
             or not size_matches(bucket, manifest):

@@ -56,8 +56,21 @@ def support_files(paths: list[str]) -> list[str]:
     return [p for p in paths if _is_config(p)] + _dense_weights(paths)
 
 
+#: The fast tokenizer the backend tokenizes with (``runtime.make_tokenizer``).
+TOKENIZER = "tokenizer.json"
+
+
 def select_files(paths: list[str], options: dict | None = None) -> list[str]:
-    """Of every file in the repo, those a pull of ``variant`` (options; default fp32) needs."""
+    """Of every file in the repo, those a pull of ``variant`` (options; default fp32) needs.
+    A repo without ``tokenizer.json`` is refused here, before anything is downloaded (and
+    a bad ``EMBCTL_ONNX_CPU`` too)."""
+    from embctl.errors import EmbctlError
+    from embctl_onnx.variants import forced_cpu
+
+    forced_cpu()
+    if TOKENIZER not in paths:
+        raise EmbctlError(f"the repo has no {TOKENIZER}, the fast tokenizer the onnx backend "
+                          "needs; nothing was pulled (the st backend can run it)")
     variant = (options or {}).get("variant") or "fp32"
     wanted = support_files(paths)
     chosen = onnx_file(paths, variant)

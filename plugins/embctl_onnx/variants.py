@@ -29,13 +29,33 @@ GENERIC_INT8 = ("onnx/model_quantized.onnx", "onnx/model_int8.onnx", "onnx/model
                 "model_quantized.onnx", "model_optimized_quantized.onnx")
 
 
+#: What ``EMBCTL_ONNX_CPU`` takes (the CPU kinds :func:`cpu_kind` tells apart).
+CPU_KINDS = ("vnni", "avx512", "avx2", "arm", "x86")
+
+
+def forced_cpu() -> str | None:
+    """``EMBCTL_ONNX_CPU`` (None when unset or empty): a usage error listing the values when
+    it is none of them, never silently ignored.  The backend checks it before a pull or a
+    load, whatever the variant."""
+    raw = os.environ.get("EMBCTL_ONNX_CPU", "")
+    forced = raw.strip().lower()
+    if not forced:
+        return None
+    if forced not in CPU_KINDS:
+        from embctl.errors import UsageError
+
+        raise UsageError(f"bad EMBCTL_ONNX_CPU {raw!r}: expected one of "
+                         f"{', '.join(CPU_KINDS)} (or unset it to detect this CPU)")
+    return forced
+
+
 @functools.lru_cache(maxsize=1)
 def cpu_kind() -> str:
     """``arm``, ``vnni`` (AVX-512 VNNI or AVX-VNNI), ``avx512``, ``avx2`` or ``x86``.
 
     ``EMBCTL_ONNX_CPU`` overrides the detection (to pull the file for another machine)."""
-    forced = os.environ.get("EMBCTL_ONNX_CPU", "").strip().lower()
-    if forced in ("arm", "vnni", "avx512", "avx2", "x86"):
+    forced = forced_cpu()
+    if forced is not None:
         return forced
     machine = platform.machine().lower()
     if machine.startswith(("arm", "aarch64")):

@@ -5,6 +5,9 @@
       models--org--name/<revision>/<variant>/          one export: a bucket
         model.onnx                                     the graph (and any external data)
         manifest.json                                  each file's sha256 and size, written last
+        stale.json                                     only when a repair replaced a file it
+                                                       was made from and it could not be
+                                                       made again: nothing uses it then
       models--org--name/<revision>/.tmp-<variant>-*    an export under way (or interrupted)
       .locks/models--org--name/<revision>-<variant>.lock
 
@@ -22,11 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from embctl.noatime import open_noatime
 from embctl.paths import embctl_home, repo_folder_name
 
 LAYOUT = "v1"
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
+STALE = "stale.json"
 VARIANTS = ("fp32", "int8")
 TMP_PREFIX = ".tmp-"
 #: A revision as a folder name: a commit, or a local directory's ``local-<fingerprint>``.
@@ -64,10 +69,17 @@ def bucket_dir(repo_id: str, revision: str, variant: str, root: Path | None = No
 
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_noatime(path) as fh:
         while chunk := fh.read(CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _read_text(path: Path) -> str:
+    """A small file of a bucket, read without moving its atime: ``ls`` and ``verify`` looking
+    at an export are no use of it (its ``last_used``, docs/cache.md)."""
+    with open_noatime(path) as fh:
+        return fh.read().decode("utf-8")
 
 
 def describe_files(folder: Path) -> dict[str, dict[str, Any]]:
@@ -107,7 +119,7 @@ class ManifestError(ValueError):
 
 def read_manifest(bucket: Path) -> Manifest:
     try:
-        data = json.loads((bucket / MANIFEST).read_text(encoding="utf-8"))
+        data = json.loads(_read_text(bucket / MANIFEST))
     except FileNotFoundError:
         raise ManifestError(f"no {MANIFEST}") from None
     except (OSError, ValueError) as exc:
@@ -146,3 +158,26 @@ def size_matches(bucket: Path, manifest: Manifest) -> bool:
                    for name, info in manifest.files.items())
     except OSError:
         return False
+
+
+def stale_files(bucket: Path) -> list[str] | None:
+    """The repo files whose repair left this export stale (``STALE``), or None when it is
+    not stale."""
+    try:
+        data = json.loads(_read_text(bucket / STALE))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return []  # there, but unreadable: stale all the same
+    files = data.get("repaired") if isinstance(data, dict) else None
+    return [str(f) for f in files] if isinstance(files, list) else []
+
+
+def mark_stale(bucket: Path, paths: list[str]) -> None:
+    """Mark an export stale: made from ``paths`` (repo files), which a repair replaced."""
+    import os
+    import time
+
+    tmp = bucket / f"{TMP_PREFIX}{STALE}"
+    tmp.write_text(json.dumps({"repaired": sorted(paths), "at": time.time()}), encoding="utf-8")
+    os.replace(tmp, bucket / STALE)

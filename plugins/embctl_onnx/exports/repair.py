@@ -5,6 +5,12 @@
 torch can be imported, exports it again; otherwise the export is dropped, and the next
 ``embctl pull onnx:REF`` makes it again.  Deleting takes the bucket's export lock, so it never
 pulls an export out from under a process writing it.
+
+When a repair of the model replaces files an export was made from (``rebuild``: the
+Transformer's config and weights, ``modules.json``), the export is made again where torch can
+be imported; elsewhere it is marked stale (``layout.STALE``): kept, listed, never used, and
+made again by the next ``verify --repair`` or ``pull onnx:REF`` with torch.  An export made
+from none of the replaced files is left as it is.
 """
 
 from __future__ import annotations
@@ -61,9 +67,79 @@ def check_export(entry: Entry, cache_dir: Path | None, *, repair: bool) -> Expor
                               "deletes it)")
     else:
         check.problems += export_problems(Path(entry.path))
+    if entry.status == "stale" and not check.problems:
+        files = entry.extra.get("stale") or ["a file"]
+        check.problems.append(f"stale: made from {', '.join(files)} before a repair replaced "
+                              "it, and not used until it is exported again")
+        if repair:
+            _remake(check, cache_dir, list(entry.extra.get("stale") or []))
+        else:
+            check.outcome = _hint(entry)
+        return check
     if check.problems and repair:
         _repair(check, cache_dir)
     return check
+
+
+def made_from(snapshot: Path | None, paths: tuple[str, ...] | list[str]) -> list[str]:
+    """Those of ``paths`` (repo files) an export is made from: ``modules.json``, and the
+    config and weights of the Transformer's folder (``transformers.AutoModel`` reads them;
+    the tokenizer and the pooling config are read from the snapshot when embedding)."""
+    from embctl_onnx.exports.convert import transformer_folder
+
+    top = ""
+    if snapshot is not None:
+        folder = transformer_folder(snapshot)
+        top = "" if folder == snapshot else folder.relative_to(snapshot).as_posix()
+    out = []
+    for path in paths:
+        folder, _, name = path.rpartition("/")
+        if path == "modules.json" or folder == top and (
+                name == "config.json" or name.endswith((".safetensors", ".bin", ".index.json"))):
+            out.append(path)
+    return out
+
+
+def rebuild(entries: list[Entry], cache_dir: Path | None, repo_id: str, commit: str,
+            paths: tuple[str, ...]) -> list[ExportCheck]:
+    """The exports of ``repo_id@commit`` made from any of ``paths`` (files a repair just
+    replaced): made again, or marked stale where they cannot be (fp32 first: int8 is
+    quantized from it)."""
+    checks = []
+    order = {"fp32": 0, "int8": 1}
+    mine = [e for e in entries if e.repo_id == repo_id and e.revision == commit
+            and e.status in ("ok", "stale")]
+    for entry in sorted(mine, key=lambda e: order.get(str(e.extra.get("variant")), 2)):
+        snapshot = snapshot_of(cache_dir, entry) if cache_dir is not None else None
+        used = made_from(snapshot, paths)
+        if not used:
+            continue  # made from none of them: left as it is
+        check = ExportCheck(entry, [f"made from {', '.join(used)}, which the repair "
+                                    "replaced"])
+        _remake(check, cache_dir, used)
+        checks.append(check)
+    return checks
+
+
+def _remake(check: ExportCheck, cache_dir: Path | None, used: list[str]) -> None:
+    """Export again (torch there, and the snapshot) or mark stale (no torch)."""
+    from embctl_onnx.exports.convert import missing_for
+    from embctl_onnx.exports.layout import mark_stale
+
+    entry = check.entry
+    if missing_for(str(entry.extra.get("variant"))):
+        with _lock(entry):
+            mark_stale(Path(entry.path), used)
+        check.outcome = "marked stale: " + _hint(entry)
+        return
+    _repair(check, cache_dir)
+
+
+def _hint(entry: Entry) -> str:
+    from embctl_onnx.exports.convert import INSTALL
+
+    return (f"exporting it again needs torch ({INSTALL}), then `embctl verify {entry.ref} "
+            "--repair`")
 
 
 def _repair(check: ExportCheck, cache_dir: Path | None) -> None:

@@ -1,7 +1,8 @@
 """The ONNX exports as inventory rows, and their checks (standard library only).
 
 One row per bucket (``repo@revision``, variant): status "ok" when its manifest reads, "broken"
-when it does not, "incomplete" for the temporary folder of an export that was interrupted.
+when it does not, "incomplete" for the temporary folder of an export that was interrupted,
+"stale" when a repair replaced a file it was made from (``exports.repair``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from embctl_onnx.exports.layout import (
     VARIANTS,
     ManifestError,
     read_manifest,
+    stale_files,
 )
 
 KIND = "onnx-export"
@@ -78,8 +80,11 @@ def _bucket_entry(folder: Path, repo_id: str, revision: str) -> list[Entry]:
         manifest = read_manifest(folder)
     except ManifestError as exc:
         return [_entry(folder, repo_id, revision, name, "broken", error=str(exc))]
-    return [_entry(folder, manifest.repo_id, manifest.revision, name, "ok",
-                   sha256=manifest.sha256, made=manifest.made)]
+    stale = stale_files(folder)
+    extra = {} if stale is None else {"stale": stale}
+    return [_entry(folder, manifest.repo_id, manifest.revision, name,
+                   "ok" if stale is None else "stale", sha256=manifest.sha256,
+                   made=manifest.made, **extra)]
 
 
 def matches(entry: Entry, model: Any | None, key: str | None) -> bool:
@@ -113,6 +118,10 @@ class ExportCheck:
     @property
     def resolved(self) -> bool:
         return self.ok or self.repaired
+
+    @property
+    def path(self) -> str:
+        return self.entry.path
 
     def lines(self) -> list[str]:
         where = f"{self.entry.ref}@{(self.entry.revision or '?')[:8]} " \

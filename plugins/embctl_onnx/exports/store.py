@@ -2,7 +2,8 @@
 ``register_stores``: ``ls`` lists them, ``du`` counts them, ``rm onnx:REF`` removes them with
 the model, ``rm --prune`` removes interrupted exports and exports whose snapshot is gone, and
 ``verify`` hashes their files against their manifests (``--repair``: export again when the
-snapshot and torch are there, else delete, so the next pull exports it again).
+snapshot and torch are there, else delete, so the next pull exports it again); an export made
+from files a repair of the model replaced is exported again, or marked stale (``rebuild``).
 
 Cheap to import (standard library and embctl's leaf modules): ``ls`` and ``du`` import it.
 """
@@ -65,21 +66,27 @@ class OnnxExportStore:
 
         checks = [check_export(e, self.cache_dir, repair=options.repair) for e in entries]
         bad = tuple(c for c in checks if not c.ok)
+        # A stale export was used by nothing since it was marked: exporting it again
+        # invalidates no vector (the onnx backend's vectors are keyed by the export's sha256).
         damaged = tuple(dict.fromkeys((c.entry.repo_id, c.entry.revision, c.entry.ref)
-                                      for c in bad if c.repaired and c.entry.status != "incomplete"
+                                      for c in bad if c.repaired
+                                      and c.entry.status not in ("incomplete", "stale")
                                       and c.entry.repo_id and c.entry.revision))
         n = len(checks)
         return VerifyReport({"onnx_exports": n}, f"{n} ONNX export(s)", bad, damaged)
 
     def forget_revision(self, repo_id: str, commit: str) -> list[Entry]:
-        """Exports made from a revision whose files were found damaged (and repaired): made
-        from bad weights, they go; the next pull exports them again."""
-        from embctl_onnx.exports.repair import drop
+        """Nothing: what an export was made from is known, so ``rebuild`` makes again the
+        exports made from the files the repair replaced, and keeps the others."""
+        return []
 
-        gone = [e for e in self.scan() if e.repo_id == repo_id and e.revision == commit]
-        for entry in gone:
-            drop(entry)
-        return gone
+    def rebuild(self, repo_id: str, commit: str, paths: tuple[str, ...],
+                options: VerifyOptions) -> list:
+        """Exports made from files a repair replaced: exported again, or marked stale where
+        torch is missing (``exports.repair.rebuild``)."""
+        from embctl_onnx.exports.repair import rebuild
+
+        return rebuild(self.scan(), self.cache_dir, repo_id, commit, paths)
 
     def plan_removal(self, entries: list[Entry], model: Model | None = None) -> RemovalPlan:
         from embctl.stores.plan import RemovalPlan
