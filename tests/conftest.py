@@ -114,6 +114,23 @@ def pulled(tmp_path: Path, pulled_home: Path, _guards: dict[Path, BlobGuard], hu
                          "damage a blob with support.homes.damage(), which unlinks it first")
 
 
+
+@pytest.fixture(scope="session")
+def noonnx_home(tmp_path_factory, hub_root, hub_server) -> Path:
+    """A home where ``embctl-test/minilm-noonnx`` (the real all-MiniLM-L6-v2 files, no ONNX)
+    was pulled with the st backend; nothing exported."""
+    from support.onnx_export_fixtures import NOONNX, build_minilm_noonnx_repo
+
+    build_minilm_noonnx_repo(hub_root)
+    home = tmp_path_factory.mktemp("noonnx")
+    Embctl.at(home, hub_server.url)("pull", f"st:{NOONNX}", "-q", check=True)
+    return home
+
+
+@pytest.fixture
+def noonnx(tmp_path, noonnx_home, hub) -> Embctl:
+    return Embctl.at(copy_home(noonnx_home, tmp_path / "home"), hub.url)
+
 # -- the onnx backend's hub: all-MiniLM-L6-v2 with its real ONNX files ------------------------
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from support.hub import make_repo
-from support.runner import Embctl
+from support.runner import Embctl, one_line_error
 from support.serve import post, start_serve, stop
 
 MODEL = "all-MiniLM-L6-v2"
@@ -159,3 +159,26 @@ def test_the_server_never_pulls_a_backend_the_cache_lacks(pulled, hub):
     assert hub.requests == []
     assert _tree(pulled.cache) == cache_before
 
+
+
+def test_onnx_offline_exports_from_what_the_st_pull_cached(noonnx, hub):
+    """The bytes an export needs are cached (an st pull of a repo without ONNX files):
+    ``pull onnx:`` and ``embed onnx:`` work offline, and the hub hears nothing."""
+    from support.onnx_export_fixtures import NOONNX
+
+    proc = noonnx("pull", f"onnx:{NOONNX}", env=OFFLINE)
+    assert proc.returncode == 0, proc.stderr
+    assert "exporting them with torch" in proc.stderr
+    embedded = noonnx("embed", f"onnx:{NOONNX}", "--lines", "-q", input=LINES, env=OFFLINE)
+    assert embedded.returncode == 0, embedded.stderr
+    assert len(embedded.stdout.splitlines()) == 3
+    assert hub.requests == []
+    assert set(model_rows(noonnx)) == {"st", "onnx"}
+
+
+def test_offline_a_backend_whose_hub_files_are_not_cached_is_refused(pulled):
+    """The Hub's listing (recorded by the st pull) has ONNX files that are not cached: an
+    offline ``pull onnx:`` must not export in their place; one line, exit 1."""
+    proc = pulled("pull", f"onnx:{MODEL}", env=OFFLINE)
+    assert proc.returncode == 1
+    assert "HF_HUB_OFFLINE=1" in one_line_error(proc)

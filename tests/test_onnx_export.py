@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support.inprocess import environment
-from support.onnx_export_fixtures import NOONNX, build_minilm_noonnx_repo, main
+from support.onnx_export_fixtures import NOONNX, main
 from support.runner import Embctl, copy_home, heavy_imports, one_line_error
 
 TESTS = Path(__file__).parent
@@ -102,15 +102,6 @@ def tree_digest(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def noonnx_home(tmp_path_factory, hub_root, hub_server) -> Path:
-    """A home where the no-ONNX repo was pulled with the st backend; nothing exported."""
-    build_minilm_noonnx_repo(hub_root)
-    home = tmp_path_factory.mktemp("noonnx")
-    Embctl.at(home, hub_server.url)("pull", f"st:{NOONNX}", "-q", check=True)
-    return home
-
-
-@pytest.fixture(scope="session")
 def exported_home(tmp_path_factory, noonnx_home, hub_server) -> dict:
     """A copy of ``noonnx_home`` where the int8 export (and so the fp32 one) was made once;
     with the Hub repo folder's digest before and after."""
@@ -122,11 +113,6 @@ def exported_home(tmp_path_factory, noonnx_home, hub_server) -> dict:
     assert proc.returncode == 0, proc.stderr
     return {"home": home, "int8": json.loads(proc.stdout), "stderr": proc.stderr,
             "before": before, "after": tree_digest(repo)}
-
-
-@pytest.fixture
-def noonnx(tmp_path, noonnx_home, hub) -> Embctl:
-    return Embctl.at(copy_home(noonnx_home, tmp_path / "home"), hub.url)
 
 
 @pytest.fixture

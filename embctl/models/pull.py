@@ -26,7 +26,7 @@ from embctl.backends import Backend, Model
 from embctl.console import warn
 from embctl.errors import EmbctlError
 from embctl.models import records
-from embctl.models.heads import commit_for, plan_branch, settle
+from embctl.models.heads import commit_for, plan_branch, settle, snapshot_paths
 from embctl.models.hub import (
     HubUnreachable,
     Listing,
@@ -102,21 +102,37 @@ def _present(storage: Path, commit: str, path: str) -> bool:
     return os.path.exists(_pointer(storage, commit, path))  # follows the link to the blob
 
 
-def _cached_offline(model: Model, cache_dir: Path, storage: Path,
-                    options: dict[str, Any]) -> PullResult:
-    """Offline: succeed only if a complete pull of this revision (with these pull options)
-    is already cached."""
+def _cached_offline(model: Model, backend: Backend, cache_dir: Path, storage: Path,
+                    options: dict[str, Any], include: tuple[str, ...],
+                    exclude: tuple[str, ...]) -> PullResult:
+    """Offline: succeed when a complete pull of this revision (with these pull options) is
+    cached, or when the cached revision holds every file the backend would pull (another
+    backend's pull brought them): the cache's bytes are never asked for again."""
     record = records.read_record(model.repo_id, cache_dir)
     commit = commit_for(model, cache_dir, record)
     entry = record.get("revisions", {}).get(commit or "", {})
     files = list(entry.get("files", {}))
     pulled_as = entry.get("pull_options", {}).get(model.backend, []) if options else [options]
+    snapshot = storage / "snapshots" / (commit or "-")
     if commit and entry.get("complete") and options in pulled_as \
             and all(_present(storage, commit, p) for p in files):
         size = sum(entry["files"].values())
         return PullResult(model.ref, model.repo_id, model.backend, commit, files, size,
-                          up_to_date=True, offline=True,
-                          path=str(storage / "snapshots" / commit))
+                          up_to_date=True, offline=True, path=str(snapshot))
+    if commit and snapshot.is_dir():
+        # The Hub's listing of the revision when a pull recorded it, else what is cached.
+        paths = entry.get("listing") or snapshot_paths(snapshot)
+        wanted = select(backend, sorted(paths), include, exclude, options)
+        if wanted and all(_present(storage, commit, p) for p in wanted):
+            sizes = {p: os.path.getsize(_pointer(storage, commit, p)) for p in wanted}
+            records.update_record(model.repo_id, cache_dir, backend=model.backend,
+                                  ref=model.ref, commit=commit,
+                                  files={**entry.get("files", {}), **sizes}, complete=True,
+                                  options=options if backend.pull_options else None,
+                                  wanted=wanted)
+            return PullResult(model.ref, model.repo_id, model.backend, commit, wanted,
+                              sum(sizes.values()), up_to_date=True, offline=True,
+                              path=str(snapshot))
     raise HubUnreachable.offline(model.ref)
 
 
@@ -137,7 +153,7 @@ def pull(
     storage = repo_dir(cache_dir, model.repo_id)
     chosen = pull_options(backend, options)
     if is_offline():
-        result = _cached_offline(model, cache_dir, storage, chosen)
+        result = _cached_offline(model, backend, cache_dir, storage, chosen, include, exclude)
         _after(model, backend, result, cache_dir, quiet, chosen)
         return result
     try:
@@ -162,7 +178,8 @@ def pull(
     expected = {p: n for p, n in earlier.items() if p in listing.files
                 and _present(storage, commit, p)} | {p: f.size for p, f in files.items()}
     records.update_record(model.repo_id, cache_dir, backend=model.backend, ref=model.ref,
-                          commit=commit, files=expected, complete=False)
+                          commit=commit, files=expected, complete=False,
+                          listing=sorted(listing.files))
     missing = [p for p in files if not _present(storage, commit, p)]
     result = PullResult(model.ref, model.repo_id, model.backend, commit, wanted, total,
                         path=str(storage / "snapshots" / commit))

@@ -54,12 +54,14 @@ def update_record(
     complete: bool,
     options: dict[str, Any] | None = None,
     wanted: list[str] | None = None,
+    listing: list[str] | None = None,
 ) -> None:
     """Record (or mark complete) one revision of a pull. Best effort: never fails a pull.
     ``options``: the backend's pull options (``{"variant": "int8"}``), added to the
     revision's list of those pulled (``ls`` shows them; an offline pull needs them).
     ``wanted``: the files this backend's pull wanted, kept per backend when complete (``ls``
-    shows a row per backend of a revision)."""
+    shows a row per backend of a revision).  ``listing``: every path of the revision on the
+    Hub (an offline pull for another backend knows from it what that backend would fetch)."""
     from filelock import FileLock
 
     from embctl.models.holds import PULL_LOCK, lock_path
@@ -75,6 +77,8 @@ def update_record(
             revisions = data.setdefault("revisions", {})
             entry = revisions.get(commit, {})
             entry.update(files=files, complete=complete or entry.get("complete", False))
+            if listing is not None:
+                entry["listing"] = listing
             if complete and wanted is not None:
                 entry.setdefault("backends", {})[backend] = {"ref": ref, "files": sorted(wanted)}
             if options is not None:  # per backend: st and onnx pulls of one repo differ
