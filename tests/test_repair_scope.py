@@ -227,3 +227,21 @@ def test_pull_onnx_of_a_repo_without_tokenizer_json_fails_at_pull(embctl, hub, h
     assert listing.returncode == 0, listing.stderr
     assert not [r for r in json.loads(listing.stdout) if r.get("repo_id") == NOTOK
                 and r["status"] == "ok"]
+
+
+def test_repairing_a_damaged_export_drops_only_the_vectors_it_made(pulled, onnx_built):
+    """The export feeds the onnx backend alone: its repair drops the onnx vectors of the
+    revision (computed from bytes no check covered) and keeps st's."""
+    bucket = plant_export(pulled, onnx_built)
+    assert embed(pulled, TEXTS).returncode == 0
+    onnx = pulled("embed", f"onnx:{MODEL}", "--lines", input=lines(TEXTS))
+    assert onnx.returncode == 0, onnx.stderr
+    damage(bucket / "model.onnx", lambda data: data.__setitem__(slice(-64, None), b"\0" * 64))
+
+    proc = pulled("verify", "--repair", "--json")
+    report = json.loads(proc.stdout)
+    assert [d["count"] for d in report["dropped_vectors"]] == [len(TEXTS)], report
+    again = embed(pulled, TEXTS)
+    assert again.returncode == 0 and f"{len(TEXTS)} cache hits, 0 computed" in again.stderr
+    onnx = pulled("embed", f"onnx:{MODEL}", "--lines", input=lines(TEXTS))
+    assert onnx.returncode == 0 and f"0 cache hits, {len(TEXTS)} computed" in onnx.stderr

@@ -62,6 +62,9 @@ class VerifyReport:
     #: replaced by the right ones: what other stores made from those files is made again
     #: (``Store.rebuild``), whether or not ``damaged`` names the revision.
     repaired: tuple[tuple[str, str, str, tuple[str, ...]], ...] = field(default=())
+    #: The backend whose vectors ``damaged`` can reach (a store of what one backend derives,
+    #: an ONNX export: only that backend's vectors came from it); None: every backend's.
+    reaches: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -112,7 +115,10 @@ class Store(Protocol):
     def verify(self, entries: list[Entry], options: VerifyOptions) -> VerifyReport: ...
 
     def forget_revision(self, repo_id: str, commit: str) -> list[Entry]:
-        """Delete what was derived from a revision found damaged; return what went."""
+        """Delete what was derived from a revision found damaged; return what went.  A store
+        whose entries belong to backends may take ``backend=`` too: then damage that
+        reaches one backend (``VerifyReport.reaches``) drops only that backend's entries,
+        and a store without the parameter keeps everything."""
         ...
 
     # Optional (``verify`` calls it when a store has it):

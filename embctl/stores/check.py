@@ -84,7 +84,7 @@ def verify_stores(selection: Sequence[tuple[Store, list[Entry]]],
         mine = []
         for repo_id, commit, ref in report.damaged:
             lost = tuple(e for other, _ in selection if other is not store
-                         for e in other.forget_revision(repo_id, commit))
+                         for e in _forget(other, repo_id, commit, report.reaches))
             gone.update(e.path for e in lost)
             mine.append(Dropped(ref, commit, lost))
         for repo_id, commit, ref, paths in report.repaired:
@@ -109,3 +109,15 @@ def _rebuild(stores: Sequence[Store], repo_id: str, commit: str, paths: tuple[st
             made += guarded(store, "rebuild",
                             lambda r=rebuild: list(r(repo_id, commit, paths, options)), [])
     return tuple(made)
+
+
+def _forget(store: Store, repo_id: str, commit: str, backend: str | None) -> list[Entry]:
+    """``store.forget_revision``, limited to ``backend``'s entries when the damage reaches only
+    that backend (a store that knows no backends keeps everything then)."""
+    if backend is None:
+        return store.forget_revision(repo_id, commit)
+    import inspect
+
+    if "backend" not in inspect.signature(store.forget_revision).parameters:
+        return []
+    return store.forget_revision(repo_id, commit, backend=backend)  # type: ignore[call-arg]

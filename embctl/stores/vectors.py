@@ -75,13 +75,15 @@ class VectorCacheStore:
         return VerifyReport({"vector_caches": len(checks)}, f"{len(checks)} vector cache(s)",
                             tuple(c for c in checks if not c.ok))
 
-    def forget_revision(self, repo_id: str, commit: str) -> list[Entry]:
-        """Vectors computed before a repair of their model: no longer to be served."""
+    def forget_revision(self, repo_id: str, commit: str, backend: str | None = None
+                        ) -> list[Entry]:
+        """Vectors computed before a repair of their model (only ``backend``'s, when
+        given): no longer to be served."""
         if not has_files(self.root):
             return []
         from embctl.vectors.scan import drop_revision
 
-        return drop_revision(repo_id, commit, root=self.root)
+        return drop_revision(repo_id, commit, root=self.root, backend=backend)
 
     def plan_removal(self, entries: list[Entry], model: Model | None = None) -> RemovalPlan:
         from embctl.stores.plan import RemovalPlan, remove_files

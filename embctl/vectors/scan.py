@@ -123,11 +123,13 @@ def remove_vectors(model: Model | None = None, namespace: str | None = None, *,
     return [replace(e, size_bytes=store.remove_files(Path(e.path))) for e in chosen]
 
 
-def drop_revision(repo_id: str, revision: str, *, root: Path | None = None) -> list[Entry]:
-    """Delete every cache of ``repo_id`` at ``revision`` (any backend and options) and return
-    their entries: once a damaged file of that revision is repaired, no vector computed
-    before the repair is served (when the damage began is unknown)."""
-    chosen = [e for e in vector_entries(root) if e.repo_id == repo_id and e.revision == revision]
+def drop_revision(repo_id: str, revision: str, *, root: Path | None = None,
+                  backend: str | None = None) -> list[Entry]:
+    """Delete every cache of ``repo_id`` at ``revision`` (any options; only ``backend``'s
+    when given) and return their entries: once a damaged file of that revision is repaired,
+    no vector computed before the repair is served (when the damage began is unknown)."""
+    chosen = [e for e in vector_entries(root) if e.repo_id == repo_id and e.revision == revision
+              and (backend is None or e.backend == backend)]
     return [replace(e, size_bytes=store.remove_files(Path(e.path))) for e in chosen]
 
 

@@ -73,7 +73,8 @@ class OnnxExportStore:
                                       and c.entry.status not in ("incomplete", "stale")
                                       and c.entry.repo_id and c.entry.revision))
         n = len(checks)
-        return VerifyReport({"onnx_exports": n}, f"{n} ONNX export(s)", bad, damaged)
+        return VerifyReport({"onnx_exports": n}, f"{n} ONNX export(s)", bad, damaged,
+                            reaches="onnx")  # an export feeds only the onnx backend
 
     def forget_revision(self, repo_id: str, commit: str) -> list[Entry]:
         """Nothing: what an export was made from is known, so ``rebuild`` makes again the
