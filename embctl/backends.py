@@ -90,6 +90,15 @@ class Embedder:
     #: call, instead of every ``batch_size`` inputs (embctl/embed/batching.py).  None: by
     #: ``batch_size`` only (and ``max_batch_tokens``, which comes first).
     call_cost: int | None = None
+    #: ``token_lengths(inputs) -> list[int]``: the tokens each input is computed with (after
+    #: truncation, special tokens included), from the same encodings the model then uses (the
+    #: backend keeps them for the ``embed`` call of those inputs: one tokenization).  With it
+    #: the core sorts each window's misses by tokens and cuts calls by padded tokens
+    #: (``padded_budget``; ``call_cost`` is then in tokens).  None: by ``size`` (characters).
+    token_lengths: Callable[[Sequence[Any]], list[int]] | None = None
+    #: With ``token_lengths``: the most padded tokens (inputs x the longest one's tokens) one
+    #: call may compute; None: ``batch_size`` alone bounds a call.
+    padded_budget: int | None = None
     #: ``count_tokens(text) -> int``, the tokens of one input (an estimate unless
     #: ``tokens_exact``).  None: the model cannot count; ``--dry-run`` then shows no tokens.
     count_tokens: Callable[[str], int] | None = None

@@ -5,9 +5,11 @@ Vectorizer's planning and by any backend that must split a batch itself.
 
 For models that pad every call's inputs to its longest (``Embedder.call_cost``), a
 length-sorted window is cut where the padding saved pays for one more call
-(:func:`split_padded`).  In a large window neighbours have nearly the same length and the
-cuts fall every ``batch_size`` inputs anyway; in a small one (a server gathering 8 clients'
-requests: 128 texts) cutting two batches of 64 would pad a third of the tokens computed."""
+(:func:`split_padded`); a backend that counts each input's tokens
+(``Embedder.token_lengths``) has its window sorted and cut by tokens, under a padded-token
+budget.  In a large window neighbours have nearly the same length and the cuts fall every
+``batch_size`` inputs anyway; in a small one (a server gathering 8 clients' requests: 128
+texts) cutting two batches of 64 would pad a third of the tokens computed."""
 
 from __future__ import annotations
 
@@ -37,12 +39,14 @@ def split(items: Sequence[T], batch_size: int, budget: int | None = None,
     return ranges
 
 
-def split_padded(sizes: Sequence[int], batch_size: int, call_cost: int) -> list[tuple[int, int]]:
+def split_padded(sizes: Sequence[int], batch_size: int, call_cost: int,
+                 budget: int | None = None) -> list[tuple[int, int]]:
     """[start, end) ranges of inputs whose ``sizes`` are sorted longest first, at most
-    ``batch_size`` each, that minimise the padded size computed (each call pads its inputs
-    to its first, the longest) plus ``call_cost`` per call, in the same units.  Dynamic
-    programming over the cut points, one numpy step per input (4,096 inputs: ~0.1 s, against
-    ~25 s to embed them on 2 cores)."""
+    ``batch_size`` each (and, with a ``budget``, at most ``budget`` padded: inputs x the
+    first's size; one input over it is a call alone), that minimise the padded size computed
+    (each call pads its inputs to its first, the longest) plus ``call_cost`` per call, in
+    the same units.  Dynamic programming over the cut points, one numpy step per input
+    (4,096 inputs: ~0.1 s, against ~25 s to embed them on 2 cores)."""
     import numpy as np
 
     n = len(sizes)
@@ -53,6 +57,8 @@ def split_padded(sizes: Sequence[int], batch_size: int, call_cost: int) -> list[
     steps = np.arange(1, batch_size + 1)
     for a in range(n - 1, -1, -1):
         ends = min(n - a, batch_size)
+        if budget and sizes[a] > 0:
+            ends = max(1, min(ends, budget // sizes[a]))
         options = cost[a + 1:a + 1 + ends] + steps[:ends] * sizes[a]
         best = ends - 1 - int(np.argmin(options[::-1]))  # ties: the longer call
         cost[a], cut[a] = options[best] + call_cost, a + 1 + best

@@ -168,9 +168,7 @@ class Vectorizer:
         for key, item in zip(job.keys, items, strict=True):
             if key not in job.vecs and key not in job.borrowed and key not in job.misses:
                 job.misses[key] = item
-        size = self.adapter.size
-        order = sorted(job.misses, key=lambda k: -size(job.misses[k]))
-        job.batches = self._batches(order, job.misses)
+        job.batches = self._batches(job.misses)
         return job
 
     def claim(self, job: Job) -> None:
@@ -178,7 +176,20 @@ class Vectorizer:
         for key in job.misses:
             self._planned[key] = job
 
-    def _batches(self, order: list[bytes], misses: dict[bytes, Any]) -> list[list[bytes]]:
+    def _batches(self, misses: dict[bytes, Any]) -> list[list[bytes]]:
+        """The misses, longest first, cut into calls: by tokens when the backend counts
+        them (``token_lengths``: each call pads to its longest), else by characters."""
+        lengths = self.embedder.token_lengths
+        if lengths is not None and misses:
+            keys = list(misses)
+            counts = dict(zip(keys, lengths([self.adapter.payload(misses[k]) for k in keys]),
+                              strict=True))
+            order = sorted(keys, key=lambda k: -counts[k])
+            ranges = split_padded([counts[k] for k in order], self.batch_size,
+                                  self.embedder.call_cost or 0, self.embedder.padded_budget)
+            return [order[a:b] for a, b in ranges]
+        size = self.adapter.size
+        order = sorted(misses, key=lambda k: -size(misses[k]))
         budget = self.embedder.max_batch_tokens
         count = self.embedder.count_tokens
         if budget and count is not None:

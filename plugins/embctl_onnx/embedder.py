@@ -10,6 +10,7 @@ sentence_transformers.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,11 @@ class ONNXEmbedder(Embedder):
     #: attention's (batch, heads, tokens, tokens) tensors grow with the square of the length.
     batch_size = 16
     max_batch_tokens = 2048
+    #: Calls are cut from token-sorted windows (``token_lengths``): at most this many padded
+    #: tokens a call, and a cut wherever padding would cost more than a call (``call_cost``,
+    #: in tokens).  Measured: bench/bench_batching.py.
+    padded_budget = 2048
+    call_cost = 16
     tokens_exact = True
 
     def __init__(self, model: Model, files: OnnxFiles, config: STConfig,
@@ -51,7 +57,10 @@ class ONNXEmbedder(Embedder):
         self.dim = self.expected_dim = int(dim) if dim else 0
         self.truncated = 0
         self._ready: tuple | None = None
-        self._tokenizers: dict[bool, Any] = {}
+        self._tokenizers: dict[tuple[bool, bool], Any] = {}
+        self.pad_id = 0
+        #: Encodings of inputs planned but not embedded yet (``token_lengths``), by text.
+        self.encoded: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
         # The core adds backend, repo_id and revision: the file's hash and the variant make
         # the vectors of each ONNX file their own (int8 and fp32 never mix).
@@ -71,17 +80,27 @@ class ONNXEmbedder(Embedder):
 
         return count(self, self.tokenizer(truncate=False), text)
 
-    def tokenizer(self, *, truncate: bool = True):
-        """The model's tokenizer: truncating at max_seq_length (to embed), or not (to count)."""
+    def token_lengths(self, inputs: Sequence[str]) -> list[int]:
+        """The tokens each input is computed with (truncated at max_seq_length), from the
+        encodings the next ``embed`` of those inputs then uses: the core sorts and cuts its
+        calls by them."""
+        from embctl_onnx.runtime import lengths
+
+        return lengths(self, self.tokenizer(pad=False), list(inputs))
+
+    def tokenizer(self, *, truncate: bool = True, pad: bool = True):
+        """The model's tokenizer: truncating at max_seq_length (to embed), or not (to count);
+        padding each batch to its longest, or not (its calls pad themselves)."""
         with self._lock:
-            if truncate not in self._tokenizers:
+            if (truncate, pad) not in self._tokenizers:
                 from embctl_onnx.runtime import make_tokenizer
 
-                self._tokenizers[truncate] = make_tokenizer(self, truncate=truncate)
-            return self._tokenizers[truncate]
+                self._tokenizers[truncate, pad] = make_tokenizer(self, truncate=truncate,
+                                                                 pad=pad)
+            return self._tokenizers[truncate, pad]
 
     def _load(self) -> tuple:
-        tok = self.tokenizer()
+        tok = self.tokenizer(pad=False)
         with self._lock:
             if self._ready is None:
                 from embctl_onnx.runtime import prepare

@@ -16,11 +16,16 @@ if TYPE_CHECKING:
     from embctl_onnx.embedder import ONNXEmbedder
 
 HEAD_CHARS_PER_TOKEN = 32
+#: Encodings `lengths` keeps for the batches to come (a few windows' worth).
+KEPT = 16384
+#: One input as the graph gets it: (ids, token type ids, truncated).
+Encoded = tuple[list[int], list[int], bool]
 
 
-def make_tokenizer(embedder: ONNXEmbedder, *, truncate: bool = True):
+def make_tokenizer(embedder: ONNXEmbedder, *, truncate: bool = True, pad: bool = True):
     """The model's fast tokenizer, truncating at max_seq_length (unless ``truncate`` is
-    False), padding each batch to its longest input."""
+    False), padding each batch to its longest input (unless ``pad`` is False: `encode`
+    pads)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     from tokenizers import Tokenizer
 
@@ -35,10 +40,53 @@ def make_tokenizer(embedder: ONNXEmbedder, *, truncate: bool = True):
         tok.enable_truncation(max_length=limit)
     else:
         tok.no_truncation()
-    pad = tok.padding or {}
-    pad_id, pad_token = pad.get("pad_id", 0), pad.get("pad_token", "[PAD]")
-    tok.enable_padding(pad_id=pad_id, pad_token=pad_token)  # to the longest of each batch
+    padding = tok.padding or {}
+    embedder.pad_id = padding.get("pad_id", 0)
+    if pad:
+        tok.enable_padding(pad_id=embedder.pad_id, pad_token=padding.get("pad_token", "[PAD]"))
+    else:
+        tok.no_padding()
     return tok
+
+
+def encode(embedder: ONNXEmbedder, tok, texts: list[str]) -> list[Encoded]:
+    """Each text as the model computes it (prompt, lower case, truncated; not padded), from
+    the encodings `token_lengths` kept for these texts, else tokenized now."""
+    prepared = _clip(embedder, tok, [_text(embedder, t) for t in texts])
+    kept = embedder.encoded
+    with embedder._lock:  # pool threads take, the planning thread adds
+        found = [kept.pop(t, None) for t in prepared]
+    missing = [t for t, e in zip(prepared, found, strict=True) if e is None]
+    if missing:
+        made = iter(tokenize(tok, missing))
+        found = [e if e is not None else next(made) for e in found]
+    return found  # type: ignore[return-value]
+
+
+def tokenize(tok, texts: list[str]) -> list[Encoded]:
+    return [(e.ids, e.type_ids, bool(e.overflowing)) for e in tok.encode_batch(texts)]
+
+
+def lengths(embedder: ONNXEmbedder, tok, texts: list[str]) -> list[int]:
+    """The tokens each text is computed with; their encodings are kept (`encode` takes
+    them) so that the batch tokenizes nothing again.  At most `KEPT` are kept: a dry run,
+    which embeds nothing, keeps the newest."""
+    prepared = _clip(embedder, tok, [_text(embedder, t) for t in texts])
+    encoded = tokenize(tok, prepared)
+    kept = embedder.encoded
+    with embedder._lock:
+        for text, e in zip(prepared, encoded, strict=True):
+            kept[text] = e
+        while len(kept) > KEPT:
+            kept.popitem(last=False)
+    return [len(ids) for ids, _types, _over in encoded]
+
+
+def _pad(rows: list[list[int]], width: int, value: int, dtype) -> np.ndarray:
+    out = np.full((len(rows), width), value, dtype=dtype)
+    for i, row in enumerate(rows):
+        out[i, :len(row)] = row
+    return out
 
 
 def _text(embedder: ONNXEmbedder, text: str) -> str:
@@ -90,16 +138,16 @@ def _clip(embedder: ONNXEmbedder, tok, texts: list[str]) -> list[str]:
 def run(embedder: ONNXEmbedder, ready: tuple, inputs: list[str]) -> np.ndarray:
     tok, session, names, output, dtype, dense, prompt_tokens = ready
     cfg = embedder.config
-    texts = [_text(embedder, t) for t in inputs]
-    encodings = tok.encode_batch(_clip(embedder, tok, texts))
-    embedder.truncated += sum(1 for e in encodings if e.overflowing)
-    ids = np.array([e.ids for e in encodings], dtype=dtype)
-    mask = np.array([e.attention_mask for e in encodings], dtype=dtype)
+    encodings = encode(embedder, tok, inputs)
+    embedder.truncated += sum(1 for _ids, _types, over in encodings if over)
+    width = max(len(ids) for ids, _types, _over in encodings)
+    ids = _pad([e[0] for e in encodings], width, embedder.pad_id, dtype)
+    mask = _pad([[1] * len(e[0]) for e in encodings], width, 0, dtype)
     feed: dict[str, Any] = {"input_ids": ids}
     if "attention_mask" in names:
         feed["attention_mask"] = mask
     if "token_type_ids" in names:
-        feed["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=dtype)
+        feed["token_type_ids"] = _pad([e[1] for e in encodings], width, 0, dtype)
     if "position_ids" in names:
         feed["position_ids"] = np.broadcast_to(np.arange(ids.shape[1], dtype=dtype), ids.shape)
     try:

@@ -81,6 +81,10 @@ class STEmbedder(Embedder):
             self._dim = min(self._dim, self.truncate_dim)
         # The core adds backend, repo_id and revision (embctl/namespace.py).
         self.params = {"normalize": self.normalize, "truncate_dim": self.truncate_dim}
+        counter = TokenCounter.of(path)
+        if counter is not None:  # windows sorted and cut by tokens; a call costs ~40
+            self.token_lengths = counter
+            self.call_cost = 40
 
     @property
     def model_files(self) -> list[Path]:
@@ -158,6 +162,50 @@ class STEmbedder(Embedder):
         return {"ref": self.model.ref, "backend": self.model.backend,
                 "repo_id": self.model.repo_id, "revision": self.revision,
                 "path": str(self.path), "dim": self._dim, "normalize": self.normalize}
+
+
+class TokenCounter:
+    """The tokens sentence-transformers computes each text with (special tokens included,
+    truncated at max_seq_length), from the model's fast tokenizer (``tokenizer.json``) alone:
+    no torch, so a dry run and the planning of a window load no model.  encode() tokenizes
+    the texts again (1-2% of a batch's time: bench/bench_batching.py)."""
+
+    def __init__(self, file: Path, limit: int | None, lower: bool) -> None:
+        self.file, self.limit, self.lower = file, limit, lower
+        self._tok = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, path: Path) -> TokenCounter | None:
+        file = path / "tokenizer.json"
+        if not file.is_file():
+            return None
+        try:
+            cfg = json.loads((path / "sentence_bert_config.json").read_text())
+        except (OSError, ValueError):
+            cfg = {}
+        limit = cfg.get("max_seq_length")
+        return cls(file, limit if isinstance(limit, int) and limit > 0 else None,
+                   bool(cfg.get("do_lower_case")))
+
+    def _tokenizer(self):
+        with self._lock:
+            if self._tok is None:
+                from tokenizers import Tokenizer
+
+                tok = Tokenizer.from_file(str(self.file))
+                tok.no_padding()
+                if self.limit:
+                    tok.enable_truncation(max_length=self.limit)
+                self._tok = tok
+            return self._tok
+
+    def __call__(self, texts: Sequence[str]) -> list[int]:
+        head = self.limit * 32 if self.limit else None  # as _clip: a 50 MB line's head
+        prepared = [(t[:head] if head else t) for t in texts]
+        if self.lower:
+            prepared = [t.lower() for t in prepared]
+        return [len(e.ids) for e in self._tokenizer().encode_batch(prepared)]
 
 
 def files_identity(path: Path) -> tuple:
