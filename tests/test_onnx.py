@@ -323,3 +323,45 @@ def test_dry_run_counts_exact_tokens_without_loading_the_model(pulled, tmp_path)
     assert heavy == [], heavy
     assert f"{expected:,} tokens" in stderr, stderr
     assert "1 inputs may exceed the model's 256-token limit" in stderr, stderr
+
+
+class _Counting:
+    """The model's real tokenizer, counting the texts it encodes."""
+
+    def __init__(self, tok) -> None:
+        self.tok, self.texts = tok, 0
+
+    def encode_batch(self, texts):
+        self.texts += len(texts)
+        return self.tok.encode_batch(texts)
+
+    def __getattr__(self, name):
+        return getattr(self.tok, name)
+
+
+def test_calls_are_sorted_and_cut_by_tokens_from_one_tokenization(pulled, st_reference):
+    """Each text is tokenized once: the counts that sort and cut the window come from the
+    encodings its calls then compute; every call stays under the padded budget."""
+    from support.inprocess import environment
+
+    import embctl
+
+    texts = TEXTS + corpus(120) + ["refund " * 300]  # one truncated at 256 tokens
+    with environment(pulled.env):
+        model = embctl.load(REF, cache=False)
+        embedder = model._embedder
+        counting = _Counting(embedder.tokenizer(pad=False))
+        embedder._tokenizers[True, False] = counting
+        job = model._vectorizer.plan(texts)
+        assert counting.texts == len(set(texts))
+        counts = [[len(embedder.encoded[t][0]) for t in (job.misses[k] for k in batch)]
+                  for batch in job.batches]
+        flat = [n for batch in counts for n in batch]
+        assert flat == sorted(flat, reverse=True) and flat[0] == 256
+        assert all(len(b) * b[0] <= embedder.padded_budget or len(b) == 1 for b in counts)
+        embedder.encoded.clear()
+        counting.texts = 0
+        got = model.embed(texts)
+        assert counting.texts == len(set(texts))  # planned, then computed: never again
+        assert not embedder.encoded
+    assert cosines(got, st_reference(texts)).min() >= 0.9999

@@ -292,3 +292,21 @@ def test_a_backend_brings_its_own_adapter(tmp_path):
     _, hits, computed, duplicates = v.vectors(["Abc", "aBC"])  # one key: one to compute
     v.close()
     assert (hits, computed, duplicates) == (0, 1, 1) and e.calls == [["abc"]]
+
+
+def test_a_model_that_counts_tokens_gets_windows_sorted_and_cut_by_tokens():
+    """Tokens, not characters: a 16-character word is one token, after six one-letter ones;
+    each call pads to its first input and stays under the padded budget."""
+    e = Embedder(batch_size=64)
+    e.token_lengths = lambda texts: [len(t.split()) for t in texts]
+    e.padded_budget = 12
+    e.call_cost = 2
+    texts = ["abcdefghij", "a b c d", "x y", "p q r", "klmnopqrstuvwxyz", "s t u v w x"]
+    job = Vectorizer(e, None, TextAdapter()).plan(texts)
+    got = [[job.misses[k] for k in batch] for batch in job.batches]
+    tokens = [[len(t.split()) for t in batch] for batch in got]
+    assert [n for batch in tokens for n in batch] == [6, 4, 3, 2, 1, 1]
+    assert all(len(batch) * batch[0] <= 12 for batch in tokens)
+    assert split_padded([6, 4, 3, 2, 1, 1], 64, 0, budget=12) == \
+        [(0, 1), (1, 2), (2, 3), (3, 4), (4, 6)]
+    assert split_padded([300, 5], 64, 0, budget=12) == [(0, 1), (1, 2)]  # over it: alone

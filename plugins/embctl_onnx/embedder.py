@@ -24,14 +24,14 @@ from embctl_onnx.locate import OnnxFiles, locate_onnx
 class ONNXEmbedder(Embedder):
     """A sentence-transformers model run by onnxruntime."""
 
-    #: Measured on all-MiniLM-L6-v2 (2 cores): 16 inputs a call, and at most 2,048 padded
-    #: tokens (8 inputs of 256), are faster than 32 or 64 and need half the memory: the
-    #: attention's (batch, heads, tokens, tokens) tensors grow with the square of the length.
-    batch_size = 16
+    #: Calls are cut from token-sorted windows (``token_lengths``): at most 64 inputs and
+    #: 2,048 padded tokens a call (8 inputs of 256: the attention's (batch, heads, tokens,
+    #: tokens) tensors grow with the square of the length), and a cut wherever padding would
+    #: cost more than a call (``call_cost``, in tokens).  A plain onnxruntime loop over
+    #: token-sorted texts is fastest at 64 short texts, 32 varied, 8 long (2 cores,
+    #: all-MiniLM-L6-v2: bench/bench_batching.py); the budget gives each its size.
+    batch_size = 64
     max_batch_tokens = 2048
-    #: Calls are cut from token-sorted windows (``token_lengths``): at most this many padded
-    #: tokens a call, and a cut wherever padding would cost more than a call (``call_cost``,
-    #: in tokens).  Measured: bench/bench_batching.py.
     padded_budget = 2048
     call_cost = 16
     tokens_exact = True
