@@ -2,6 +2,7 @@
 token-sorted batches, and against a revision that cut batches by characters; three corpora.
 
     python bench/bench_batching.py --rounds 3 --before 47d6fdb
+    python bench/bench_batching.py --windows    # padding against the window size only
 
 Corpora (deterministic, from this Python's own standard library):
 - ``short``: 2,000 templated sentences of nearly one length;
@@ -225,12 +226,41 @@ def setup(work: Path) -> tuple[dict[str, str], Path, Path]:
     return {**env, "HF_HUB_OFFLINE": "1"}, snapshot, onnx
 
 
+def window_padding(snapshot: Path | None = None) -> str:
+    """Padding (computed / real tokens) of the onnx backend's cuts against the window size:
+    the core's own `split_padded` over each window's token counts, no model run."""
+    sys.path.insert(0, str(common.ROOT))
+    sys.path.insert(0, str(common.ROOT / "tests"))
+    from support.hub.repos import minilm_source
+
+    from embctl.embed.batching import split_padded
+
+    tok = _tokenizer(snapshot or minilm_source())
+    rows = []
+    for name, texts in corpora().items():
+        lengths = _lengths(tok, texts)
+        cells = [name, str(len(texts))]
+        for window in (64, 256, 1024, 4096):
+            padded = 0
+            for a in range(0, len(lengths), window):
+                n = sorted(lengths[a:a + window], reverse=True)
+                padded += sum((c - b) * n[b] for b, c in split_padded(n, 64, 16, 2048))
+            cells.append(f"{padded / sum(lengths):.3f}")
+        rows.append(tuple(cells))
+    return common.table(rows, ("corpus", "texts", "window 64", "256", "1024", "4096"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--before", default="HEAD~1", help="the revision to compare with")
+    parser.add_argument("--windows", action="store_true",
+                        help="only the padding of each window size (seconds, no model run)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.windows:
+        print(window_padding())
+        return
     if args.worker:
         task = json.loads(sys.stdin.read())
         print(json.dumps(globals()[f"worker_{args.worker}"](task)))

@@ -325,3 +325,25 @@ def test_import_and_help_stay_light(pulled):
     proc = pulled.process("embed", "--help", env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert proc.returncode == 0 and "--on-error" in proc.stdout
     assert "| torch" not in proc.stderr and "| numpy" not in proc.stderr
+
+
+@pytest.mark.e2e  # what a fresh interpreter imports
+def test_st_dry_run_counts_the_tokens_computed_without_loading_torch(pulled, tmp_path):
+    """The st backend counts tokens with its tokenizer.json alone: the plan (and so a dry
+    run) sorts and cuts by tokens without torch; the count is what the model computes."""
+    from support.hub.repos import minilm_source
+    from support.runner import heavy_imports
+    from tokenizers import Tokenizer
+
+    texts = ["where is my refund", "a b c", " ".join(["refund"] * 400)]  # one truncated
+    source = tmp_path / "in.txt"
+    source.write_text("".join(t + "\n" for t in texts))
+    tok = Tokenizer.from_file(str(minilm_source() / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(max_length=256)
+    expected = sum(len(tok.encode(t).ids) for t in texts)
+    heavy, stderr = heavy_imports(pulled.env, "embed", "all-MiniLM-L6-v2", "--dry-run",
+                                  "--lines", "-i", str(source),
+                                  heavy=("torch", "transformers", "sentence_transformers"))
+    assert heavy == [], heavy
+    assert f"{expected:,} tokens" in stderr, stderr

@@ -69,8 +69,8 @@ def dry_run(vectorizer: Vectorizer, stream: IO[bytes] | Iterable[bytes], opts: O
     count = embedder.count_tokens
     limit = embedder.max_input_tokens
     plan.input_limit = limit
-    plan.tokens_exact = bool(embedder.tokens_exact)
-    if count is not None:
+    plan.tokens_exact = bool(embedder.tokens_exact or count is None)
+    if count is not None or embedder.token_lengths is not None:
         plan.tokens = 0
     on_bad = BadLines(opts, read, warn_each=False)
     per_window = window_size(opts, vectorizer.batch_size, vectorizer.concurrency)
@@ -85,7 +85,9 @@ def dry_run(vectorizer: Vectorizer, stream: IO[bytes] | Iterable[bytes], opts: O
             plan.duplicates += job.duplicates
             plan.to_send += len(job.misses)
             plan.batches += len(job.batches)
-            if callable(count):
+            if count is None and job.tokens is not None:  # counted once, by the plan
+                plan.tokens += job.tokens  # type: ignore[operator]
+            elif callable(count):
                 for item in job.misses.values():
                     n = count(adapter.payload(item))
                     plan.tokens += n  # type: ignore[operator]

@@ -54,6 +54,7 @@ class Job:
     batches: list[list[bytes]] = field(default_factory=list)
     futures: list[Future] = field(default_factory=list)  # one per batch, when run in the pool
     hits: int = 0  # keys found in the cache (or queued for it)
+    tokens: int | None = None  # the misses' tokens, when the backend counted them
 
     @property
     def duplicates(self) -> int:
@@ -168,7 +169,7 @@ class Vectorizer:
         for key, item in zip(job.keys, items, strict=True):
             if key not in job.vecs and key not in job.borrowed and key not in job.misses:
                 job.misses[key] = item
-        job.batches = self._batches(job.misses)
+        job.batches = self._batches(job)
         return job
 
     def claim(self, job: Job) -> None:
@@ -176,14 +177,16 @@ class Vectorizer:
         for key in job.misses:
             self._planned[key] = job
 
-    def _batches(self, misses: dict[bytes, Any]) -> list[list[bytes]]:
+    def _batches(self, job: Job) -> list[list[bytes]]:
         """The misses, longest first, cut into calls: by tokens when the backend counts
         them (``token_lengths``: each call pads to its longest), else by characters."""
+        misses = job.misses
         lengths = self.embedder.token_lengths
         if lengths is not None and misses:
             keys = list(misses)
             counts = dict(zip(keys, lengths([self.adapter.payload(misses[k]) for k in keys]),
                               strict=True))
+            job.tokens = sum(counts.values())
             order = sorted(keys, key=lambda k: -counts[k])
             ranges = split_padded([counts[k] for k in order], self.batch_size,
                                   self.embedder.call_cost or 0, self.embedder.padded_budget)
