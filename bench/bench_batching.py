@@ -3,6 +3,7 @@ token-sorted batches, and against a revision that cut batches by characters; thr
 
     python bench/bench_batching.py --rounds 3 --before 47d6fdb
     python bench/bench_batching.py --windows    # padding against the window size only
+    python bench/bench_batching.py --threads --rounds 3   # spinning; 2 calls x 1 thread
 
 Corpora (deterministic, from this Python's own standard library):
 - ``short``: 2,000 templated sentences of nearly one length;
@@ -174,6 +175,77 @@ def worker_plain_onnx(task: dict) -> dict:
     return out
 
 
+def worker_spin(task: dict) -> dict:
+    """The plain onnx loop on ``varied`` at batch 32, idle threads spinning or not."""
+    import numpy as np
+    import onnxruntime as ort
+
+    sys.path.insert(0, str(common.ROOT / "plugins"))
+    from embctl_onnx.session import physical_cores
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = physical_cores()
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", task["spin"])
+    session = ort.InferenceSession(task["onnx"], opts, providers=["CPUExecutionProvider"])
+    tok = _tokenizer(Path(task["snapshot"]))
+    texts = task["texts"]
+    enc = tok.encode_batch(texts)
+    order = sorted(range(len(texts)), key=lambda i: -len(enc[i].ids))
+
+    def loop() -> None:
+        for a in range(0, len(order), 32):
+            rows = [enc[i] for i in order[a:a + 32]]
+            width = max(len(e.ids) for e in rows)
+            ids = np.zeros((len(rows), width), np.int64)
+            mask = np.zeros_like(ids)
+            for i, e in enumerate(rows):
+                ids[i, :len(e.ids)] = e.ids
+                mask[i, :len(e.ids)] = 1
+            session.run(None, {"input_ids": ids, "attention_mask": mask,
+                               "token_type_ids": np.zeros_like(ids)})
+
+    loop()
+    start = time.perf_counter()
+    loop()
+    return {"seconds": time.perf_counter() - start}
+
+
+def threads(rounds: int, work: Path) -> str:
+    """Spinning on and off (quiet, and beside a process busy on one core), and two
+    single-threaded calls in flight against one call on two threads (whole processes)."""
+    env, snapshot, onnx = setup(work)
+    texts = corpora()["varied"]
+    varied = work / "varied.txt"
+    varied.write_text("".join(t + "\n" for t in texts))
+    times: dict[str, list[float]] = {}
+    embed = [sys.executable, "-m", "embctl", "embed", REFS["onnx"], "--lines", "--no-cache",
+             "-q", "-i", str(varied), "-o", os.devnull]
+    for _ in range(rounds):
+        for load in ("quiet", "loaded"):
+            busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) \
+                if load == "loaded" else None
+            try:
+                for spin in ("0", "1"):
+                    task = {"spin": spin, "texts": texts, "snapshot": str(snapshot),
+                            "onnx": str(onnx)}
+                    times.setdefault(f"plain loop, spinning {spin}, {load}", []).append(
+                        run_worker("spin", task, env)["seconds"])
+            finally:
+                if busy is not None:
+                    busy.kill()
+                    busy.wait()
+        for name, extra in (("embctl embed: 1 call on 2 threads", []),
+                            ("embctl embed: 2 calls of 1 thread", ["-O", "threads=1",
+                                                                   "--concurrency", "2"])):
+            start = time.perf_counter()
+            subprocess.run([*embed, *extra], env=env, check=True)
+            times.setdefault(name, []).append(time.perf_counter() - start)
+    rows = [(name, f"{statistics.median(v):.2f}", f"{len(texts) / statistics.median(v):.0f}")
+            for name, v in times.items()]
+    return common.table(rows, ("varied, onnx fp32", "median s", "texts/s"))
+
+
 def worker_plain_st(task: dict) -> dict:
     from sentence_transformers import SentenceTransformer
 
@@ -256,10 +328,19 @@ def main() -> None:
     parser.add_argument("--before", default="HEAD~1", help="the revision to compare with")
     parser.add_argument("--windows", action="store_true",
                         help="only the padding of each window size (seconds, no model run)")
+    parser.add_argument("--threads", action="store_true",
+                        help="only onnxruntime's spinning and threads-vs-calls, on varied")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.windows:
         print(window_padding())
+        return
+    if args.threads:
+        work = Path(tempfile.mkdtemp(prefix="bench-threads-"))
+        try:
+            print(threads(args.rounds, work))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
         return
     if args.worker:
         task = json.loads(sys.stdin.read())

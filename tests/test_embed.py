@@ -166,12 +166,14 @@ def test_huge_line_is_embedded_with_one_truncation_warning(pulled, tmp_path):
     with open(big, "w") as fh:
         fh.write(json.dumps({"id": "big", "text": "lorem ipsum dolor " * 2_800_000}) + "\n")
         fh.write(json.dumps({"id": "small", "text": "short"}) + "\n")
+        # truncated too, but short enough for the plan's token count to say so (not cut)
+        fh.write(json.dumps({"id": "mid", "text": "refund " * 400}) + "\n")
     assert big.stat().st_size > 50_000_000
     proc = pulled("embed", MODEL, "-i", str(big), "-o", str(tmp_path / "out.npy"))
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if "truncated" in line]
-    assert len(warnings) == 1 and "1 input longer" in warnings[0]
-    assert np.load(tmp_path / "out.npy").shape == (2, 384)
+    assert len(warnings) == 1 and "2 inputs longer" in warnings[0]
+    assert np.load(tmp_path / "out.npy").shape == (3, 384)
 
 
 @pytest.mark.e2e  # SIGKILL mid-run

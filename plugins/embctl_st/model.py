@@ -141,6 +141,12 @@ class STEmbedder(Embedder):
             return texts
         head = limit * 32
         long = [i for i, t in enumerate(texts) if len(t) > limit - 4 or len(t.encode()) > limit - 4]
+        counted = getattr(self.token_lengths, "overflowed", {})
+        if counted:  # the plan's count saw these whole: truncated or not, nothing to cut
+            known = [i for i in long if len(texts[i]) <= head and texts[i] in counted]
+            self.truncated += sum(1 for i in known if counted.pop(texts[i]))
+            done = set(known)
+            long = [i for i in long if i not in done]
         if not long:
             return texts
         counts = st.tokenizer([texts[i][:head] for i in long], add_special_tokens=True,
@@ -176,6 +182,7 @@ class TokenCounter:
 
     def __init__(self, file: Path, limit: int | None, lower: bool) -> None:
         self.file, self.limit, self.lower = file, limit, lower
+        self.overflowed: dict[str, bool] = {}  # text -> truncated, of the windows planned
         self._tok = None
         self._lock = threading.Lock()
 
@@ -209,7 +216,13 @@ class TokenCounter:
         prepared = [(t[:head] if head else t) for t in texts]
         if self.lower:
             prepared = [t.lower() for t in prepared]
-        return [len(e.ids) for e in self._tokenizer().encode_batch(prepared)]
+        encoded = self._tokenizer().encode_batch(prepared)
+        with self._lock:  # whether each was truncated: _clip need not tokenize it again
+            for text, e in zip(texts, encoded, strict=True):
+                self.overflowed[text] = bool(e.overflowing)
+            while len(self.overflowed) > 16384:
+                del self.overflowed[next(iter(self.overflowed))]
+        return [len(e.ids) for e in encoded]
 
 
 def files_identity(path: Path) -> tuple:
