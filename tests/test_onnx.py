@@ -346,7 +346,7 @@ def test_calls_are_sorted_and_cut_by_tokens_from_one_tokenization(pulled, st_ref
 
     import embctl
 
-    texts = TEXTS + corpus(120) + ["refund " * 300]  # one truncated at 256 tokens
+    texts = TEXTS + corpus(40) + ["refund " * 300]  # one truncated at 256 tokens
     with environment(pulled.env):
         model = embctl.load(REF, cache=False)
         embedder = model._embedder

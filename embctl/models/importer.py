@@ -89,7 +89,8 @@ def import_dir(model: Model, backend: Backend, cache_dir: Path, source: Path, *,
         link_blob(storage / "blobs" / blob, snapshot / Path(*path.split("/")), cache_dir)
     records.update_record(model.repo_id, cache_dir, backend=model.backend, ref=model.ref,
                           commit=commit, files=_files_of(cache_dir, model, commit, sizes),
-                          complete=True, wanted=sorted(names))
+                          complete=True, wanted=sorted(names),
+                          listing=None if extra["revision_kept"] else sorted(names))
     note = settle(model, cache_dir, branch, commit)
     if note:
         warn(note)

@@ -26,7 +26,7 @@ from embctl.backends import Backend, Model
 from embctl.console import warn
 from embctl.errors import EmbctlError
 from embctl.models import records
-from embctl.models.heads import commit_for, plan_branch, settle, snapshot_paths
+from embctl.models.heads import commit_for, plan_branch, settle
 from embctl.models.hub import (
     HubUnreachable,
     Listing,
@@ -119,9 +119,8 @@ def _cached_offline(model: Model, backend: Backend, cache_dir: Path, storage: Pa
         size = sum(entry["files"].values())
         return PullResult(model.ref, model.repo_id, model.backend, commit, files, size,
                           up_to_date=True, offline=True, path=str(snapshot))
-    if commit and snapshot.is_dir():
-        # The Hub's listing of the revision when a pull recorded it, else what is cached.
-        paths = entry.get("listing") or snapshot_paths(snapshot)
+    paths = entry.get("listing")  # every file of the revision, as its pull (or import) saw it
+    if commit and snapshot.is_dir() and paths:
         wanted = select(backend, sorted(paths), include, exclude, options)
         if wanted and all(_present(storage, commit, p) for p in wanted):
             sizes = {p: os.path.getsize(_pointer(storage, commit, p)) for p in wanted}
