@@ -72,7 +72,7 @@ class BranchPlan:
             return None
         return (f"{model.ref}: {self.branch} stays at {self.current[:8]}: the new commit "
                 f"{commit[:8]} lacks {self.lacking[0]}, which the cached model uses; "
-                f"{model.backend} uses {commit[:8]} (pin it with @{commit[:8]})")
+                f"{model.backend} uses {commit[:8]} (REF@{commit} names it anywhere)")
 
 
 def plan_branch(model: Model, cache_dir: Path, commit: str, available: Collection[str],
