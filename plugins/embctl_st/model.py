@@ -188,9 +188,11 @@ class TokenCounter:
 
     @classmethod
     def of(cls, path: Path) -> TokenCounter | None:
+        import importlib.util
+
         file = path / "tokenizer.json"
-        if not file.is_file():
-            return None
+        if not file.is_file() or importlib.util.find_spec("tokenizers") is None:
+            return None  # sorted and cut by characters, as before
         try:
             cfg = json.loads((path / "sentence_bert_config.json").read_text())
         except (OSError, ValueError):
