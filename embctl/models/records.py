@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,29 @@ def _write_atomic(path: Path, data: dict[str, Any]) -> None:
     write_json_atomic(path, data, indent=1)
 
 
+def _edit(repo_id: str, cache_dir: Path, change: Callable[[dict[str, Any]], bool]) -> None:
+    """Read the record, ``change`` it and write it, under the repo's pull lock; ``change``
+    returns False when it changed nothing (nothing is written).  Best effort: a record that
+    cannot be written is a warning, never a failed pull."""
+    from filelock import FileLock
+
+    from embctl.models.holds import PULL_LOCK, lock_path
+    from embctl.models.safefs import lock_file, make_dirs
+
+    path = record_path(repo_id, cache_dir)
+    try:
+        make_dirs(Path(cache_dir), path.parent)
+        lock = lock_path(cache_dir, repo_id, PULL_LOCK)
+        with FileLock(lock_file(Path(cache_dir), lock), timeout=30):
+            data = read_record(repo_id, cache_dir)
+            if change(data):
+                _write_atomic(path, data)
+    except OSError as exc:
+        from embctl.console import warn
+
+        warn(f"could not write pull record {path}: {exc}")
+
+
 def update_record(
     repo_id: str,
     cache_dir: Path,
@@ -62,36 +86,25 @@ def update_record(
     ``wanted``: the files this backend's pull wanted, kept per backend when complete (``ls``
     shows a row per backend of a revision).  ``listing``: every path of the revision on the
     Hub (an offline pull for another backend knows from it what that backend would fetch)."""
-    from filelock import FileLock
 
-    from embctl.models.holds import PULL_LOCK, lock_path
-    from embctl.models.safefs import lock_file, make_dirs
+    def change(data: dict[str, Any]) -> bool:
+        data.update(repo_id=repo_id, backend=backend, ref=ref)
+        revisions = data.setdefault("revisions", {})
+        entry = revisions.get(commit, {})
+        entry.update(files=files, complete=complete or entry.get("complete", False))
+        if listing is not None:
+            entry["listing"] = listing
+        if complete and wanted is not None:
+            entry.setdefault("backends", {})[backend] = {"ref": ref, "files": sorted(wanted)}
+        if options is not None:  # per backend: st and onnx pulls of one repo differ
+            pulled = entry.setdefault("pull_options", {}).setdefault(backend, [])
+            if options not in pulled:
+                pulled.append(options)
+        entry["updated_at"] = time.time()
+        revisions[commit] = entry
+        return True
 
-    path = record_path(repo_id, cache_dir)
-    try:
-        make_dirs(Path(cache_dir), path.parent)
-        lock = lock_path(cache_dir, repo_id, PULL_LOCK)
-        with FileLock(lock_file(Path(cache_dir), lock), timeout=30):
-            data = read_record(repo_id, cache_dir)
-            data.update(repo_id=repo_id, backend=backend, ref=ref)
-            revisions = data.setdefault("revisions", {})
-            entry = revisions.get(commit, {})
-            entry.update(files=files, complete=complete or entry.get("complete", False))
-            if listing is not None:
-                entry["listing"] = listing
-            if complete and wanted is not None:
-                entry.setdefault("backends", {})[backend] = {"ref": ref, "files": sorted(wanted)}
-            if options is not None:  # per backend: st and onnx pulls of one repo differ
-                pulled = entry.setdefault("pull_options", {}).setdefault(backend, [])
-                if options not in pulled:
-                    pulled.append(options)
-            entry["updated_at"] = time.time()
-            revisions[commit] = entry
-            _write_atomic(path, data)
-    except OSError as exc:
-        from embctl.console import warn
-
-        warn(f"could not write pull record {path}: {exc}")
+    _edit(repo_id, cache_dir, change)
 
 
 def pinned(record: dict[str, Any], backend: str, branch: str) -> str | None:
@@ -104,26 +117,15 @@ def pinned(record: dict[str, Any], backend: str, branch: str) -> str | None:
 def set_pin(repo_id: str, cache_dir: Path, backend: str, branch: str,
             commit: str | None) -> None:
     """Pin ``backend``'s ``branch`` to ``commit`` (None: unpin, the branch's ref applies)."""
-    from filelock import FileLock
 
-    from embctl.models.holds import PULL_LOCK, lock_path
-    from embctl.models.safefs import lock_file
+    def change(data: dict[str, Any]) -> bool:
+        pins = data.setdefault("pins", {}).setdefault(branch, {})
+        if commit is None:
+            return pins.pop(backend, None) is not None
+        pins[backend] = commit
+        return True
 
-    path = record_path(repo_id, cache_dir)
-    try:
-        with FileLock(lock_file(Path(cache_dir), lock_path(cache_dir, repo_id, PULL_LOCK)),
-                      timeout=30):
-            data = read_record(repo_id, cache_dir)
-            pins = data.setdefault("pins", {}).setdefault(branch, {})
-            if commit is None and pins.pop(backend, None) is None:
-                return
-            if commit is not None:
-                pins[backend] = commit
-            _write_atomic(path, data)
-    except OSError as exc:
-        from embctl.console import warn
-
-        warn(f"could not write pull record {path}: {exc}")
+    _edit(repo_id, cache_dir, change)
 
 
 def forget(repo_id: str, cache_dir: Path, commit: str | None = None) -> None:

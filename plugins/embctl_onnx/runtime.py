@@ -52,7 +52,7 @@ def make_tokenizer(embedder: ONNXEmbedder, *, truncate: bool = True, pad: bool =
 def encode(embedder: ONNXEmbedder, tok, texts: list[str]) -> list[Encoded]:
     """Each text as the model computes it (prompt, lower case, truncated; not padded), from
     the encodings `token_lengths` kept for these texts, else tokenized now."""
-    prepared = _clip(embedder, tok, [_text(embedder, t) for t in texts])
+    prepared = _prepare(embedder, tok, texts)
     kept = embedder.encoded
     with embedder._lock:  # pool threads take, the planning thread adds
         found = [kept.pop(t, None) for t in prepared]
@@ -63,6 +63,12 @@ def encode(embedder: ONNXEmbedder, tok, texts: list[str]) -> list[Encoded]:
     return found  # type: ignore[return-value]
 
 
+def _prepare(embedder: ONNXEmbedder, tok, texts: list[str]) -> list[str]:
+    """Each text as it is tokenized: prompt, lower case, a very long one cut to its head.
+    The key its encoding is kept by between `lengths` and `encode`."""
+    return _clip(embedder, tok, [_text(embedder, t) for t in texts])
+
+
 def tokenize(tok, texts: list[str]) -> list[Encoded]:
     return [(e.ids, e.type_ids, bool(e.overflowing)) for e in tok.encode_batch(texts)]
 
@@ -71,7 +77,7 @@ def lengths(embedder: ONNXEmbedder, tok, texts: list[str]) -> list[int]:
     """The tokens each text is computed with; their encodings are kept (`encode` takes
     them) so that the batch tokenizes nothing again.  At most `KEPT` are kept: a dry run,
     which embeds nothing, keeps the newest."""
-    prepared = _clip(embedder, tok, [_text(embedder, t) for t in texts])
+    prepared = _prepare(embedder, tok, texts)
     encoded = tokenize(tok, prepared)
     kept = embedder.encoded
     with embedder._lock:
