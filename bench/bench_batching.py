@@ -133,8 +133,9 @@ def worker_embctl(task: dict) -> dict:
     return out
 
 
-def worker_plain_onnx(task: dict) -> dict:
-    import numpy as np
+def _session(onnx: str, spin: str = "0"):
+    """onnxruntime on ``onnx`` with embctl's session options (embctl_onnx/session.py), idle
+    threads spinning or not."""
     import onnxruntime as ort
 
     sys.path.insert(0, str(common.ROOT / "plugins"))
@@ -145,69 +146,51 @@ def worker_plain_onnx(task: dict) -> dict:
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(task["onnx"], opts, providers=["CPUExecutionProvider"])
+    opts.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    return ort.InferenceSession(onnx, opts, providers=["CPUExecutionProvider"])
+
+
+def _plain_loop(session, enc: list, size: int) -> None:
+    """The plain loop: encodings sorted by tokens, ``size`` a call, padded per call, mean
+    pooled and normalized."""
+    import numpy as np
+
+    order = sorted(range(len(enc)), key=lambda i: -len(enc[i].ids))
+    for a in range(0, len(order), size):
+        rows = [enc[i] for i in order[a:a + size]]
+        width = max(len(e.ids) for e in rows)
+        ids = np.zeros((len(rows), width), np.int64)
+        mask = np.zeros_like(ids)
+        for i, e in enumerate(rows):
+            ids[i, :len(e.ids)] = e.ids
+            mask[i, :len(e.ids)] = 1
+        hidden = session.run(None, {"input_ids": ids, "attention_mask": mask,
+                                    "token_type_ids": np.zeros_like(ids)})[0]
+        vec = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+        _ = vec / np.linalg.norm(vec, axis=1, keepdims=True)
+
+
+def worker_plain_onnx(task: dict) -> dict:
+    """The plain loop, tokenizing included, at each batch size."""
+    session = _session(task["onnx"])
     tok = _tokenizer(Path(task["snapshot"]))
-
-    def embed(texts: list[str], size: int) -> None:
-        enc = tok.encode_batch(texts)
-        order = sorted(range(len(texts)), key=lambda i: -len(enc[i].ids))
-        for a in range(0, len(order), size):
-            rows = [enc[i] for i in order[a:a + size]]
-            width = max(len(e.ids) for e in rows)
-            ids = np.zeros((len(rows), width), np.int64)
-            mask = np.zeros_like(ids)
-            for i, e in enumerate(rows):
-                ids[i, :len(e.ids)] = e.ids
-                mask[i, :len(e.ids)] = 1
-            hidden = session.run(None, {"input_ids": ids, "attention_mask": mask,
-                                        "token_type_ids": np.zeros_like(ids)})[0]
-            vec = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
-            _ = vec / np.linalg.norm(vec, axis=1, keepdims=True)
-
-    embed([f"warm up {i}" for i in range(32)], 16)
+    _plain_loop(session, tok.encode_batch([f"warm up {i}" for i in range(32)]), 16)
     out = {}
     for name, texts in task["corpora"].items():
         for size in (8, 16, 32, 64):
             start = time.perf_counter()
-            embed(texts, size)
+            _plain_loop(session, tok.encode_batch(texts), size)
             out[f"{name}/{size}"] = {"seconds": time.perf_counter() - start}
     return out
 
 
 def worker_spin(task: dict) -> dict:
-    """The plain onnx loop on ``varied`` at batch 32, idle threads spinning or not."""
-    import numpy as np
-    import onnxruntime as ort
-
-    sys.path.insert(0, str(common.ROOT / "plugins"))
-    from embctl_onnx.session import physical_cores
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = physical_cores()
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", task["spin"])
-    session = ort.InferenceSession(task["onnx"], opts, providers=["CPUExecutionProvider"])
-    tok = _tokenizer(Path(task["snapshot"]))
-    texts = task["texts"]
-    enc = tok.encode_batch(texts)
-    order = sorted(range(len(texts)), key=lambda i: -len(enc[i].ids))
-
-    def loop() -> None:
-        for a in range(0, len(order), 32):
-            rows = [enc[i] for i in order[a:a + 32]]
-            width = max(len(e.ids) for e in rows)
-            ids = np.zeros((len(rows), width), np.int64)
-            mask = np.zeros_like(ids)
-            for i, e in enumerate(rows):
-                ids[i, :len(e.ids)] = e.ids
-                mask[i, :len(e.ids)] = 1
-            session.run(None, {"input_ids": ids, "attention_mask": mask,
-                               "token_type_ids": np.zeros_like(ids)})
-
-    loop()
+    """The plain loop on ``varied`` at batch 32 (tokenized before), spinning or not."""
+    session = _session(task["onnx"], task["spin"])
+    enc = _tokenizer(Path(task["snapshot"])).encode_batch(task["texts"])
+    _plain_loop(session, enc, 32)
     start = time.perf_counter()
-    loop()
+    _plain_loop(session, enc, 32)
     return {"seconds": time.perf_counter() - start}
 
 
