@@ -222,16 +222,19 @@ Recognizer = Callable[[list[str]], str | None]
 
 
 def model_entry(repo: CachedRepo, cache_dir: Path, recognize: Recognizer | None = None,
-                ref: str | None = None, uses: dict[str, float] | None = None) -> Entry:
+                ref: str | None = None, uses: dict[str, float] | None = None,
+                record: dict | None = None) -> Entry:
     """The ``Entry`` of a cached model repo (its head revision).  Its backend is the one its
     pull recorded; for models other tools put in the cache, what ``recognize`` makes of the
     head's files.  ``ref`` overrides the name shown (else the pulled reference, or repo id).
     Last used: the later of the blobs' atime and embctl's own record of its uses (``uses``,
-    read from ``embctl.models.uses`` when not given)."""
+    read from ``embctl.models.uses`` when not given).  ``record``: its pull record, when the
+    caller read it already."""
     from embctl.models.records import read_record
 
     head = repo.head()
-    record = read_record(repo.repo_id, cache_dir)
+    if record is None:
+        record = read_record(repo.repo_id, cache_dir)
     backend = record.get("backend")
     if backend is None and head is not None and recognize is not None:
         backend = recognize([f.path for f in head.files])
@@ -293,10 +296,10 @@ def backend_entries(repo: CachedRepo, cache_dir: Path, recognize: Recognizer | N
             seen.add(backend)
             rows.append(_entry(repo, record, backend, info.get("ref") or repo.repo_id,
                                revision, uses, list(info.get("files") or [])))
+    if not rows:
+        return [model_entry(repo, cache_dir, recognize, uses=uses, record=record)]
     head = repo.head()
     guess = recognize([f.path for f in head.files]) if head and recognize else None
-    if not rows:
-        return [model_entry(repo, cache_dir, recognize, uses=uses)]
     if guess and guess not in seen:  # pulled before records named backends
         rows.append(_entry(repo, record, guess, repo.repo_id, head, uses))
     return rows
