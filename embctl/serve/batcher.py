@@ -12,6 +12,14 @@ The session (the model and its vector cache) is opened, used and closed by the w
 alone.  A failure in the model fails the requests it was computing (500), never the server; a
 window of several requests that fails is retried request by request, so one bad input fails
 only its own request.
+
+Shutdown (embctl.serve.models.ModelPool.stop): ``closing`` refuses new requests (503
+``shutting_down``); :meth:`Worker.abandon` makes the thread stop at the next batch boundary
+(the vectorizer's ``on_progress``, called after each batch's rows were queued for commit), so
+what it computed is committed whole and what it did not is absent, and answer what it was
+computing and what is queued with that 503.  The thread must have left the model before the
+interpreter exits: a thread still inside torch or onnxruntime then aborts the process
+("terminate called without an active exception").
 """
 
 from __future__ import annotations
@@ -32,10 +40,22 @@ if TYPE_CHECKING:
     import numpy as np
 
     from embctl.embed.session import Session
+    from embctl.serve.metrics import Metrics
 
 log = logging.getLogger("embctl.serve")
 
 _STOP = object()
+
+
+class Abandoned(Exception):
+    """Raised in the worker thread between two batches once the server stops waiting."""
+
+
+def shutting_down() -> ApiError:
+    """The 503 of a request the server will not answer because it is stopping."""
+    return ApiError(503, "the server is shutting down; retry in a moment (against another "
+                    "instance, or this one once restarted)", code="shutting_down",
+                    headers={"Retry-After": "1"})
 #: How long a window waits for the clients of the last ones (see Worker._gather): this
 #: share of the last window's compute time, within these bounds (seconds).
 GATHER_SHARE, GATHER_MIN, GATHER_MAX = 0.05, 0.002, 0.05
@@ -53,7 +73,10 @@ class Request:
 
     def settle(self, result: Any = None, error: BaseException | None = None) -> None:
         """From the worker thread: hand the result (or error) to the waiting handler."""
-        self.loop.call_soon_threadsafe(_settle, self.future, result, error)
+        try:
+            self.loop.call_soon_threadsafe(_settle, self.future, result, error)
+        except RuntimeError:  # the event loop is closed: nobody waits any more
+            pass
 
 
 def _settle(future: asyncio.Future, result: Any, error: BaseException | None) -> None:
@@ -69,13 +92,17 @@ class Worker:
     """A model's session, its thread and its queue.  ``start`` then ``await ready``."""
 
     def __init__(self, name: str, opener: Callable[[], Session], *, max_queue: int,
-                 gather: int = 256, verbose: bool = True) -> None:
+                 gather: int = 256, verbose: bool = True, metrics: Metrics | None = None
+                 ) -> None:
         self.name = name
+        self.metrics = metrics
+        self._calls: list[int] = []  # texts per model call of the last window (for metrics)
         self.opener = opener
         self.gather = max(1, gather)
         self.verbose = verbose
         self.queue: queue.Queue = queue.Queue(maxsize=max(1, max_queue))
         self.closing = False
+        self.abandoned = False  # stop at the next batch boundary (read by the thread)
         self.session: Session | None = None
         self.dim = 0  # known once ready (0: the backend learns it from the first answer)
         self._recent: deque[int] = deque([1], maxlen=2)  # requests in the last windows
@@ -100,8 +127,7 @@ class Worker:
         """Queue a request; its future gets ``(matrix, tokens)``.  A full queue is a 429, a
         worker shutting down a 503."""
         if self.closing or not self._thread.is_alive():
-            raise ApiError(503, "the server is shutting down", code="unavailable",
-                           headers={"Retry-After": "1"})
+            raise shutting_down()
         request = Request(texts, asyncio.get_running_loop())
         try:
             self.queue.put_nowait(request)
@@ -111,21 +137,43 @@ class Worker:
                            code="rate_limit_exceeded", headers={"Retry-After": "1"}) from None
         return request.future
 
-    def close(self, timeout: float = 30) -> None:
-        """Blocking: finish what is queued, close the session (its vector cache commits)."""
-        self.closing = True
-        if not self._thread.is_alive():
-            return
+    def abandon(self) -> None:
+        """Stop computing (any thread): the thread answers what it holds and what is queued
+        with a 503 after the batch it is in, then closes the session (its cache commits)."""
+        first = not self.abandoned
+        self.closing = self.abandoned = True
         try:
-            self.queue.put(_STOP, timeout=timeout)
+            self.queue.put_nowait(_STOP)  # wakes a thread waiting for work
         except queue.Full:
-            return
+            pass  # the thread is busy: it sees ``abandoned`` at its next batch or window
+        session = self.session
+        if first and session is not None:
+            try:
+                session.embedder.cancel()  # a remote model: no retry of the call running
+            except Exception:  # noqa: BLE001 - a plugin's cancel must not stop the shutdown
+                pass
+
+    def close(self, timeout: float = 30) -> bool:
+        """Blocking: abandon, and wait up to ``timeout`` seconds for the thread to close the
+        session.  -> True once the thread has ended (it was never started: True too)."""
+        self.abandon()
+        if self._thread.ident is None:
+            return True
         self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     # -- the worker thread -----------------------------------------------------------------
 
     def _opened(self, error: BaseException | None) -> None:
-        self._loop.call_soon_threadsafe(_settle, self._ready, None, error)
+        try:
+            self._loop.call_soon_threadsafe(_settle, self._ready, None, error)
+        except RuntimeError:  # the event loop is closed: the server is gone
+            pass
+
+    def _between_batches(self, done: int) -> None:
+        """The vectorizer's ``on_progress``: a batch's rows are queued for commit."""
+        if self.abandoned:
+            raise Abandoned()
 
     def _run(self) -> None:
         try:
@@ -143,11 +191,15 @@ class Worker:
             log.info("embeddings %s: opened %s:%s%s (%s dims)", self.name, model.backend,
                      model.repo_id, f"@{revision}" if revision else "", self.dim or "?")
         self._opened(None)
+        self.session.vectorizer.on_progress = self._between_batches
         try:
             stop = False
             while not stop:
                 first = self.queue.get()
                 if first is _STOP:
+                    break
+                if self.abandoned:
+                    first.settle(error=shutting_down())
                     break
                 group, stop = self._gather(first)
                 self._process(group)
@@ -191,8 +243,7 @@ class Worker:
             except queue.Empty:
                 break
             if item is not _STOP:
-                item.settle(error=ApiError(503, "the server is shutting down",
-                                           code="unavailable"))
+                item.settle(error=shutting_down())
         session, self.session = self.session, None
         if session is not None:
             try:
@@ -201,11 +252,22 @@ class Worker:
                 session.close()
 
     def _process(self, group: list[Request]) -> None:
+        if self.abandoned:  # stopping: what is not computed yet is not started
+            for request in group:
+                request.settle(error=shutting_down())
+            return
         texts = [t for r in group for t in r.texts]
         start = time.perf_counter()
         try:
             matrix, cached, computed = self._vectors(texts)
         except Exception as exc:  # noqa: BLE001 - a failing model must not end the worker
+            if self.abandoned or isinstance(exc, Abandoned):  # stopped by the shutdown
+                log.info("embeddings %s: shutting down: stopped between two batches, %d "
+                         "request%s left uncomputed", self.name, len(group),
+                         "" if len(group) == 1 else "s")
+                for request in group:
+                    request.settle(error=shutting_down())
+                return
             if len(group) > 1:
                 for request in group:  # one bad input fails only its own request
                     self._process([request])
@@ -218,6 +280,8 @@ class Worker:
         self.stats["inputs"] += len(texts)
         self.stats["cached"] += cached
         self.stats["computed"] += computed
+        if self.metrics is not None:  # never raises
+            self.metrics.window(self.name, len(texts), computed, self._calls)
         if self.verbose:
             log.info("embeddings %s: %d request%s, %d inputs (%d cached, %d computed) in "
                      "%.1f ms", self.name, len(group), "" if len(group) == 1 else "s",
@@ -231,7 +295,10 @@ class Worker:
         import numpy as np
 
         assert self.session is not None
-        blob, hits, computed, _ = self.session.vectorizer.vectors(texts)
+        vectorizer = self.session.vectorizer
+        job = vectorizer.start(texts)  # vectors(texts), with the model calls' sizes kept
+        self._calls = [len(batch) for batch in job.batches]
+        blob, hits, computed, _ = vectorizer.finish(job)
         dim = len(blob) // 4 // len(texts)
         self.dim = self.dim or dim
         return np.frombuffer(blob, dtype="<f4").reshape(len(texts), dim), hits, computed

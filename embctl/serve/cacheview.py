@@ -125,6 +125,46 @@ class CacheView:
         return os.path.isdir(folder) and os.path.isdir(folder / "snapshots") and \
             self.inside(os.path.realpath(folder))
 
+    def repo_ids(self) -> list[str]:
+        """The model repos the cache holds (``models--org--name`` folders with a
+        ``snapshots`` folder, inside the cache), by id, any case together."""
+        try:
+            names = os.listdir(self.cache_dir)
+        except OSError:
+            return []
+        found = []
+        for name in names:
+            if not name.startswith("models--"):
+                continue
+            # A part never holds "--" (valid_repo_id): the split is unambiguous.
+            repo_id = "/".join(name[len("models--"):].split("--"))
+            if valid_repo_id(repo_id) and self.has_repo(repo_id):
+                found.append(repo_id)
+        return sorted(found, key=lambda r: (r.lower(), r))
+
+    def head(self, repo_id: str) -> str | None:
+        """The commit a listing shows for a repo: ``main``'s, else the first ref's, else the
+        newest snapshot's (a repo pulled by commit only); None when it has no snapshot."""
+        try:
+            return self.resolve(repo_id, "main")
+        except NotOnMirror:
+            pass
+        refs = self.refs(repo_id)
+        if refs:
+            return next(iter(refs.values()))
+        storage = self.storage(repo_id)
+        try:
+            commits = [c for c in os.listdir(storage / "snapshots") if is_commit(c)]
+        except OSError:
+            return None
+        dated = []
+        for commit in commits:
+            folder = self._snapshot_dir(storage, commit)
+            stamp = _stamp(folder) if folder is not None else None
+            if stamp is not None:
+                dated.append((stamp[3], commit))
+        return max(dated)[1] if dated else None
+
     def resolve(self, repo_id: str, revision: str) -> str:
         """The commit ``revision`` (branch, tag, commit) names in the cache, or `NotOnMirror`."""
         if not valid_repo_id(repo_id) or not self.has_repo(repo_id):

@@ -24,8 +24,16 @@ class ServeConfig:
     #: Embeddings: the most inputs in one request, and the most bytes in its body.
     max_inputs: int = 2048
     max_body_bytes: int = 8 * 1024 * 1024
+    #: Embeddings: the most tokens one request's inputs may sum to (413 beyond); None:
+    #: EMBCTL_SERVE_MAX_REQUEST_TOKENS, else 2048 x 512 (embctl.serve.worklimit).
+    max_request_tokens: int | None = None
     #: Access-log lines on stderr.
     access_log: bool = True
+    #: HTTPS: the certificate (chain) and its private key, PEM (both or neither).
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    #: With a token: GET /metrics answers without it (every other route still requires it).
+    metrics_public: bool = False
 
 
 def is_loopback(host: str) -> bool:

@@ -6,7 +6,8 @@
 
 The limits come from ServeConfig; EMBCTL_SERVE_MAX_QUEUE, EMBCTL_SERVE_MAX_INPUTS and
 EMBCTL_SERVE_MAX_BODY_BYTES override them (for operators and tests: a queue of 1 makes a 429
-easy to provoke).
+easy to provoke).  EMBCTL_SERVE_MAX_REQUEST_TOKENS sets the work a request may ask for
+(worklimit.py) unless ``--max-request-tokens`` is given.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from embctl.serve.openai_shapes import (
     too_large,
     truncate,
 )
+from embctl.serve.worklimit import DEFAULT_MAX_REQUEST_TOKENS, WorkLimit
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,16 +38,24 @@ if TYPE_CHECKING:
     from embctl.serve.models import ModelPool
 
 ENV_LIMITS = {"max_queue": "EMBCTL_SERVE_MAX_QUEUE", "max_inputs": "EMBCTL_SERVE_MAX_INPUTS",
-              "max_body_bytes": "EMBCTL_SERVE_MAX_BODY_BYTES"}
+              "max_body_bytes": "EMBCTL_SERVE_MAX_BODY_BYTES",
+              "max_request_tokens": "EMBCTL_SERVE_MAX_REQUEST_TOKENS"}
+#: Limits that are also options: None in the config (the option not given) is the
+#: environment's value or this default; a value given wins over the environment.
+OPTION_DEFAULTS = {"max_request_tokens": DEFAULT_MAX_REQUEST_TOKENS}
 
 
 def limits_of(config: ServeConfig) -> dict[str, int]:
-    """max_queue, max_inputs, max_body_bytes: the config's, or their environment variable's."""
+    """max_queue, max_inputs, max_body_bytes: the config's, or their environment variable's;
+    max_request_tokens: the config's when given, else its variable's, else the default."""
     out = {}
     for name, var in ENV_LIMITS.items():
         text = os.environ.get(var, "").strip()
+        given = getattr(config, name)
+        if name in OPTION_DEFAULTS and given is not None:
+            text = ""  # the option wins
         if not text:
-            out[name] = int(getattr(config, name))
+            out[name] = int(OPTION_DEFAULTS[name] if given is None else given)
             continue
         try:
             value = int(text)
@@ -66,10 +76,12 @@ class Service:
         values = limits_of(config)
         self.limits = Limits(values["max_inputs"], values["max_body_bytes"])
         self.pool: ModelPool = ModelPool(config, values["max_queue"])
+        self.work = WorkLimit(values["max_request_tokens"])
 
     async def vectors(self, request: EmbeddingRequest) -> tuple[np.ndarray, int]:
         plan = await self.pool.get(request.model, request.dimensions)
-        matrix, tokens = await plan.worker.submit(request.texts)
+        await self.work.check(plan.worker, request.texts)  # 413: more work than a request may be
+        matrix, tokens = await self.pool.wait(plan.worker.submit(request.texts))
         if plan.truncate is not None:
             matrix = truncate(matrix, plan.truncate)
         return matrix, tokens
@@ -81,12 +93,17 @@ async def read_body(request, limits: Limits) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limits.max_body_bytes:
         raise too_large(limits)
+    from starlette.requests import ClientDisconnect
+
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limits.max_body_bytes:
-            raise too_large(limits)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limits.max_body_bytes:
+                raise too_large(limits)
+            chunks.append(chunk)
+    except ClientDisconnect:  # the client's mistake (or its end): no model failure in the log
+        raise ApiError(400, "the request ended before its body did") from None
     return b"".join(chunks)
 
 
@@ -119,6 +136,12 @@ async def _answer(request, parse, respond, error_body):
         return Response(respond(req, matrix, tokens), media_type="application/json")
     except Exception as exc:  # noqa: BLE001 - every failure answers in the API's shape
         error = as_api_error(exc)
+        return JSONResponse(error_body(error), error.status, headers=error.headers)
+    except asyncio.CancelledError:
+        # Only uvicorn cancels a handler: its grace ran out (the pool answers before that).
+        from embctl.serve.batcher import shutting_down
+
+        error = shutting_down()
         return JSONResponse(error_body(error), error.status, headers=error.headers)
 
 
@@ -160,12 +183,26 @@ def lifespan(config: ServeConfig):
     @contextlib.asynccontextmanager
     async def span(app):
         service = Service(config)
+        service.pool.metrics = getattr(app.state, "metrics", None)  # GET /metrics' counters
         app.state.embeddings = service
         try:
             yield
         finally:
-            # After uvicorn finished the requests in flight: each worker empties its queue
-            # and closes its session, which commits the vector cache.
-            await asyncio.to_thread(service.pool.close)
+            # After uvicorn finished the requests in flight: each worker stops and closes its
+            # session, which commits the vector cache.
+            app.state.unfinished = await asyncio.to_thread(service.pool.close)
 
     return span
+
+
+def stop(app, hurry: bool = False) -> None:
+    """SIGTERM (``hurry``: a second signal), on the event loop: the pool stops taking work
+    and answers what waits (embctl.serve.models.ModelPool.stop)."""
+    service = getattr(app.state, "embeddings", None)
+    if service is not None:
+        service.pool.stop(hurry)
+
+
+def unfinished(app) -> list[str]:
+    """After the lifespan: the models whose worker was still inside a batch when it ended."""
+    return list(getattr(app.state, "unfinished", None) or [])

@@ -127,3 +127,18 @@ def refs(branches: Mapping[str, str]) -> dict[str, Any]:
     prs = [{"name": n, "ref": n, "targetCommit": c}
            for n, c in branches.items() if n.startswith("refs/pr/")]
     return {"branches": heads, "converts": [], "tags": [], "pullRequests": prs}
+
+
+#: What the Hub lists of each model in ``GET /api/models`` (without ``full`` or ``expand``).
+LISTED = ("_id", "id", "modelId", "author", "sha", "lastModified", "createdAt", "private",
+          "gated", "disabled", "downloads", "likes", "trendingScore", "tags", "pipeline_tag",
+          "library_name")
+
+
+def listed(snap: Snapshot, full: bool = False, expand: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One model of ``GET /api/models``: the properties `model_info` gives, fewer: ``full``
+    keeps ``siblings`` (names only, as the Hub's listing), ``expand`` only the named ones."""
+    data = {**model_info(snap, {}), "trendingScore": 0}
+    if expand:
+        return {k: v for k, v in data.items() if k in ("_id", "id") or k in expand}
+    return {k: v for k, v in data.items() if k in LISTED or (full and k == "siblings")}

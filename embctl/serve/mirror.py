@@ -1,6 +1,7 @@
 """The read-only Hub mirror over the local HF cache: the routes huggingface_hub, ``hf download``,
 sentence-transformers and ``embctl pull`` use.
 
+    GET  /api/models                            the cached models (?search=, ?author=, ?limit=)
     GET  /api/models/{repo}[/revision/{rev}]    model info (siblings; ?blobs=true, ?expand=)
     GET  /api/models/{repo}/tree/{rev}[/{path}] tree entries (?recursive=, ?expand=)
     POST /api/models/{repo}/paths-info/{rev}    entries for the paths asked
@@ -15,7 +16,8 @@ path never reaches the file system anyway: it names an entry of the snapshot lis
 
 Errors are the Hub's: 404 with ``X-Error-Code`` ``RepoNotFound``, ``RevisionNotFound`` or
 ``EntryNotFound`` (the last with ``X-Repo-Commit``, which sentence-transformers needs to treat
-a probed file as absent); datasets and spaces are ``RepoNotFound``.
+a probed file as absent); datasets and spaces are ``RepoNotFound``.  A path that names none of
+these routes is a 404, a wrong method on one a 405 with ``Allow`` (`embctl.serve.routing`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote
 
 from embctl.models.hub import is_safe_repo_path
-from embctl.serve import hubapi
+from embctl.serve import hubapi, hublist, routing
 from embctl.serve.cacheview import CacheView, NotOnMirror, Snapshot, valid_repo_id, valid_revision
 from embctl.serve.upstream import Upstream, UpstreamFailed
 
@@ -41,7 +43,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("embctl.serve")
 #: Sub-resources of /api/models/{repo}/...: a one-part repo id is followed by one of these.
 API_PARTS = frozenset({"revision", "tree", "paths-info", "refs", "commits"})
+READ = frozenset({"GET", "HEAD"})
 MAX_API_BODY = 1 << 20
+#: Characters of an error message at most (it is also a header: clients cap those at 16 KiB+).
+MAX_MESSAGE = 1000
 CHUNK = 1 << 20  # bytes per body message: fewer event-loop turns than starlette's 64 KiB
 
 
@@ -51,15 +56,14 @@ class BadRequest(Exception):
 
 def error_response(status: int, message: str, code: str | None = None,
                    commit: str | None = None) -> Response:
-    from starlette.responses import JSONResponse
-
-    text = " ".join(message.split()).encode("ascii", "replace").decode()
-    headers = {"X-Error-Message": text}
+    headers = {}
     if code:
         headers["X-Error-Code"] = code
     if commit:
         headers["X-Repo-Commit"] = commit
-    return JSONResponse({"error": text}, status_code=status, headers=headers)
+    if len(message) > MAX_MESSAGE:  # a client's 60 KB path is not echoed in a header
+        message = message[:MAX_MESSAGE] + "..."
+    return routing.hub_error(status, message, headers)
 
 
 def raw_segments(request: Request) -> list[str]:
@@ -144,14 +148,17 @@ class Mirror:
         from starlette.concurrency import run_in_threadpool
 
         segs = raw_segments(request)
-        if segs and segs[0] in ("datasets", "spaces"):
+        method = request.method
+        if segs and segs[0] in ("datasets", "spaces") and method in READ:
             raise NotOnMirror("RepoNotFound", f"this mirror serves models only, not {segs[0]}")
         if len(segs) >= 5 and segs[2] == "resolve":
             repo_parts, rev_raw, path_raw = segs[:2], segs[3], segs[4:]
         elif len(segs) >= 4 and segs[1] == "resolve":
             repo_parts, rev_raw, path_raw = segs[:1], segs[2], segs[3:]
         else:
-            return error_response(404, f"Not found: {request.method} {request.url.path}")
+            return routing.not_found(method, request.url.path)
+        if method not in READ:
+            return routing.method_not_allowed(method, request.url.path, READ)
         repo_id = "/".join(decode(p) for p in repo_parts)
         if not valid_repo_id(repo_id):
             raise NotOnMirror("RepoNotFound", f"Repository {repo_id!r} is not on this mirror")
@@ -183,7 +190,7 @@ class Mirror:
     def _file_response(snap: Snapshot, f) -> Response:
         from starlette.responses import FileResponse
 
-        class Body(FileResponse):
+        class Body(RangeBody, FileResponse):
             chunk_size = CHUNK
 
         headers = {"ETag": f'"{f.etag}"', "X-Repo-Commit": snap.commit,
@@ -206,18 +213,22 @@ class Mirror:
         kind = segs[1] if len(segs) > 1 else ""
         if kind in ("datasets", "spaces"):
             raise NotOnMirror("RepoNotFound", f"this mirror serves models only, not {kind}")
+        method = request.method
         if kind != "models" or len(segs) < 3 or not segs[2]:
-            return error_response(404, f"Not found: {request.method} {request.url.path}")
+            return routing.not_found(method, request.url.path)
         parts = [decode(p) for p in segs[2:]]
         repo_id, rest = self._repo(parts)
-        query = parse_qs(request.scope.get("query_string", b"").decode("latin-1"),
-                         keep_blank_values=True)
-        method = request.method
-        if method in ("GET", "HEAD") and not rest:
+        allowed = _allowed(rest)
+        if allowed is None:
+            return routing.not_found(method, request.url.path)
+        if method not in allowed:
+            return routing.method_not_allowed(method, request.url.path, allowed)
+        query = _query(request)
+        if not rest:
             return JSONResponse(hubapi.model_info(await self._snapshot(repo_id, "main"), query))
-        if method in ("GET", "HEAD") and len(rest) == 2 and rest[0] == "revision":
+        if rest[0] == "revision":
             return JSONResponse(hubapi.model_info(await self._snapshot(repo_id, rest[1]), query))
-        if method in ("GET", "HEAD") and len(rest) >= 2 and rest[0] == "tree":
+        if rest[0] == "tree":
             snap = await self._snapshot(repo_id, rest[1])
             path = "/".join(rest[2:]).strip("/")
             if path and not is_safe_repo_path(path):
@@ -227,34 +238,147 @@ class Mirror:
                 raise NotOnMirror("EntryNotFound", f"{path} is no folder of {repo_id}@{rest[1]}",
                                   snap.commit)
             return JSONResponse(entries)
-        if method == "POST" and len(rest) == 2 and rest[0] == "paths-info":
+        if rest[0] == "paths-info":
             snap = await self._snapshot(repo_id, rest[1])
             paths, expand = await _paths_info_body(request)
             return JSONResponse(hubapi.paths_info(snap, paths, expand))
-        if method in ("GET", "HEAD") and rest == ["refs"]:
-            if not self.view.has_repo(repo_id):
-                raise NotOnMirror("RepoNotFound", f"Repository {repo_id} is not on this mirror")
-            return JSONResponse(hubapi.refs(self.view.refs(repo_id)))
-        return error_response(404, f"Not found: {method} {request.url.path}")
+        if not self.view.has_repo(repo_id):  # refs
+            raise NotOnMirror("RepoNotFound", f"Repository {repo_id} is not on this mirror")
+        return JSONResponse(hubapi.refs(self.view.refs(repo_id)))
+
+    # -- GET /api/models ---------------------------------------------------------------------
+
+    async def listing(self, request: Request) -> Response:
+        return await self.handle(request, self._listing)
+
+    async def _listing(self, request: Request) -> Response:
+        from starlette.concurrency import run_in_threadpool
+        from starlette.responses import JSONResponse
+
+        try:
+            query = hublist.parse_query(_query(request))
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        items, more = await run_in_threadpool(self._listed, query)
+        headers = {"Link": hublist.next_link(str(request.url), more)} if more is not None \
+            else None
+        return JSONResponse(items, headers=headers)
+
+    def _listed(self, query: hublist.ListQuery) -> tuple[list[dict], int | None]:
+        """(this page's models, the next page's ``skip``), off the event loop: a model seen
+        the first time is walked (and its small files hashed) once."""
+        items = []
+        for repo_id in self.view.repo_ids():
+            if not hublist.wanted_id(repo_id, query):
+                continue
+            commit = self.view.head(repo_id)
+            if commit is None:
+                continue
+            item = hubapi.listed(self.view.snapshot(repo_id, commit), query.full, query.expand)
+            if hublist.wanted(item, query):
+                items.append(item)
+        return hublist.page(items, query)
+
+
+def _allowed(rest: list[str]) -> frozenset[str] | None:
+    """The methods the route under ``/api/models/{repo}/`` that ``rest`` names takes; None
+    when it names none."""
+    if not rest or rest == ["refs"] or (len(rest) == 2 and rest[0] == "revision") or (
+            len(rest) >= 2 and rest[0] == "tree"):
+        return READ
+    if len(rest) == 2 and rest[0] == "paths-info":
+        return frozenset({"POST"})
+    return None
+
+
+def _query(request: Request) -> dict[str, list[str]]:
+    return parse_qs(request.scope.get("query_string", b"").decode("latin-1"),
+                    keep_blank_values=True)
 
 
 async def _paths_info_body(request: Request) -> tuple[list[str], bool]:
-    body = await request.body()
-    if len(body) > MAX_API_BODY:
+    """The body, refused as soon as it passes `MAX_API_BODY` (not read whole first)."""
+    from starlette.requests import ClientDisconnect
+
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_API_BODY:
         raise BadRequest("paths-info body too large")
-    if "json" in request.headers.get("content-type", ""):
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_API_BODY:
+                raise BadRequest("paths-info body too large")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise BadRequest("the request ended before its body did") from None
+    return paths_info_request(b"".join(chunks), request.headers.get("content-type", ""))
+
+
+def paths_info_request(body: bytes, content_type: str) -> tuple[list[str], bool]:
+    """(paths, expand) of a paths-info body: JSON (``{"paths": [...], "expand": true}``) or
+    a form (``paths=a&paths=b&expand=1``, what huggingface_hub sends).  `BadRequest` for a
+    body that is none of these."""
+    if "json" in content_type:
         try:
             data = json.loads(body or b"{}")
+        except RecursionError:
+            raise BadRequest("paths-info body: nested too deeply") from None
         except ValueError as exc:
             raise BadRequest(f"paths-info body: {exc}") from None
-        paths = data.get("paths", []) if isinstance(data, dict) else []
+        paths = data.get("paths") if isinstance(data, dict) else None
         expand = bool(data.get("expand", False)) if isinstance(data, dict) else False
+        if paths is not None and not isinstance(paths, str | list):
+            raise BadRequest(f"paths-info body: 'paths' must be a string or a list of "
+                             f"strings, not {type(paths).__name__}")
     else:
         form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
         paths = form.get("paths", []) + form.get("paths[]", [])
         expand = hubapi.truthy((form.get("expand") or ["false"])[-1])
+    if paths is None:
+        return [], expand
     paths = [paths] if isinstance(paths, str) else [p for p in paths if isinstance(p, str)]
     return paths, expand
+
+
+class RangeBody:
+    """A `FileResponse` mixin: ``Range`` as the Hub's CDN answers it.  A header that is
+    malformed or in other units than bytes is ignored (the whole file, 200; RFC 9110 allows
+    it), where starlette answers a plain-text 400; a range past the end is a 416 with
+    ``Content-Range`` in the mirror's error shape, where starlette's has no body."""
+
+    @classmethod
+    def _parse_range_header(cls, http_range: str, file_size: int) -> list[tuple[int, int]]:
+        from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
+
+        try:
+            return super()._parse_range_header(http_range, file_size)  # type: ignore[misc]
+        except MalformedRangeHeader:
+            return []
+        except RangeNotSatisfiable:
+            raise Unsatisfiable(file_size) from None
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)  # type: ignore[misc]
+        except Unsatisfiable as exc:  # raised before anything was sent
+            response = error_response(416, f"Range {_range_of(scope)[:100]} is not within the "
+                                      f"file's {exc.size:,} bytes")
+            response.headers["Content-Range"] = f"bytes */{exc.size}"
+            await response(scope, receive, send)
+
+
+class Unsatisfiable(Exception):
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+def _range_of(scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"range":
+            return value.decode("latin-1")
+    return ""
 
 
 def _disposition(path: str) -> str:
@@ -272,6 +396,8 @@ def routes(config: ServeConfig) -> list:
 
     mirror = Mirror(config)
     return [
-        Route("/api/{rest:path}", mirror.api, methods=["GET", "HEAD", "POST"]),
-        Route("/{rest:path}", mirror.files, methods=["GET", "HEAD"]),
+        Route("/api/models", mirror.listing, methods=["GET"]),
+        # Every method reaches the catch-alls: they answer 404 or 405 (routing.py).
+        routing.any_method(Route("/api/{rest:path}", mirror.api)),
+        routing.any_method(Route("/{rest:path}", mirror.files)),
     ]

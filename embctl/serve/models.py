@@ -28,16 +28,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embctl.errors import UsageError
-from embctl.serve.batcher import Worker
+from embctl.serve.batcher import Worker, shutting_down
 from embctl.serve.openai_shapes import ApiError
 
 if TYPE_CHECKING:
     from embctl.embed.session import Session, Target
     from embctl.serve.config import ServeConfig
+    from embctl.serve.metrics import Metrics
 
 #: Inputs one worker window takes from its queue at most (several requests together).
 GATHER = 256
-#: Seconds the shutdown gives the workers (after uvicorn's grace for the requests in flight).
+#: After SIGTERM: seconds the requests waiting for a model get before they are answered 503
+#: (less than uvicorn's grace, embctl.serve.server.GRACE_S: they answer before it cancels).
+DRAIN_S = 6.0
+#: Seconds after SIGTERM by which every worker must have left its model; the server then
+#: exits without waiting for one still in a batch (embctl.serve.server).  Exiting the
+#: interpreter with torch loaded takes up to a second more: the total stays under 10 s.
+STOP_S = 8.0
+#: Seconds the workers get to stop when the server stops without a signal.
 CLOSE_S = 1.5
 
 
@@ -60,6 +68,11 @@ class ModelPool:
         self._starting: dict[tuple, asyncio.Task] = {}
         self._declared: dict[Path, bool] = {}  # snapshot: declares Matryoshka dimensions
         self.closed = False
+        self._all: list[Worker] = []  # every worker started: open, or still opening
+        self._cut: asyncio.Future | None = None  # done: waiting requests get their 503
+        self._waiting: set[asyncio.Future] = set()  # the requests' futures being awaited
+        self._stopped_at: float | None = None  # time.monotonic() of the first signal
+        self.metrics: Metrics | None = None  # the app's (embctl.serve.metrics), for workers
 
     async def get(self, ref: str, dimensions: int | None) -> Plan:
         target, options, mode = await asyncio.to_thread(self._resolve, ref, dimensions)
@@ -68,12 +81,13 @@ class ModelPool:
         worker = self.workers.get(key)
         if worker is None:
             if self.closed:
-                raise ApiError(503, "the server is shutting down", code="unavailable")
+                raise shutting_down()
             task = self._starting.get(key)
             if task is None:
                 task = asyncio.ensure_future(self._start(key, ref, target, options))
+                task.add_done_callback(_retrieved)  # its waiters may all have left
                 self._starting[key] = task
-            worker = await asyncio.shield(task)
+            worker = await self.wait(task, shared=True)
         truncate = None
         if dimensions is not None and mode != "backend":
             if worker.dim and dimensions > worker.dim:
@@ -96,14 +110,17 @@ class ModelPool:
     async def _start(self, key: tuple, ref: str, target: Target, options: dict[str, Any]
                      ) -> Worker:
         worker = Worker(ref, lambda: self._open(target, options), max_queue=self.max_queue,
-                        gather=GATHER, verbose=self.config.access_log)
+                        gather=GATHER, verbose=self.config.access_log, metrics=self.metrics)
+        self._all.append(worker)  # stopped at shutdown, even while it opens
         try:
             await worker.start()
         except UsageError as exc:
+            self._all.remove(worker)  # its thread has ended
             raise ApiError(400, str(exc), param="model") from None
         except Exception as exc:  # noqa: BLE001 - a broken model is a 500, not a crash
             from embctl.serve.batcher import model_failure
 
+            self._all.remove(worker)
             raise model_failure(ref, exc) from None
         finally:
             self._starting.pop(key, None)
@@ -189,10 +206,11 @@ class ModelPool:
                    and (not is_commit(model.revision) or e.revision == model.revision)
                    for e in self._rows())
 
-    def listing(self) -> list[dict[str, Any]]:
+    def listing(self, detail: bool = False) -> list[dict[str, Any]]:
         """``GET /v1/models``: exactly what requests can name now: the cached models that
         can embed text, one per backend (by the name ``embctl ls`` shows: the alias when
-        pulled as one), and the other models being served."""
+        pulled as one), and the other models being served.  ``detail`` adds ``backend``,
+        ``revision`` and ``size_bytes`` (for Ollama's ``GET /api/tags``)."""
         rows, seen = [], set()
         for entry in self._rows():
             if entry.ref in seen:
@@ -200,23 +218,87 @@ class ModelPool:
             seen.add(entry.ref)
             rows.append({"id": entry.ref, "object": "model", "created": int(
                 entry.last_used or 0), "owned_by": (entry.repo_id or "embctl").split("/")[0],
-                "dim": entry.dim})
+                "dim": entry.dim, **({"backend": entry.backend, "revision": entry.revision,
+                                      "size_bytes": entry.size_bytes} if detail else {})})
         for worker in list(self.workers.values()):
             if worker.name not in seen:
                 seen.add(worker.name)
                 rows.append({"id": worker.name, "object": "model", "created": 0,
-                             "owned_by": "embctl", "dim": worker.dim or None})
+                             "owned_by": "embctl", "dim": worker.dim or None,
+                             **({"backend": None, "revision": None, "size_bytes": 0}
+                                if detail else {})})
         return rows
 
-    def close(self, budget: float = CLOSE_S) -> None:
-        """Blocking: every worker finishes its queue and closes its session (its vector cache
-        commits), all within ``budget`` seconds (SIGTERM must end the server within 10 s)."""
+    # -- shutdown ----------------------------------------------------------------------------
+
+    async def wait(self, future: asyncio.Future, *, shared: bool = False) -> Any:
+        """``future``'s result, or the 503 ``shutting_down`` once the shutdown stops waiting
+        (:meth:`stop`).  A request's own future gets that 503 as its result (the worker's
+        late answer is then dropped); a ``shared`` one (a model's start, a task) is left to
+        its other waiters."""
+        if self._cut is not None and self._cut.done():
+            if not shared:
+                future.cancel()  # the worker's answer, if any, is dropped
+            raise shutting_down()
+        if not shared:  # the common case: no task, no callback, a set entry
+            self._waiting.add(future)
+            try:
+                return await future
+            finally:
+                self._waiting.discard(future)
+        if self._cut is None:
+            self._cut = asyncio.get_running_loop().create_future()
+        await asyncio.wait((future, self._cut), return_when=asyncio.FIRST_COMPLETED)
+        if not future.done():
+            raise shutting_down()
+        return future.result()
+
+    def stop(self, hurry: bool = False) -> None:
+        """On the event loop, at SIGTERM (``hurry``: a second signal): no new model or
+        request (503); the requests waiting get until DRAIN_S after the first signal (none
+        when ``hurry``), then their 503, and each worker stops after the batch it is in."""
         import time
 
         self.closed = True
-        deadline = time.monotonic() + budget
-        for worker in list(self.workers.values()):
-            worker.close(max(0.1, deadline - time.monotonic()))
+        for worker in self._all:
+            worker.closing = True
+        if self._stopped_at is None:
+            self._stopped_at = time.monotonic()
+            asyncio.get_running_loop().call_later(DRAIN_S, self._stop_waiting)
+        if hurry:
+            self._stop_waiting()
+
+    def _stop_waiting(self) -> None:
+        if self._cut is None:
+            self._cut = asyncio.get_running_loop().create_future()
+        if not self._cut.done():
+            self._cut.set_result(None)
+        for future in self._waiting:
+            if not future.done():
+                future.set_exception(shutting_down())
+        for worker in self._all:
+            worker.abandon()
+
+    def close(self) -> list[str]:
+        """Blocking, after uvicorn's grace: every worker stops after its batch and closes its
+        session (its vector cache commits), by STOP_S after the first signal (CLOSE_S from
+        now without one).  -> the names of the workers still inside their model then."""
+        import time
+
+        self.closed = True
+        now = time.monotonic()
+        deadline = now + CLOSE_S if self._stopped_at is None else self._stopped_at + STOP_S
+        for worker in self._all:
+            worker.abandon()
+        return [worker.name for worker in self._all
+                if not worker.close(max(0.2, deadline - time.monotonic()))]
+
+
+def _retrieved(task: asyncio.Task) -> None:
+    """A model's start that fails once the shutdown answered its waiters (503) has nobody
+    to take its error: take it here, or asyncio logs it as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 def not_found(ref: str, why: str) -> ApiError:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import reprlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,13 @@ if TYPE_CHECKING:
     import numpy as np
 
 ENCODINGS = ("float", "base64")
+#: The longest ``model`` a request may name: a Hub id has at most 96 characters; a backend
+#: prefix and a revision (a 40-hex commit, or a branch) fit with room to spare.
+MAX_MODEL_CHARS = 1024
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SHOW = reprlib.Repr()  # keyword arguments only from Python 3.12
+_SHOW.maxstring = _SHOW.maxother = 60
+_SHOW.maxlevel = 3
 
 
 class ApiError(Exception):
@@ -26,6 +35,8 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str, *, param: str | None = None,
                  code: str | None = None, kind: str | None = None,
                  headers: dict[str, str] | None = None) -> None:
+        if not message.isascii():  # a lone surrogate a client sent cannot be encoded as UTF-8
+            message = message.encode("utf-8", "backslashreplace").decode("utf-8")
         super().__init__(message)
         self.status = status
         self.message = message
@@ -61,22 +72,50 @@ def too_large(limits: Limits) -> ApiError:
                     "shorter inputs per request", code="request_too_large")
 
 
+def show(value: Any) -> str:
+    """``value`` as an error message quotes it: its repr, cut short (a client's megabyte of
+    text, or a list nested 900 deep, is not echoed back whole)."""
+    return _SHOW.repr(value)
+
+
+def _constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def parse_json(body: bytes, limits: Limits) -> dict[str, Any]:
+    """The body's JSON object.  Strict where Python's json is lenient: NaN and Infinity are
+    no JSON; a body nested deeper than Python's recursion limit is a 400, not a
+    RecursionError."""
     if len(body) > limits.max_body_bytes:
         raise too_large(limits)
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_constant)
+    except RecursionError:
+        raise ApiError(400, "request body is not valid JSON: nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as exc:
-        raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+        text = str(exc)
+        if "integer string conversion" in text:  # Python's advice to its programmers
+            text = "an integer of more than 4,300 digits"
+        raise ApiError(400, f"request body is not valid JSON: {text}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "request body must be a JSON object")
     return data
 
 
+def check_text(value: str, where: str, param: str) -> str:
+    """``value``, unless it holds a lone UTF-16 surrogate (``"\\ud800"`` in JSON decodes to
+    one): no model can tokenize it, and no response can echo it as UTF-8."""
+    if not value.isascii() and (found := _SURROGATE.search(value)):
+        raise ApiError(400, f"'{where}' is not valid Unicode text: a lone surrogate "
+                       f"(\\u{ord(found.group()):04x}) at character {found.start()}",
+                       param=param)
+    return value
+
+
 def parse_input(value: Any, limits: Limits) -> tuple[list[str], bool]:
     """``input``: a string or a list of strings -> (texts, single).  Token arrays: 400."""
     if isinstance(value, str):
-        return [value], True
+        return [check_text(value, "input", "input")], True
     if not isinstance(value, list) or not value:
         kind = "an empty list" if value == [] else type(value).__name__
         raise ApiError(400, f"'input' must be a string or a non-empty list of strings, "
@@ -86,12 +125,16 @@ def parse_input(value: Any, limits: Limits) -> tuple[list[str], bool]:
                        "per request", param="input", code="too_many_inputs")
     if all(_is_int(x) for x in value) or all(
             isinstance(x, list) and x and all(_is_int(y) for y in x) for x in value):
-        raise ApiError(400, "token arrays are not supported: send 'input' as text "
-                       "(a string or a list of strings)", param="input")
+        raise ApiError(400, "token arrays are not supported: send 'input' as text (a string "
+                       "or a list of strings); each model here tokenizes text itself, and "
+                       "ids from another tokenizer (tiktoken's) would be other words. "
+                       "LangChain's OpenAIEmbeddings sends them unless given "
+                       "check_embedding_ctx_length=False", param="input")
     for i, item in enumerate(value):
         if not isinstance(item, str):
             raise ApiError(400, f"'input[{i}]' is {type(item).__name__}, not a string",
                            param="input")
+        check_text(item, f"input[{i}]", "input")
     return value, False
 
 
@@ -103,7 +146,7 @@ def parse_dimensions(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ApiError(400, f"'dimensions' must be a positive integer, not {value!r}",
+        raise ApiError(400, f"'dimensions' must be a positive integer, not {show(value)}",
                        param="dimensions")
     return value
 
@@ -112,7 +155,10 @@ def parse_model(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ApiError(400, "'model' must name a model (an embctl reference or alias)",
                        param="model")
-    return value.strip()
+    if len(value) > MAX_MODEL_CHARS:
+        raise ApiError(400, f"'model' has {len(value):,} characters; a model's name has at "
+                       f"most {MAX_MODEL_CHARS:,}", param="model")
+    return check_text(value, "model", "model").strip()
 
 
 def parse_openai(body: bytes, limits: Limits) -> EmbeddingRequest:
@@ -121,10 +167,12 @@ def parse_openai(body: bytes, limits: Limits) -> EmbeddingRequest:
     for name in ("model", "input"):
         if name not in data:
             raise ApiError(400, f"'{name}' is required", param=name)
-    encoding = data.get("encoding_format") or "float"
-    if encoding not in ENCODINGS:
-        raise ApiError(400, f"'encoding_format' must be 'float' or 'base64', not {encoding!r}",
-                       param="encoding_format")
+    encoding = data.get("encoding_format")
+    if encoding is None:
+        encoding = "float"
+    if not isinstance(encoding, str) or encoding not in ENCODINGS:
+        raise ApiError(400, "'encoding_format' must be 'float' or 'base64', not "
+                       f"{show(encoding)}", param="encoding_format")
     texts, single = parse_input(data["input"], limits)
     return EmbeddingRequest(parse_model(data["model"]), texts, single, encoding,
                             parse_dimensions(data.get("dimensions")))

@@ -7,8 +7,10 @@ SIGTERM and returns the exit code; `serving` is the context-manager form a fixtu
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -22,7 +24,7 @@ from typing import Any
 
 from support.runner import embctl_argv
 
-LISTENING = re.compile(r"listening on (http://\S+)")
+LISTENING = re.compile(r"listening on (https?://\S+)")
 
 
 def _token(env: dict[str, str], args: tuple[str, ...]) -> str | None:
@@ -41,11 +43,15 @@ def output(proc: subprocess.Popen) -> tuple[str, str]:
 
 
 def start_serve(env: dict[str, str], *args: str, log: Path | None = None,
-                timeout: float = 60) -> tuple[subprocess.Popen, str]:
+                timeout: float = 60, cafile: str | os.PathLike[str] | None = None
+                ) -> tuple[subprocess.Popen, str]:
     """Start ``embctl serve --port 0 ARGS`` with ``env``; return it and its base URL once
     ``GET /healthz`` answers 200 (with the bearer token when ARGS or env give one).  Its
-    stderr (the access log) goes to ``log`` when given."""
+    stderr (the access log) goes to ``log`` when given.  ``cafile``: the certificate an
+    ``https://`` server (``--ssl-certfile``) is verified against while it is polled."""
     folder = tempfile.mkdtemp(prefix="embctl-serve-")
+    # Read after stop() by tests, so removed when the test process exits, not at stop.
+    atexit.register(shutil.rmtree, folder, True)
     out_path = os.path.join(folder, "stdout")
     log_path = os.fspath(log) if log is not None else os.path.join(folder, "stderr")
     with open(out_path, "w") as out, open(log_path, "w") as err:
@@ -60,19 +66,25 @@ def start_serve(env: dict[str, str], *args: str, log: Path | None = None,
             raise RuntimeError(f"embctl serve exited {proc.returncode}:\n{output(proc)[1]}")
         if url is None and (found := LISTENING.search(output(proc)[1])):
             url = found.group(1)
-        if url is not None and _healthy(url, token):
+        if url is not None and _healthy(url, token, cafile):
             return proc, url
         time.sleep(0.1)
     stop(proc)
     raise RuntimeError(f"embctl serve did not become healthy:\n{output(proc)[1]}")
 
 
-def _healthy(url: str, token: str | None) -> bool:
+def _healthy(url: str, token: str | None, cafile: str | os.PathLike[str] | None = None
+             ) -> bool:
     request = urllib.request.Request(f"{url}/healthz")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
+    context = None
+    if cafile is not None:
+        import ssl
+
+        context = ssl.create_default_context(cafile=os.fspath(cafile))
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5, context=context) as response:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
