@@ -234,12 +234,12 @@ def main() -> None:
     print(f"Embeddings, cold cache: {args.texts} texts, {args.clients} clients, "
           f"{args.per_request} texts a request, median of {args.runs}\n")
     rows = [(ARMS[name].format(window=window), f"{rate[name]:.0f}",
-             f"{rate[name] / rate['all']:.2f}x" + (" (goal >= 0.9x)" if name == "served" else ""))
+             f"{rate[name] / rate['all']:.2f}x")
             for name in ARMS]
     print(common.table(rows, ("", "texts/s", "vs in-process")))
     print(f"\nServed against in-process in windows of {window}: "
-          f"{results['ratio_same_window']:.2f}x; against the embed command: "
-          f"{results['ratio_command']:.2f}x")
+          f"{results['ratio_same_window']:.2f}x (goal >= 0.97x); against the embed command: "
+          f"{results['ratio_command']:.2f}x (goal >= 1.1x)")
     print(f"\nCache hits: {len(hits)} requests of {args.per_request} cached texts, one client\n")
     print(common.table([("p50", f"{results['hit_p50_ms']:.2f} ms", "<= 5 ms"),
                         ("p99", f"{results['hit_p99_ms']:.2f} ms", "<= 20 ms")],
