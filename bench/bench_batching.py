@@ -313,6 +313,8 @@ def main() -> None:
                         help="only the padding of each window size (seconds, no model run)")
     parser.add_argument("--threads", action="store_true",
                         help="only onnxruntime's spinning and threads-vs-calls, on varied")
+    parser.add_argument("--backend", choices=sorted(REFS), default=None,
+                        help="only this backend (and its plain loop); default: both")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.windows:
@@ -352,6 +354,8 @@ def bench(args: argparse.Namespace, work: Path) -> dict:
     rows: dict[str, list[dict]] = {}
     for _ in range(args.rounds):
         for backend, ref in REFS.items():
+            if args.backend and backend != args.backend:
+                continue
             for code, root in codes.items():
                 folder = work / "vectors" / f"{code}-{backend}"
                 folder.mkdir(parents=True, exist_ok=True)
@@ -365,8 +369,10 @@ def bench(args: argparse.Namespace, work: Path) -> dict:
                 rows.setdefault(f"process {code} {backend}", []).append(
                     {"varied": {"seconds": time.perf_counter() - start}})
         task = {"corpora": texts, "snapshot": str(snapshot), "onnx": str(onnx)}
-        rows.setdefault("plain onnx", []).append(run_worker("plain_onnx", task, env))
-        rows.setdefault("plain st", []).append(run_worker("plain_st", task, env))
+        for backend in REFS:
+            if not args.backend or backend == args.backend:
+                rows.setdefault(f"plain {backend}", []).append(
+                    run_worker(f"plain_{backend}", task, env))
     return {"rows": rows, "counts": {k: len(v) for k, v in texts.items()},
             "cosine": cosines(work / "vectors"), "cpu": cpu_flags(), "rounds": args.rounds,
             "before": args.before}
@@ -377,6 +383,8 @@ def cosines(folder: Path) -> dict[str, float]:
 
     out = {}
     for backend in REFS:
+        if not (folder / f"now-{backend}").is_dir():
+            continue
         for name in CORPORA:
             a = np.load(folder / f"now-{backend}" / f"{name}.npy")
             b = np.load(folder / f"before-{backend}" / f"{name}.npy")
@@ -400,7 +408,8 @@ def report(result: dict) -> str:
     lines = [f"{result['rounds']} rounds, medians; CPU: {result['cpu']}; before = "
              f"{result['before']}", ""]
     table = []
-    for backend in REFS:
+    measured = [b for b in REFS if f"plain {b}" in rows]
+    for backend in measured:
         plain = rows[f"plain {backend}"]
         for name in CORPORA:
             sizes = sorted({int(k.split("/")[1]) for k in plain[0] if k.startswith(name + "/")})
@@ -420,7 +429,7 @@ def report(result: dict) -> str:
         "now / plain", "now / before", "padding before", "padding now", "min cosine")))
     lines.append("")
     proc = []
-    for backend in REFS:
+    for backend in measured:
         now = med(rows[f"process now {backend}"], "varied")
         before = med(rows[f"process before {backend}"], "varied")
         proc.append((backend, f"{before:.1f}", f"{now:.1f}", f"{before / now:.2f}x"))

@@ -85,10 +85,11 @@ class STEmbedder(Embedder):
         if counter is not None:  # windows sorted and cut by tokens; a call costs ~40
             self.token_lengths = counter
             self.call_cost = 40
-            # At most 4,096 padded tokens a call: 16 inputs of 256, where a plain loop over
-            # token-sorted texts is fastest (32 of varied sentences, 64 of short ones:
-            # bench/bench_batching.py); larger calls of long inputs ran 15% slower.
-            self.padded_budget = 4096
+            # At most 2,048 padded tokens a call: 8 inputs of 256, where a plain loop over
+            # token-sorted texts is fastest on long inputs (32 of varied sentences, 64 of
+            # short ones, which the budget leaves alone: bench/bench_batching.py).  Calls
+            # of 16 long inputs ran 10-15% slower (attention grows with length squared).
+            self.padded_budget = 2048
 
     @property
     def model_files(self) -> list[Path]:
