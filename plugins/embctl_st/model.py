@@ -251,8 +251,11 @@ def _load_st(path: Path, device: str, ref: str):
 
     for name in ("sentence_transformers", "transformers"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    from embctl_st.deferred import sklearn_deferred
+
     try:
-        from sentence_transformers import SentenceTransformer
+        with sklearn_deferred():  # ~1.5 s of a cold start that embedding never uses
+            from sentence_transformers import SentenceTransformer
     except ImportError:
         raise EmbctlError(
             "the st backend needs sentence-transformers: pip install 'embctl[st]'") from None
