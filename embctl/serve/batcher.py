@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from embctl.errors import EmbctlError
 from embctl.serve.openai_shapes import ApiError
+from embctl.serve.worklimit import estimate
 
 if TYPE_CHECKING:
     import numpy as np
@@ -308,12 +309,12 @@ class Worker:
         one, else an estimate (UTF-8 bytes / 4, rounded up)."""
         assert self.session is not None
         count = self.session.embedder.count_tokens
-        if count is None:
-            return [sum((len(t.encode()) + 3) // 4 for t in r.texts) for r in group]
-        try:
-            return [sum(int(count(t)) for t in r.texts) for r in group]
-        except Exception:  # noqa: BLE001 - usage is informative; never fail a request on it
-            return [sum((len(t.encode()) + 3) // 4 for t in r.texts) for r in group]
+        if count is not None:
+            try:
+                return [sum(int(count(t)) for t in r.texts) for r in group]
+            except Exception:  # noqa: BLE001 - usage is informative; never fail a request
+                pass
+        return [estimate(r.texts) for r in group]
 
 
 def model_failure(name: str, exc: BaseException) -> ApiError:

@@ -22,6 +22,7 @@ from embctl.serve.openai_shapes import (
     ApiError,
     EmbeddingRequest,
     Limits,
+    ollama_error,
     ollama_response,
     openai_response,
     parse_ollama,
@@ -89,22 +90,11 @@ class Service:
 
 async def read_body(request, limits: Limits) -> bytes:
     """The body, refused (413) as soon as it is known to pass the limit: by its
-    Content-Length, or while it streams in."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limits.max_body_bytes:
-        raise too_large(limits)
-    from starlette.requests import ClientDisconnect
+    Content-Length, or while it streams in; a body cut short is a 400."""
+    from embctl.serve.bodies import read_capped
 
-    chunks, size = [], 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limits.max_body_bytes:
-                raise too_large(limits)
-            chunks.append(chunk)
-    except ClientDisconnect:  # the client's mistake (or its end): no model failure in the log
-        raise ApiError(400, "the request ended before its body did") from None
-    return b"".join(chunks)
+    return await read_capped(request, limits.max_body_bytes, lambda: too_large(limits),
+                             lambda: ApiError(400, "the request ended before its body did"))
 
 
 def as_api_error(exc: Exception) -> ApiError:
@@ -152,8 +142,7 @@ async def embeddings(request):
 
 async def ollama_embed(request):
     """Ollama's ``POST /api/embed``: ``{model, input}`` -> ``{model, embeddings}``."""
-    return await _answer(request, parse_ollama, ollama_response,
-                         lambda error: {"error": error.message})
+    return await _answer(request, parse_ollama, ollama_response, ollama_error)
 
 
 async def list_models(request):

@@ -45,8 +45,6 @@ log = logging.getLogger("embctl.serve")
 API_PARTS = frozenset({"revision", "tree", "paths-info", "refs", "commits"})
 READ = frozenset({"GET", "HEAD"})
 MAX_API_BODY = 1 << 20
-#: Characters of an error message at most (it is also a header: clients cap those at 16 KiB+).
-MAX_MESSAGE = 1000
 CHUNK = 1 << 20  # bytes per body message: fewer event-loop turns than starlette's 64 KiB
 
 
@@ -61,9 +59,7 @@ def error_response(status: int, message: str, code: str | None = None,
         headers["X-Error-Code"] = code
     if commit:
         headers["X-Repo-Commit"] = commit
-    if len(message) > MAX_MESSAGE:  # a client's 60 KB path is not echoed in a header
-        message = message[:MAX_MESSAGE] + "..."
-    return routing.hub_error(status, message, headers)
+    return routing.hub_error(status, message, headers)  # capped: a 60 KB path is not echoed
 
 
 def raw_segments(request: Request) -> list[str]:
@@ -298,21 +294,12 @@ def _query(request: Request) -> dict[str, list[str]]:
 
 async def _paths_info_body(request: Request) -> tuple[list[str], bool]:
     """The body, refused as soon as it passes `MAX_API_BODY` (not read whole first)."""
-    from starlette.requests import ClientDisconnect
+    from embctl.serve.bodies import read_capped
 
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_API_BODY:
-        raise BadRequest("paths-info body too large")
-    chunks, size = [], 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_API_BODY:
-                raise BadRequest("paths-info body too large")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise BadRequest("the request ended before its body did") from None
-    return paths_info_request(b"".join(chunks), request.headers.get("content-type", ""))
+    body = await read_capped(request, MAX_API_BODY,
+                             lambda: BadRequest("paths-info body too large"),
+                             lambda: BadRequest("the request ended before its body did"))
+    return paths_info_request(body, request.headers.get("content-type", ""))
 
 
 def paths_info_request(body: bytes, content_type: str) -> tuple[list[str], bool]:

@@ -27,6 +27,7 @@ from embctl.serve.openai_shapes import (
     EmbeddingRequest,
     Limits,
     dumps,
+    ollama_error,
     parse_input,
     parse_json,
     parse_model,
@@ -65,10 +66,6 @@ def legacy_response(matrix: np.ndarray | None) -> bytes:
     return dumps({"embedding": np.ascontiguousarray(matrix[0], dtype="<f4")})
 
 
-def error_body(error: ApiError) -> dict[str, str]:
-    return {"error": error.message}
-
-
 def _time(epoch: float | int | None) -> str:
     return datetime.fromtimestamp(epoch or 0, UTC).isoformat().replace("+00:00", "Z")
 
@@ -98,7 +95,7 @@ async def tags(request) -> Response:
         rows = await asyncio.to_thread(_service(request).pool.listing, True)
     except Exception as exc:  # noqa: BLE001 - every failure answers in Ollama's shape
         error = as_api_error(exc)
-        return JSONResponse(error_body(error), error.status, headers=error.headers)
+        return JSONResponse(ollama_error(error), error.status, headers=error.headers)
     return JSONResponse(tags_body(rows))
 
 
@@ -118,7 +115,7 @@ async def embeddings(request) -> Response:
         return Plain(legacy_response(matrix), media_type="application/json")
     except Exception as exc:  # noqa: BLE001 - every failure answers in Ollama's shape
         error = as_api_error(exc)
-        return JSONResponse(error_body(error), error.status, headers=error.headers)
+        return JSONResponse(ollama_error(error), error.status, headers=error.headers)
 
 
 def routes(config: ServeConfig) -> list:

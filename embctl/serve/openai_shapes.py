@@ -215,6 +215,11 @@ def openai_response(request: EmbeddingRequest, matrix: np.ndarray, tokens: int) 
                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
 
+def ollama_error(error: ApiError) -> dict[str, str]:
+    """Ollama's error body: ``{"error": "message"}``."""
+    return {"error": error.message}
+
+
 def ollama_response(request: EmbeddingRequest, matrix: np.ndarray, tokens: int) -> bytes:
     import numpy as np
 
