@@ -28,6 +28,12 @@ def warn(message: str) -> None:
     print(f"embctl: warning: {message}", file=sys.stderr, flush=True)
 
 
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """A count and its noun, agreed: ``plural(1, "line")`` -> "1 line", ``plural(1024,
+    "line")`` -> "1,024 lines", ``plural(2, "matrix", "matrices")`` -> "2 matrices"."""
+    return f"{n:,} {word if n == 1 else words or word + 's'}"
+
+
 def print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2)
     sys.stdout.write("\n")

@@ -33,11 +33,15 @@ class Entry:
     count: int | None = None  # vectors in a cache
     status: str = "ok"  # one of STATUSES
     extra: dict[str, Any] = field(default_factory=dict)
+    #: What tells it apart from rows of the same name, for people (``ls``'s NOTES column, the
+    #: lines of ``rm``'s plan): a vector cache's namespace id and prefix.  ``--json`` has the
+    #: fields it is made from instead.
+    notes: str = ""
     #: What the store scanned to make this row (a model's CachedRepo); never shown.
     source: Any = field(default=None, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name not in ("extra", "source")}
+                if f.name not in ("extra", "source", "notes")}
         data.update(self.extra)
         return data

@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 
-from embctl.console import human_age, human_size, parse_duration, parse_size
+from embctl.console import human_age, human_size, parse_duration, parse_size, plural
 from embctl.errors import UsageError
 from embctl.inventory import STATUSES, Entry
 
@@ -20,6 +20,14 @@ _FILTER = re.compile(r"\s*([a-z_]+)\s*(>=|<=|!=|=|>|<)\s*(.+?)\s*$")
 _OPS: dict[str, Callable] = {">": operator.gt, "<": operator.lt, ">=": operator.ge,
                              "<=": operator.le, "=": operator.eq, "!=": operator.ne}
 TEXT_FIELDS = {"kind", "backend", "status", "ref", "repo", "repo_id"}
+#: Filter keys spelled as ``hf cache ls --filter`` spells them: its ``type`` is our ``kind``
+#: (``accessed`` is a key of its own below, as ``used``).
+HF_KEYS = {"type": "kind"}
+#: ``--sort`` keys, each with its default order (``hf cache ls``'s: names A-Z, the largest
+#: and the most recently used first); ``accessed`` is hf's name for ``used``.
+SORT_KEYS = {"name": "asc", "size": "desc", "used": "desc", "accessed": "desc"}
+#: Every ``--sort`` value: a key, or a key with ``:asc`` or ``:desc`` (as hf takes them).
+SORT_CHOICES = tuple(f"{key}{order}" for key in SORT_KEYS for order in ("", ":asc", ":desc"))
 
 
 def parse_filter(expr: str) -> Callable[[Entry], bool]:
@@ -32,6 +40,10 @@ def parse_filter(expr: str) -> Callable[[Entry], bool]:
     if not m:
         raise UsageError(f"bad filter {expr!r} (examples: size>1GB, used>7d, kind=model)")
     key, op, value = m.groups()
+    if key == "type" and value in ("dataset", "space"):  # hf lists them; we count them in du
+        raise UsageError(f"bad filter {expr!r}: embctl lists models, vector caches and what "
+                         "plugins store, not dataset or space repos (du counts those)")
+    key = HF_KEYS.get(key, key)
     compare = _OPS[op]
     if key == "size":
         try:
@@ -56,7 +68,7 @@ def parse_filter(expr: str) -> Callable[[Entry], bool]:
         return lambda e: (fnmatch.fnmatch(str(getattr(e, attr) or "-"), value)) == (op == "=")
     raise UsageError(
         f"bad filter {expr!r}: keys are size, used, dim (with < > <= >= = !=) and "
-        "kind, backend, status, ref, repo (with = or !=)"
+        "kind (or type), backend, status, ref, repo (with = or !=)"
     )
 
 
@@ -93,12 +105,15 @@ def select(entries: Iterable[Entry], pattern: str | None,
         e for e in entries
         if (pattern is None or _matches(e, pattern)) and all(check(e) for check in checks)
     ]
-    if sort == "size":
-        rows.sort(key=lambda e: -e.size_bytes)
-    elif sort == "used":
-        rows.sort(key=lambda e: -(e.last_used or 0))
-    else:
-        rows.sort(key=lambda e: (e.ref.lower(), e.kind))
+    key, _, order = sort.partition(":")
+    rows.sort(key=lambda e: (e.ref.lower(), e.kind))  # by name; ties of the others too
+    descending = (order or SORT_KEYS.get(key, "asc")) == "desc"
+    if key == "size":
+        rows.sort(key=lambda e: e.size_bytes, reverse=descending)
+    elif key in ("used", "accessed"):  # never used: the oldest
+        rows.sort(key=lambda e: e.last_used or 0, reverse=descending)
+    elif descending:
+        rows.reverse()
     return rows[:limit] if limit else rows
 
 
@@ -125,8 +140,19 @@ def _backend(entry: Entry) -> str:
     return f"{backend}[{','.join(values)}]" if values else backend
 
 
+def _items(entry: Entry) -> str:
+    """Vectors of a cache, rows of a matrix; a model's files (``verify`` counts them)."""
+    if entry.count is not None:
+        return f"{entry.count:,}"
+    files = entry.extra.get("files") if entry.kind == "model" else None
+    return plural(files, "file") if isinstance(files, int) else "-"
+
+
 def render_table(rows: list[Entry]) -> str:
-    header = ("REF", "KIND", "BACKEND", "REVISION", "DIM", "ITEMS", "SIZE", "LAST USED", "STATUS")
+    """The rows as ``ls`` prints them; NOTES, last, is what tells rows of one name apart (a
+    vector cache's namespace id and prefix, a model's revisions when it has several)."""
+    header = ("REF", "KIND", "BACKEND", "REVISION", "DIM", "ITEMS", "SIZE", "LAST USED", "STATUS",
+              "NOTES")
     now = time.time()
     lines = [header]
     for e in rows:
@@ -136,10 +162,11 @@ def render_table(rows: list[Entry]) -> str:
             _backend(e),
             (e.revision or "-")[:8],
             str(e.dim) if e.dim else "-",
-            f"{e.count:,}" if e.count is not None else "-",
+            _items(e),
             human_size(e.size_bytes),
             human_age(e.last_used, now),
             e.status,
+            e.notes,
         ))
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     right = {4, 5, 6}

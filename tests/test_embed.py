@@ -76,7 +76,7 @@ def test_vectors_match_encode_and_second_run_needs_no_model(pulled, reference):
     v = {r["text"]: np.asarray(r["embedding"]) for r in out}
     refund = v[TEXTS[0]]
     assert refund @ v["return guidelines"] > refund @ v["weather forecast"]
-    assert "5 computed" in proc.stderr and "1 duplicates" in proc.stderr
+    assert "5 computed" in proc.stderr and "1 duplicate)" in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("embctl: 6 lines read")
 
     # Everything cached: all hits, and neither torch nor sentence_transformers is imported.

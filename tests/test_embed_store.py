@@ -33,7 +33,7 @@ def test_put_get_count_and_listing(tmp_path):
     s.close()
     (entry,) = scan.vector_entries(tmp_path)
     assert (entry.kind, entry.ref, entry.repo_id, entry.dim, entry.count) == (
-        "vectors", "model", "org/model", 3, 2)
+        "vectors", "org/model", "org/model", 3, 2)  # named by what it is (embctl.naming)
     assert entry.revision == "a" * 40 and entry.size_bytes > 0 and entry.last_used
 
 

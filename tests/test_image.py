@@ -114,7 +114,7 @@ def test_embed_directory_recursively(embctl, resnet_repo, images):
     assert paths == sorted(GOOD) + ["sub/g.PNG"]
     v = vectors(proc.stdout)
     assert np.array_equal(v["sub/g.PNG"], v["gray8.png"])
-    assert "1 duplicates" in proc.stderr  # the copy was embedded once
+    assert "1 duplicate)" in proc.stderr  # the copy was embedded once
 
 
 @pytest.mark.parametrize("name, message", [

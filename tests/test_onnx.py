@@ -7,6 +7,7 @@ sentence-transformers', the int8 variant, the cache namespace, no torch on the p
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -94,7 +95,7 @@ def test_pull_fetches_configs_and_model_onnx_only(embctl, hub):
     assert ls.returncode == 0, ls.stderr
     row = next(line for line in ls.stdout.splitlines() if line.startswith("onnx:"))
     assert row.split()[2] == "onnx[fp32]" and row.split()[-1] == "ok", ls.stdout
-    listed = json.loads(embctl("ls", "--json").stdout)
+    listed = [r for r in json.loads(embctl("ls", "--json").stdout) if r["backend"] == "onnx"]
     assert listed[0]["pull_options"] == [{"variant": "fp32"}]
 
 
@@ -215,6 +216,23 @@ def test_onnx_path_imports_no_torch(pulled, tmp_path):
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 2
 
 
+@pytest.mark.e2e  # a fresh interpreter in which onnxruntime (or tokenizers) cannot be imported
+@pytest.mark.parametrize("missing", ["onnxruntime", "tokenizers"])
+def test_a_missing_runtime_library_is_one_line(pulled, tmp_path, missing):
+    """A half-installed image (the extra left out): one line naming what to install, not the
+    traceback of the first batch."""
+    assert pulled("pull", REF, "-q").returncode == 0
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / f"{missing}.py").write_text(f"raise ImportError({f'No module named {missing}'!r})\n")
+    paths = [str(shadow), pulled.env.get("PYTHONPATH", "")]
+    proc = pulled.process("embed", REF, "--no-cache", input=jsonl(TEXTS[:1]),
+                          env={"PYTHONPATH": os.pathsep.join(p for p in paths if p)})
+    assert proc.returncode == 1 and proc.stdout == ""
+    line = one_line_error(proc)
+    assert f"cannot import {missing}" in line and "pip install 'embctl[onnx]'" in line, line
+
+
 def test_cuda_without_onnxruntime_gpu_is_one_line(pulled):
     import onnxruntime
 
@@ -322,7 +340,7 @@ def test_dry_run_counts_exact_tokens_without_loading_the_model(pulled, tmp_path)
                                   heavy=("torch", "onnxruntime"))
     assert heavy == [], heavy
     assert f"{expected:,} tokens" in stderr, stderr
-    assert "1 inputs may exceed the model's 256-token limit" in stderr, stderr
+    assert "1 input may exceed the model's 256-token limit" in stderr, stderr
 
 
 class _Counting:

@@ -113,7 +113,7 @@ def test_parse_embeddings_base64_float_and_index_order():
 @pytest.mark.parametrize(("raw", "count", "dim", "message"), [
     (b"not json", 1, None, "not JSON"),
     (b'{"object": "list"}', 1, None, "no 'data'"),
-    (body([[1, 2]]), 2, None, "1 vectors for 2 inputs"),
+    (body([[1, 2]]), 2, None, "1 vector for 2 inputs"),
     (body([[1, 2], [1, 2, 3]]), 2, None, "differing dimensions"),
     (body([[1, 2, 3]]), 1, 4, "3 dimensions, expected 4"),
     (body([[1, "x"]], b64=False), 1, None, "non-numbers"),

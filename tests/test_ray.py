@@ -32,7 +32,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 MODEL = "all-MiniLM-L6-v2"
 RAY = ("--engine", "ray", "--workers", "2")
-SUMMARY = re.compile(r"embctl: ([\d,]+) lines read, ([\d,]+) embedded \(([\d,]+) cache hits, "
+SUMMARY = re.compile(r"embctl: ([\d,]+) lines? read, ([\d,]+) embedded \(([\d,]+) cache hits?, "
                      r"([\d,]+) computed\), ([\d,]+) skipped")
 
 

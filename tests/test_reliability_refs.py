@@ -252,7 +252,7 @@ def test_dataset_and_space_repos_are_not_models(pulled):
 
     rows = json.loads(pulled("ls", "--json").stdout)
     assert [r["repo_id"] for r in rows] == [MINILM]
-    assert pulled("ls", "acme").stdout == ""
+    assert pulled("ls", "acme").stdout == "no matching entries\n"  # a result: stdout
 
     pruned = pulled("rm", "--prune", "-y", "--json")
     assert pruned.returncode == 0, pruned.stderr

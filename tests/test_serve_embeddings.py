@@ -29,7 +29,7 @@ MODEL = "all-MiniLM-L6-v2"
 SHORT = [f"note {i}: the refund policy allows returns within {i} days" for i in range(200)]
 POOL = [f"client text {i} about shipping, invoices and the {i % 13}th warehouse"
         for i in range(160)]
-BATCH_LINE = re.compile(r"embeddings \S+: (\d+) requests?, (\d+) inputs \((\d+) cached, "
+BATCH_LINE = re.compile(r"embeddings \S+: (\d+) requests?, (\d+) inputs? \((\d+) cached, "
                         r"(\d+) computed\)")
 
 

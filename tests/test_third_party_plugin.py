@@ -76,7 +76,7 @@ def embed(run: Embctl, *args: str, env: dict | None = None) -> tuple[list[np.nda
 
 def counts(stderr: str) -> tuple[int, int]:
     """(cache hits, computed) from embed's summary line."""
-    found = re.search(r"\(([\d,]+) cache hits, ([\d,]+) computed", stderr)
+    found = re.search(r"\(([\d,]+) cache hits?, ([\d,]+) computed", stderr)
     assert found, stderr
     return int(found[1].replace(",", "")), int(found[2].replace(",", ""))
 

@@ -201,8 +201,9 @@ def test_cut_cache_repair_drops_exactly_the_damaged_rows(pulled, where, with_wal
 
     check = pulled("verify")
     assert check.returncode == 1, check.stdout + check.stderr
+    rows = "row" if len(cut.damaged) == 1 else "rows"
     assert (f"{len(cut.intact)} of {total} vectors can be read whole, {len(cut.damaged)} "
-            "damaged rows") in check.stdout
+            f"damaged {rows}") in check.stdout
     assert "run with --repair" in check.stderr
 
     repair = pulled("verify", "--repair")

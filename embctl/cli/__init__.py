@@ -17,6 +17,7 @@ import click
 
 from embctl import __version__
 from embctl.cli import oserrors
+from embctl.cli.options import verbose_option
 from embctl.errors import EmbctlError, OutputClosed
 
 NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
@@ -73,6 +74,7 @@ Models live in the Hugging Face cache (HF_HOME, HF_HUB_CACHE, SENTENCE_TRANSFORM
 embctl's own files under EMBCTL_HOME.""",
 )
 @click.version_option(__version__, "-V", "--version", prog_name="embctl")
+@verbose_option
 def cli() -> None:
     """Manage a local cache of embedding models and the embeddings computed with them."""
 

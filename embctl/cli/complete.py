@@ -4,10 +4,15 @@ from __future__ import annotations
 
 
 def _cached_refs() -> list[str]:
+    """The references models were pulled as, their repo ids, and the names ``ls`` prints
+    (one per model, however it was typed: ``embctl.naming``), vector caches' too."""
     from embctl.models.lookup import cached_refs
     from embctl.paths import hub_cache_dir
+    from embctl.stores import open_stores, scan_all
 
-    return cached_refs(hub_cache_dir())
+    cache = hub_cache_dir()
+    listed = [e.ref for e in scan_all(open_stores(cache, listing=True)) if e.repo_id]
+    return [*cached_refs(cache), *listed]
 
 
 def complete_cached(ctx, param, incomplete: str):

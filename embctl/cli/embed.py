@@ -8,7 +8,12 @@ import sys
 import click
 
 from embctl.cli.complete import complete_any
-from embctl.cli.options import OPTION_SHORTHANDS, cache_dir_option, resolve_cache_dir
+from embctl.cli.options import (
+    OPTION_SHORTHANDS,
+    cache_dir_option,
+    resolve_cache_dir,
+    verbose_option,
+)
 from embctl.errors import UsageError
 
 CAP_ENV = "EMBCTL_VECTOR_CACHE_MAX_SIZE"
@@ -38,6 +43,8 @@ class EmbedCommand(click.Command):
 @click.option("--id-field", default="id", show_default=True,
               help="Field holding the id (for .npy/.parquet ids and --lines output).")
 @click.option("--lines", is_flag=True, help="Input is plain text, one text per line.")
+@click.option("-c", "--content", multiple=True, metavar="TEXT",
+              help="Embed TEXT instead of reading stdin or -i (repeatable): one JSON line each.")
 @click.option("--path-field", default="path", show_default=True,
               help="Image backends: field holding the image path (relative to the JSONL file).")
 @click.option("--image-range", default=None, metavar="minmax|LO:HI",
@@ -75,6 +82,7 @@ class EmbedCommand(click.Command):
 @click.option("--dry-run", is_flag=True,
               help="Say how many inputs would be sent (and their estimated tokens); send nothing.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress and no summary line.")
+@verbose_option
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local",
               show_default=True, help="ray: a Ray Data job, -i PATH to -o DIR (Parquet); "
               "see docs/scale.md.")
@@ -91,7 +99,7 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
             path_field: str = "path", image_range: str | None = None,
             backend_options: tuple[str, ...] = (), variant: str | None = None,
             engine: str = "local", address: str | None = None,
-            workers: int | None = None) -> None:
+            workers: int | None = None, content: tuple[str, ...] = ()) -> None:
     """Embed JSONL from stdin (or -i FILE) with model REF.
 
     Each output line is the input object with an "embedding" list added, in input order.
@@ -101,6 +109,7 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
     Examples:
       embctl embed all-MiniLM-L6-v2 < docs.jsonl > vectors.jsonl
       embctl embed all-MiniLM-L6-v2 --lines -i titles.txt -o titles.npy
+      embctl embed all-MiniLM-L6-v2 -c 'first text' -c 'second text'
       embctl embed e5-small-v2 --prefix 'query: ' --text-field q < queries.jsonl
       embctl embed openai:text-embedding-3-small --dimensions 256 --dry-run < docs.jsonl
       embctl embed openai:text-embedding-3-small -O base_url=http://localhost:8000/v1 -O timeout=5
@@ -114,7 +123,7 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
     --variant are shorthands for the backend options of those names (refused by a backend
     without them).
     """
-    from embctl.console import stderr_is_tty
+    from embctl.embed.inputs import open_input
     from embctl.embed.outputs import make_writer, output_format
     from embctl.embed.records import Options
     from embctl.embed.session import open_session, select
@@ -144,7 +153,7 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
     opts = Options(text_field=text_field, id_field=id_field, lines=lines,
                    batch_size=batch_size, prefix=prefix, on_error=on_error,
                    store_text=store_text, concurrency=concurrency)
-    stream = target.adapter.open(input_path, opts)
+    stream = open_input(target.adapter, input_path, opts, content)
     session = None
     try:
         session = open_session(
@@ -157,11 +166,11 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
             plan = plan_run(session.vectorizer, stream, opts)
             print(plan.summary(), file=sys.stderr, flush=True)
             return
-        from embctl.embed.run import run
+        from embctl.embed.run import run, start_progress
 
         stats = run(session.vectorizer, stream,
                     lambda dim_hint: make_writer(output_path, fmt, opts, dim_hint), opts,
-                    progress=not quiet and stderr_is_tty())
+                    progress=start_progress(stream, quiet=quiet, to_stdout=output_path == "-"))
     finally:
         if session is not None:
             session.close()  # the model's hold released when the command ends, not at exit
@@ -188,7 +197,7 @@ def _cap(option: str | None) -> int | None:
 def _evict(cap: int, quiet: bool) -> None:
     import sqlite3
 
-    from embctl.console import human_size, warn
+    from embctl.console import human_size, plural, warn
     from embctl.vectors.store import enforce_cap
 
     try:
@@ -197,5 +206,6 @@ def _evict(cap: int, quiet: bool) -> None:
         warn(f"could not apply the cache size cap: {exc}")
         return
     if evicted and not quiet:
-        print(f"embctl: evicted {evicted:,} least recently used vectors (~{human_size(freed)})",
+        print(f"embctl: evicted {plural(evicted, 'least recently used vector')} "
+              f"(~{human_size(freed)})",
               file=sys.stderr)

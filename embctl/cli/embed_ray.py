@@ -13,7 +13,8 @@ from embctl.errors import UsageError
 #: Options of single-process embed that mean nothing to a Ray job (refused, named).
 NOT_WITH_RAY = {"lines": "--lines", "fmt": "--format", "dry_run": "--dry-run",
                 "max_cache_size": "--max-cache-size", "id_field": "--id-field",
-                "path_field": "--path-field", "image_range": "--image-range"}
+                "path_field": "--path-field", "image_range": "--image-range",
+                "content": "--content"}
 
 
 def _given(ctx: click.Context, name: str) -> bool:
@@ -22,11 +23,12 @@ def _given(ctx: click.Context, name: str) -> bool:
 
 
 def embed_on_ray(ctx: click.Context, ref: str) -> None:
-    from embctl.console import warn
+    from embctl.console import plural, warn
     from embctl.embed.inputs import MAX_SKIP_WARNINGS
     from embctl.embed.records import Options
     from embctl.scale.pipeline import prepare
-    from embctl.scale.runner import Job, run
+    from embctl.scale.reading import expand
+    from embctl.scale.runner import Job, check_output, run
 
     p = ctx.params
     refused = [flag for name, flag in NOT_WITH_RAY.items() if _given(ctx, name)]
@@ -38,6 +40,9 @@ def embed_on_ray(ctx: click.Context, ref: str) -> None:
                          "not stdin")
     if p["output_path"] == "-":
         raise UsageError("--engine ray writes -o DIR (a Parquet dataset), not stdout")
+    # -i and -o first: a typo is one line now, not after the backend and Ray start.
+    check_output(p["output_path"])
+    expand(p["input_path"])
     load = prepare(ref, dict(_pairs(ref, p["backend_options"])), prefix=p["prefix"],
                    flags={k: p[k] for k in OPTION_SHORTHANDS},
                    shared={"batch_size": p["batch_size"], "concurrency": p["concurrency"]})
@@ -53,9 +58,10 @@ def embed_on_ray(ctx: click.Context, ref: str) -> None:
     def started(cluster) -> None:
         if quiet:
             return
-        what = (f"local Ray started ({cluster.cpus} CPUs)" if cluster.started else
-                f"joined Ray at {job.address} ({cluster.nodes} nodes, {cluster.cpus} CPUs)")
-        workers = f"{job.workers} worker{'' if job.workers == 1 else 's'}"
+        cpus = plural(cluster.cpus, "CPU")
+        what = (f"local Ray started ({cpus})" if cluster.started else
+                f"joined Ray at {job.address} ({plural(cluster.nodes, 'node')}, {cpus})")
+        workers = plural(job.workers, "worker")
         print(f"embctl: {what} in {cluster.seconds:.1f}s; {workers}", file=sys.stderr,
               flush=True)
 
@@ -66,7 +72,7 @@ def embed_on_ray(ctx: click.Context, ref: str) -> None:
         warn(line)
     more = result.stats.skipped - min(result.stats.skipped, MAX_SKIP_WARNINGS)
     if more and len(result.warnings) >= MAX_SKIP_WARNINGS:
-        warn(f"{more:,} more bad lines skipped")
+        warn(f"{plural(more, 'more bad line')} skipped")
     print(result.stats.summary(), file=sys.stderr, flush=True)
 
 

@@ -16,6 +16,19 @@ cache_dir_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 
 
+def _set_verbose(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        from embctl.quiet import set_verbose
+
+        set_verbose()
+
+
+verbose_option = click.option(
+    "-v", "--verbose", is_flag=True, expose_value=False, is_eager=True, callback=_set_verbose,
+    help="Show the model libraries' own warnings, logs and progress bars (hidden by default: "
+    "they go to EMBCTL_HOME/logs/libraries.log).")
+
+
 def resolve_cache_dir(cache_dir: Path | None, *, must_exist: bool = False) -> Path:
     """The model cache; an explicit --cache-dir that is (under) a file is refused, and a
     missing one too with ``must_exist`` (ls, du, verify, rm: a typo is not an empty cache)."""

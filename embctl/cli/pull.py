@@ -115,7 +115,7 @@ def command(refs, revision, include, exclude, from_dir, follow_links, tensor, va
 
 
 def _summary(result) -> str:
-    from embctl.console import human_size
+    from embctl.console import human_size, plural
 
     name = f"{result.repo_id}@{result.commit[:8]}"
     if result.extra.get("unchanged"):
@@ -123,15 +123,15 @@ def _summary(result) -> str:
                 f"files already, as {name}; nothing imported")
     if result.extra.get("imported_from"):
         return (f"imported {name} from {result.extra['imported_from']}: "
-                f"{len(result.files)} files, {human_size(result.total_bytes)}")
+                f"{plural(len(result.files), 'file')}, {human_size(result.total_bytes)}")
     options = result.extra.get("options")
     if options:
         name += " (" + ", ".join(f"{k}={v}" for k, v in options.items()) + ")"
     if result.up_to_date:
         how = " (offline, not checked for updates)" if result.offline else ""
-        return (f"{name} is up to date{how}: {len(result.files)} files, "
+        return (f"{name} is up to date{how}: {plural(len(result.files), 'file')}, "
                 f"{human_size(result.total_bytes)}, nothing transferred")
     speed = result.downloaded_bytes / result.seconds if result.seconds else 0
-    return (f"pulled {name}: {result.downloaded_files} of {len(result.files)} files, "
+    return (f"pulled {name}: {result.downloaded_files} of {plural(len(result.files), 'file')}, "
             f"{human_size(result.downloaded_bytes)} in {result.seconds:.1f}s "
             f"({human_size(int(speed))}/s); {human_size(result.total_bytes)} in cache")

@@ -30,7 +30,8 @@ from embctl.cli.options import cache_dir_option, json_option, resolve_cache_dir
 @click.option("--max-size", default=None, metavar="SIZE",
               help="Remove incomplete and orphaned files, then the least recently used entries, "
               "until the caches fit in SIZE (10GB, 500MB). Not with REFs or --filter.")
-@click.option("--dry-run", "-n", is_flag=True, help="Show what would be removed; remove nothing.")
+@click.option("--dry-run/--no-dry-run", "-n", default=False,
+              help="Print what would be removed (on stdout, as ls prints); remove nothing.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @cache_dir_option
 @json_option
@@ -38,11 +39,11 @@ def command(refs, revision, only_vectors, namespaces, everything, prune, filters
             dry_run, yes, cache_dir, as_json):
     """Remove models, matrices or vector caches and report the space freed.
 
-    REF takes the same forms as pull: an alias, org/name, BACKEND:ID, REF@REV. By default
-    the model's files go (for matrix: refs, the matrix; for remote APIs such as openai:,
-    which keep no files, the vector caches). Computed vectors are kept unless --vectors or
-    --all asks for them. Without a terminal, -y is required: embctl never waits on a prompt
-    in scripts.
+    REF takes the same forms as pull (an alias, org/name, BACKEND:ID, REF@REV), and
+    the name ls prints in REF. By default the model's files go (for matrix: refs, the
+    matrix; for remote APIs such as openai:, which keep no files, the vector caches).
+    Computed vectors are kept unless --vectors or --all asks for them. Without a
+    terminal, -y is required: embctl never waits on a prompt in scripts.
 
     \b
     Examples:
@@ -52,13 +53,14 @@ def command(refs, revision, only_vectors, namespaces, everything, prune, filters
       embctl rm --prune -y                       # incomplete, orphaned, detached
       embctl rm --filter 'used>30d' --dry-run    # what nobody used for a month
       embctl rm --max-size 20GB -y               # least recently used first
+      embctl rm --namespace 469fded1 -y          # one vector cache (ls: NOTES ns=...)
 
     A model a running embctl holds (embed, export) is never removed by --filter or
     --max-size: it is named as skipped.
     """
     from dataclasses import replace
 
-    from embctl.console import human_size, info, print_json
+    from embctl.console import human_size, info, plural, print_json
     from embctl.errors import EmbctlError, UsageError
     from embctl.registry import resolve
     from embctl.stores import open_stores
@@ -88,21 +90,27 @@ def command(refs, revision, only_vectors, namespaces, everything, prune, filters
                        prune=prune)
     for entry in skipped:
         info(f"skipping {entry.kind} {entry.ref}: in use by a running embctl")
+    # A dry run's plan is its result: stdout, as ls's table. A removal's lines are progress,
+    # and what it freed a summary: stderr (as is the plan a prompt asks about).
+    result = click.echo if dry_run else info
     if not plan:
         if as_json:
             print_json(_report(plan, dry_run, skipped, policy))
         else:
-            info("nothing to remove")
+            result("nothing to remove")
         return
     verb = "would remove" if dry_run else ("removing" if yes else "will remove")
-    if not as_json or not yes:
+    if not as_json:
+        for item in plan.items:
+            result(f"{verb} {item.describe()}")
+    elif not yes and not dry_run:  # the prompt says what it asks about
         for item in plan.items:
             info(f"{verb} {item.describe()}")
     if not dry_run and not yes:
         if not sys.stdin.isatty():
             raise EmbctlError("not removing anything without confirmation: stdin is not a "
                               "terminal; pass -y to remove, or --dry-run to preview")
-        if not click.confirm(f"Remove {len(plan.items)} item(s), freeing "
+        if not click.confirm(f"Remove {plural(len(plan.items), 'item')}, freeing "
                              f"{human_size(plan.bytes_freed)}?", err=True):
             raise EmbctlError("nothing removed")
     if not dry_run and policy:
@@ -117,7 +125,7 @@ def command(refs, revision, only_vectors, namespaces, everything, prune, filters
         print_json(_report(plan, dry_run, skipped, policy))
     else:
         done = "would free" if dry_run else "freed"
-        info(f"{done} {human_size(plan.bytes_freed)} ({plan.bytes_freed:,} bytes)")
+        result(f"{done} {human_size(plan.bytes_freed)} ({plan.bytes_freed:,} bytes)")
 
 
 def _plan_policy(filters, max_size, cache_dir):

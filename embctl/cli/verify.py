@@ -30,7 +30,7 @@ def command(refs, repair, remote, jobs, cache_dir, as_json, quiet):
       embctl verify all-MiniLM-L6-v2 --repair
       embctl verify --remote --json
     """
-    from embctl.console import info, print_json
+    from embctl.console import info, plural, print_json
     from embctl.errors import EmbctlError
     from embctl.models.hub import is_offline
     from embctl.registry import resolve
@@ -47,7 +47,7 @@ def command(refs, repair, remote, jobs, cache_dir, as_json, quiet):
 
     def announce(repo, problems):
         if not quiet:
-            info(f"repairing {len(problems)} file(s) of {repo.repo_id}")
+            info(f"repairing {plural(len(problems), 'file')} of {repo.repo_id}")
 
     result = verify_stores(selection, VerifyOptions(repair=repair, remote=remote, workers=jobs,
                                                     quiet=quiet, on_repair=announce))
@@ -75,10 +75,9 @@ def command(refs, repair, remote, jobs, cache_dir, as_json, quiet):
                 caches = [e for e in d.entries if e.kind == "vectors"]
                 if caches:
                     n = sum(e.count or 0 for e in caches)
-                    many = len(caches) > 1
-                    click.echo(f"{d.ref}@{d.commit[:8]}: dropped {n:,} vectors ({len(caches)} "
-                               f"vector cache{'s' if many else ''}) computed before the repair; "
-                               "the next embed computes them again")
+                    click.echo(f"{d.ref}@{d.commit[:8]}: dropped {plural(n, 'vector')} "
+                               f"({plural(len(caches), 'vector cache')}) computed before the "
+                               "repair; the next embed computes them again")
                 for e in d.entries:
                     if e.kind != "vectors":
                         click.echo(f"{d.ref}@{d.commit[:8]}: dropped the {e.kind} {e.path}, "
@@ -86,10 +85,19 @@ def command(refs, repair, remote, jobs, cache_dir, as_json, quiet):
                 for line in (line for f in d.rebuilt for line in f.lines()):
                     click.echo(line)
         if not quiet:
-            ok, count = result.ok, len(problems)
-            info("checked " + ", ".join(r.summary for r in result.reports) + ": "
-                 + ("all OK" if ok and not count else
-                    f"{count} problem(s)" + (", repaired" if ok else "")
-                    + ("" if repair or ok else "; run with --repair to fix")))
+            info(_summary(result, len(problems), repair))
     if not result.ok:
         raise SystemExit(1)
+
+
+def _summary(result, count: int, repair: bool) -> str:
+    """``verified 2 models (14 files), 3 vector caches: all ok``: what each store checked,
+    in the words ``ls`` uses (a store that held nothing to check is left out)."""
+    checked = ", ".join(r.summary for r in result.reports if any(r.checked.values()))
+    if result.ok and not count:
+        return f"verified {checked}: all ok" if checked else "verified nothing: nothing cached"
+    from embctl.console import plural
+
+    verdict = (plural(count, "problem") + (", repaired" if result.ok else "")
+               + ("" if repair or result.ok else "; run with --repair to fix"))
+    return f"verified {checked or 'nothing'}: {verdict}"

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
+from embctl.console import plural
 from embctl.embed.inputs import BadLines, read_records, window_size, windows
 from embctl.embed.records import Options, Stats
 
@@ -38,20 +39,20 @@ class DryRun:
     blank: int = 0
 
     def summary(self) -> str:
-        parts = [f"{self.read:,} lines read", f"{self.records:,} inputs: {self.cached:,} cached",
-                 f"{self.to_send:,} would be sent in {self.batches:,} "
-                 f"{'request' if self.batches == 1 else 'requests'}"]
+        parts = [f"{plural(self.read, 'line')} read",
+                 f"{plural(self.records, 'input')}: {self.cached:,} cached",
+                 f"{self.to_send:,} would be sent in {plural(self.batches, 'request')}"]
         if self.duplicates:
-            parts.append(f"{self.duplicates:,} duplicates")
+            parts.append(plural(self.duplicates, "duplicate"))
         if self.tokens is not None:
             how = "" if self.tokens_exact else " (estimated)"
-            parts.append(f"~{self.tokens:,} tokens{how}")
+            parts.append(f"~{plural(self.tokens, 'token')}{how}")
         if self.skipped:
             parts.append(f"{self.skipped:,} skipped")
         line = f"embctl: dry run: {', '.join(parts)}; nothing sent"
         if self.over_limit:
-            line += (f"\nembctl: warning: {self.over_limit:,} inputs may exceed the model's "
-                     f"{self.input_limit:,}-token limit")
+            line += (f"\nembctl: warning: {plural(self.over_limit, 'input')} may exceed the "
+                     f"model's {self.input_limit:,}-token limit")
         return line
 
     def to_json(self) -> dict[str, Any]:

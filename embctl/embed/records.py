@@ -48,11 +48,13 @@ class Stats:
 
     def summary(self) -> str:
         rate = self.read / self.seconds if self.seconds > 0 else 0.0
-        parts = [f"{self.read:,} lines read", f"{self.embedded:,} embedded "
-                 f"({self.hits:,} cache hits, {self.computed:,} computed"
-                 + (f", {self.duplicates:,} duplicates" if self.duplicates else "")
-                 + (f", {self.damaged:,} damaged row{'s' if self.damaged != 1 else ''} "
-                    "recomputed" if self.damaged else "") + ")",
+        from embctl.console import plural
+
+        parts = [f"{plural(self.read, 'line')} read", f"{self.embedded:,} embedded "
+                 f"({plural(self.hits, 'cache hit')}, {self.computed:,} computed"
+                 + (f", {plural(self.duplicates, 'duplicate')}" if self.duplicates else "")
+                 + (f", {plural(self.damaged, 'damaged row')} recomputed" if self.damaged
+                    else "") + ")",
                  f"{self.skipped:,} skipped"]
         if self.blank:
             parts.append(f"{self.blank:,} blank")

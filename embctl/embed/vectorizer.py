@@ -25,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from embctl.console import warn
+from embctl.console import plural, warn
 from embctl.embed.batching import split, split_padded
 from embctl.errors import EmbctlError
 
@@ -317,7 +317,7 @@ class Vectorizer:
         vectors = np.asarray(self.embedder.embed(payloads), dtype="<f4")
         if vectors.ndim != 2 or vectors.shape[0] != len(payloads):
             raise EmbctlError(f"the backend returned shape {vectors.shape} for "
-                              f"{len(payloads)} inputs")
+                              f"{plural(len(payloads), 'input')}")
         if self.dim is None:
             self.dim = int(vectors.shape[1])
         elif vectors.shape[1] != self.dim:

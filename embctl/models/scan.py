@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from embctl.inventory import Entry
+from embctl.naming import row_name
 
 
 @dataclass(frozen=True, eq=False)
@@ -238,7 +239,8 @@ def model_entry(repo: CachedRepo, cache_dir: Path, recognize: Recognizer | None 
     backend = record.get("backend")
     if backend is None and head is not None and recognize is not None:
         backend = recognize([f.path for f in head.files])
-    return _entry(repo, record, backend, ref or record.get("ref") or repo.repo_id, head, uses)
+    return _entry(repo, record, backend, ref or row_name(backend, repo.repo_id, record.get("ref")),
+                  head, uses)
 
 
 def _entry(repo: CachedRepo, record: dict, backend: str | None, ref: str,
@@ -250,9 +252,11 @@ def _entry(repo: CachedRepo, record: dict, backend: str | None, ref: str,
 
     snapshot = os.path.join(repo.path, "snapshots", revision.commit) if revision else repo.path
     size = repo.size
+    shown = revision.files if revision is not None else []  # the files ITEMS counts
     if files is not None and revision is not None:
         wanted = set(files)
-        blobs = {f.blob for f in revision.files if f.path in wanted and f.blob in repo.blobs}
+        shown = [f for f in revision.files if f.path in wanted]
+        blobs = {f.blob for f in shown if f.blob in repo.blobs}
         size = sum(repo.blobs[b].size for b in blobs)  # type: ignore[index]
     return Entry(
         kind="model",
@@ -267,11 +271,13 @@ def _entry(repo: CachedRepo, record: dict, backend: str | None, ref: str,
                          (read_uses() if uses is None else uses).get(os.path.abspath(repo.path))),
         status=repo_status(repo, revision, record),
         extra={
+            "files": len(shown),  # of its revision (verify counts every revision's)
             "revisions": len(repo.revisions),
             "refs": sorted(repo.refs),
             "incomplete_bytes": repo.incomplete_size,
             **_pull_options(record, revision, backend),
         },
+        notes=f"{len(repo.revisions)} revisions" if len(repo.revisions) > 1 else "",
         source=repo,
     )
 
@@ -294,14 +300,15 @@ def backend_entries(repo: CachedRepo, cache_dir: Path, recognize: Recognizer | N
                     or not entry.get("complete") or not isinstance(info, dict):
                 continue
             seen.add(backend)
-            rows.append(_entry(repo, record, backend, info.get("ref") or repo.repo_id,
+            rows.append(_entry(repo, record, backend,
+                               row_name(backend, repo.repo_id, info.get("ref")),
                                revision, uses, list(info.get("files") or [])))
     if not rows:
         return [model_entry(repo, cache_dir, recognize, uses=uses, record=record)]
     head = repo.head()
     guess = recognize([f.path for f in head.files]) if head and recognize else None
     if guess and guess not in seen:  # pulled before records named backends
-        rows.append(_entry(repo, record, guess, repo.repo_id, head, uses))
+        rows.append(_entry(repo, record, guess, row_name(guess, repo.repo_id), head, uses))
     return rows
 
 

@@ -2,12 +2,16 @@
 
 Ray hands the driver its own exceptions around the one that failed the job (a task's error,
 an actor that died, Ray Data's wrapper of both).  The embctl error inside (a bad line naming
-its file, a worker that could not get its model naming its node) is what the user needs; a
-failure of Ray itself is reported by its first line.
+its file, a worker that could not get its model naming its node) is what the user needs;
+else the last line of the Python exception a worker raised, which Ray carries as text
+(``ModuleNotFoundError: No module named 'embctl.scale'``: a worker that cannot import
+embctl); a failure of Ray itself is reported by its first line.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterator
 
 from embctl.errors import EmbctlError
@@ -61,8 +65,47 @@ def translate(exc: BaseException) -> BaseException:
     found = _message_in(str(exc))
     if found:
         return EmbctlError(found)
-    text = str(exc).strip().splitlines()
+    cause = _worker_cause(exc)
+    if cause:
+        if _IMPORT.search(cause):
+            return EmbctlError(f"Ray's workers cannot import embctl: {cause}{_shadow_hint()}")
+        return EmbctlError(f"the Ray job failed on a worker: {cause}")
+    text = _ANSI.sub("", str(exc)).strip().splitlines()
     return EmbctlError(f"the Ray job failed: {text[0] if text else type(exc).__name__}")
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+#: The last line of a Python traceback: ``ModuleNotFoundError: No module named 'x'``.
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception): \S")
+_IMPORT = re.compile(r"^(?:ModuleNotFoundError|ImportError): .*\bembctl")
+
+
+def _worker_cause(exc: BaseException) -> str | None:
+    """The last line of the exception a worker raised, from the tracebacks Ray carries as
+    text (a task's error, an actor's creation task); Ray's own wrappers are passed over."""
+    for inner in _chain(exc):
+        for text in (getattr(inner, "traceback_str", None), getattr(inner, "error_msg", None),
+                     str(inner)):
+            if not isinstance(text, str):
+                continue
+            for line in reversed(_ANSI.sub("", text).splitlines()):
+                line = line.strip()
+                if _EXCEPTION_LINE.match(line) and not line.startswith("ray."):
+                    return line
+    return None
+
+
+def _shadow_hint() -> str:
+    """Ray puts the driver's working folder first on its workers' path: a folder named
+    embctl there (a project of one's own) is imported in place of the package."""
+    import embctl
+
+    here = os.path.join(os.getcwd(), "embctl")
+    package = os.path.dirname(os.path.realpath(embctl.__file__ or ""))
+    if os.path.isdir(here) and os.path.realpath(here) != package:
+        return (f" (a folder named embctl in {os.getcwd()} is imported in its place: Ray puts "
+                "the working folder first on its workers' path; run from another folder)")
+    return ""
 
 
 def _own_line(lines: list[str]) -> str:

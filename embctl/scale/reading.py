@@ -82,7 +82,7 @@ def datasource(opts: Options, rows_per_block: int, tally: Any) -> type:
             on_bad = _FileBadLines(path, opts, stats)
             rows: list[dict[str, Any]] = []
             first = 0
-            for record in read_records(_lines(f), opts, stats, on_bad):
+            for record in read_records(_lines(f), opts, stats, on_bad, hint_lines=False):
                 first = first or record.line
                 rows.append({**(record.obj or {}),
                              counting.ROW_COLUMN: counting.row_mark(path, record.line)})
@@ -110,6 +110,8 @@ def expand(path: str) -> tuple[list[str] | str, bool]:
             return path, _remote_is_dir(path)
         if not os.path.exists(path):
             raise UsageError(f"-i {path}: no such file or folder")
+        if os.path.isdir(path):
+            check_folder(path)
         return os.path.abspath(path), os.path.isdir(path)
     if remote:
         found = _remote_glob(path)
@@ -119,6 +121,45 @@ def expand(path: str) -> tuple[list[str] | str, bool]:
     if not found:
         raise UsageError(f"-i {path}: no file matches")
     return found, False
+
+
+def _readable(name: str) -> bool:
+    """A file name Ray Data reads in a folder: one of :data:`EXTENSIONS`, in any case."""
+    return name.lower().endswith(tuple(f".{ext}" for ext in EXTENSIONS))
+
+
+def check_folder(folder: str) -> None:
+    """A local folder must hold a file Ray Data will read, found as Ray lists it (the whole
+    tree; names starting with ``.`` or ``_`` right under the folder skipped): else Ray fails
+    only once started, with a traceback.  Stops at the first readable file."""
+    others: list[str] = []
+    skipped = 0
+    seen: set[str] = set()
+    for top, dirs, files in os.walk(folder, followlinks=True):  # as pyarrow's listing
+        if os.path.realpath(top) in seen:  # a link back up the tree
+            dirs.clear()
+            continue
+        seen.add(os.path.realpath(top))
+        dirs.sort()
+        for name in sorted(files):
+            relative = os.path.relpath(os.path.join(top, name), folder)
+            if not _readable(name):
+                others.append(relative)
+            elif relative.startswith((".", "_")):
+                skipped += 1
+            else:
+                return
+    if not others and not skipped:
+        raise UsageError(f"-i {folder}: the folder is empty; --engine ray reads its .jsonl, "
+                         ".json and .ndjson files (.gz too)")
+    parts = []
+    if others:
+        parts.append(f"{len(others):,} other files, e.g. {others[0]}" if len(others) > 1
+                     else f"1 other file: {others[0]}")
+    if skipped:
+        parts.append(f"{skipped:,} skipped, as Ray skips names starting with '.' or '_'")
+    raise UsageError(f"-i {folder}: no .jsonl, .json or .ndjson files ({'; '.join(parts)}); "
+                     "name a file or a glob to read others as JSONL")
 
 
 def _remote_is_dir(uri: str) -> bool:
@@ -157,8 +198,12 @@ def read(path: str, opts: Options, rows_per_block: int, tally: Any,
     import ray
 
     paths, folder = expand(path)
-    source = datasource(opts, rows_per_block, tally)(
-        paths, file_extensions=EXTENSIONS if folder else None)
+    try:
+        source = datasource(opts, rows_per_block, tally)(
+            paths, file_extensions=EXTENSIONS if folder else None)
+    except ValueError as exc:  # a remote folder Ray lists with nothing to read in it
+        text = str(exc).strip().splitlines()
+        raise UsageError(f"-i {path}: {text[0] if text else 'nothing to read'}") from None
     files = _files(source)
     count = max(blocks or 0, files or 0) or None
     return ray.data.read_datasource(source, num_cpus=0, override_num_blocks=count)

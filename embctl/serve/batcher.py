@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from embctl.console import plural
 from embctl.errors import EmbctlError
 from embctl.serve.openai_shapes import ApiError
 from embctl.serve.worklimit import estimate
@@ -263,9 +264,8 @@ class Worker:
             matrix, cached, computed = self._vectors(texts)
         except Exception as exc:  # noqa: BLE001 - a failing model must not end the worker
             if self.abandoned or isinstance(exc, Abandoned):  # stopped by the shutdown
-                log.info("embeddings %s: shutting down: stopped between two batches, %d "
-                         "request%s left uncomputed", self.name, len(group),
-                         "" if len(group) == 1 else "s")
+                log.info("embeddings %s: shutting down: stopped between two batches, %s "
+                         "left uncomputed", self.name, plural(len(group), "request"))
                 for request in group:
                     request.settle(error=shutting_down())
                 return
@@ -284,9 +284,9 @@ class Worker:
         if self.metrics is not None:  # never raises
             self.metrics.window(self.name, len(texts), computed, self._calls)
         if self.verbose:
-            log.info("embeddings %s: %d request%s, %d inputs (%d cached, %d computed) in "
-                     "%.1f ms", self.name, len(group), "" if len(group) == 1 else "s",
-                     len(texts), cached, computed, self._busy * 1000)
+            log.info("embeddings %s: %s, %s (%d cached, %d computed) in %.1f ms", self.name,
+                     plural(len(group), "request"), plural(len(texts), "input"), cached,
+                     computed, self._busy * 1000)
         row = 0  # logged first: a client that has its answer finds the window in the log
         for request, n in zip(group, tokens, strict=True):
             request.settle((matrix[row:row + len(request.texts)], n))

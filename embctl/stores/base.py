@@ -53,7 +53,7 @@ class VerifyReport:
     """What a store's ``verify`` found."""
 
     checked: dict[str, int]  # counts for ``verify --json``'s "checked"
-    summary: str  # the same, for people: "2 model(s) (24 files)"
+    summary: str  # the same, for people: "2 models (24 files)"
     problems: tuple[Finding, ...] = ()
     #: (repo id, commit, ref) of revisions whose bytes were wrong before a repair: whatever
     #: other stores derived from them (vectors) is no longer to be trusted.

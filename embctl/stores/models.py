@@ -63,11 +63,13 @@ class ModelStore:
         return model_entries(self.cache_dir, recognize_backend)
 
     def select(self, model: Model | None = None, key: str | None = None) -> list[Entry]:
-        """The repo a reference names, shown as it was named (alias or repo id); every model
-        repo, by repo id, when ``model`` is None."""
+        """The repo a reference names, by the name ``ls`` shows for the reference's backend
+        (``embctl.naming``: one form however it was typed); every model repo when ``model``
+        is None."""
         if model is None:
-            return [model_entry(repo, self.cache_dir, ref=repo.repo_id)
+            return [model_entry(repo, self.cache_dir, recognize_backend)
                     for repo in scan_cache(self.cache_dir) if repo.repo_type == "model"]
+        from embctl.naming import row_name
         from embctl.paths import repo_folder_name
         from embctl.registry import get_backend
 
@@ -77,7 +79,7 @@ class ModelStore:
         if repo is None:
             return []
         return [model_entry(repo, self.cache_dir, recognize_backend,
-                            ref=model.alias or model.repo_id)]
+                            ref=row_name(model.backend, model.repo_id, model.ref))]
 
     def named_by(self, model: Model, scope: Scope) -> bool:
         # A backend with its own pull (matrix:) keeps its models elsewhere; the Hub repo of
@@ -108,8 +110,9 @@ class ModelStore:
         else:
             problems = check_models(repos, self.cache_dir, names, **kwargs)
         files = sum(len(r.files) for repo in repos for r in repo.revisions)
-        return VerifyReport({"models": len(repos), "files": files},
-                            f"{len(repos)} model(s) ({files} files)", tuple(problems), damaged,
+        revisions = sum(len(repo.revisions) for repo in repos)
+        return VerifyReport({"models": len(repos), "revisions": revisions, "files": files},
+                            _summary(len(repos), revisions, files), tuple(problems), damaged,
                             repaired)
 
     def forget_revision(self, repo_id: str, commit: str) -> list[Entry]:
@@ -138,3 +141,13 @@ class ModelStore:
         from embctl.models.usage import model_usage
 
         return model_usage(self.cache_dir)
+
+
+def _summary(models: int, revisions: int, files: int) -> str:
+    """``2 models (14 files)``: model repos (``ls`` shows one a row per backend pulled) and
+    the files of their revisions (what ITEMS of a model row counts); the revisions are
+    named when a repo has several (``ls`` shows the head, with "N revisions" in NOTES)."""
+    from embctl.console import plural
+
+    more = f"{plural(revisions, 'revision')}, " if revisions > models else ""
+    return f"{plural(models, 'model')} ({more}{plural(files, 'file')})"

@@ -75,6 +75,7 @@ class Removal:
     frees: tuple[Doomed, ...] = ()  # the files whose bytes removing this frees
     shown: tuple[str, ...] = SHOWN  # the keys of its ``rm --json`` row
     show_path: bool = False  # the human line ends with the path
+    notes: str = ""  # what tells it apart from others of its name (the entry's, as ls shows)
     #: Run after the plan's deletions (e.g. forget a pull record, drop an emptied repo folder).
     finish: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
@@ -86,12 +87,15 @@ class Removal:
         return {key: getattr(self, key) for key in self.shown}
 
     def describe(self) -> str:
-        """``model all-MiniLM-L6-v2 (91.6 MB)``: what ``rm`` prints after its verb."""
+        """``model all-MiniLM-L6-v2 (91.6 MB)``, ``vectors all-MiniLM-L6-v2 [ns=469fded1,
+        prefix='query: '] (49.2 kB)``: what ``rm`` prints after its verb."""
         from embctl.console import human_size
 
         what = self.ref or self.repo_id or ""
         if self.revision:
             what += f"@{self.revision[:8]}"
+        if self.notes:
+            what += f" [{self.notes}]"
         text = f"{self.kind} {what} ({human_size(self.freed_bytes)})"
         return text + (f": {self.path}" if self.show_path else "")
 
@@ -167,7 +171,7 @@ def remove_files(kind: str, root: str | os.PathLike[str], entry: Entry,
     paths = tuple(os.fspath(p) for p in files)
     frees = tuple(d for d in map(Doomed.of, paths) if d is not None)
     return Removal(kind, os.fspath(root), entry.ref, entry.repo_id, None, entry.path,
-                   files=paths, frees=frees)
+                   files=paths, frees=frees, notes=entry.notes)
 
 
 def _what(item: Removal) -> tuple:

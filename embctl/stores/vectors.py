@@ -72,7 +72,9 @@ class VectorCacheStore:
         from embctl.vectors.scan import check_vectors
 
         checks = check_vectors(entries, repair=options.repair) if entries else []
-        return VerifyReport({"vector_caches": len(checks)}, f"{len(checks)} vector cache(s)",
+        from embctl.console import plural
+
+        return VerifyReport({"vector_caches": len(checks)}, plural(len(checks), "vector cache"),
                             tuple(c for c in checks if not c.ok))
 
     def forget_revision(self, repo_id: str, commit: str, backend: str | None = None

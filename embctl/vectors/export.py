@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from embctl.console import plural
 from embctl.errors import EmbctlError, UsageError
 from embctl.outfile import OutputFile
 from embctl.vectors import rowcheck
@@ -75,12 +76,13 @@ def export_vectors(store_file: Path, out: Path, fmt: str) -> dict[str, Any]:
         while rows := cur.fetchmany(2048):
             damaged = [r for r in rows if not rowcheck.check((r[0], r[1], r[3], r[4]), dim, sums)]
             if damaged:  # checked as embed checks a hit: nothing damaged is exported
-                raise EmbctlError(f"{store_file.name}: {len(damaged)} damaged rows (their "
-                                  "checksum does not match); run `embctl verify --repair`")
+                raise EmbctlError(f"{store_file.name}: {plural(len(damaged), 'damaged row')} "
+                                  "(their checksum does not match); run `embctl verify --repair`")
             rows = [r[:3] for r in rows]  # (key, vec, text), as the writers take them
             bad = [r for r in rows if len(r[1]) != dim * 4]
             if bad:
-                raise EmbctlError(f"{store_file.name}: {len(bad)} vectors of the wrong size; "
+                raise EmbctlError(f"{store_file.name}: {plural(len(bad), 'vector')} of the wrong "
+                                  "size; "
                                   "run `embctl verify --repair`")
             matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(-1, dim)
             with main.guard():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from embctl.console import plural
 from embctl.errors import EmbctlError
 
 if TYPE_CHECKING:
@@ -61,5 +62,6 @@ def check_finite(embedder: Embedder, vectors: np.ndarray) -> None:
     hint = (f"run `embctl verify {name}`" if _cached_files(embedder)
             else "check cached models with `embctl verify`")
     raise EmbctlError(
-        f"{name} returned NaN or infinite values for {bad} of {len(vectors)} inputs; none of "
+        f"{name} returned NaN or infinite values for {bad} of {plural(len(vectors), 'input')}; "
+        "none of "
         f"them was written or cached. Its files may be damaged: {hint}")

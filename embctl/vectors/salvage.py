@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from embctl.console import plural
 from embctl.vectors import rowcheck, store
 
 Row = tuple[bytes, bytes, "str | None", int, "bytes | None"]  # key, vec, text, last_used, sum
@@ -41,10 +42,10 @@ class Salvage:
         if self.dropped:
             return f"dropped the file: nothing could be read ({self.reason})"
         if self.expected is None:
-            return (f"saved {self.saved:,} vectors into a new file; how many could not be read "
-                    "is unknown (its count was unreadable)")
+            return (f"saved {plural(self.saved, 'vector')} into a new file; how many could not "
+                    "be read is unknown (its count was unreadable)")
         lost = max(0, self.expected - self.saved)
-        return (f"saved {self.saved:,} of {self.expected:,} vectors into a new file; "
+        return (f"saved {self.saved:,} of {plural(self.expected, 'vector')} into a new file; "
                 f"{lost:,} could not be read{self._damaged()} (the next embed computes them "
                 "again)")
 
@@ -64,8 +65,9 @@ class Survey:
     expected: int | None  # what the file's meta says it holds
 
     def describe(self) -> str:
-        of = f" of {self.expected:,}" if self.expected is not None else ""
-        return (f"{self.good:,}{of} vectors can be read whole, {self.damaged:,} damaged rows "
+        readable = (f"{self.good:,} of {plural(self.expected, 'vector')}" if self.expected
+                    is not None else plural(self.good, "vector"))
+        return (f"{readable} can be read whole, {plural(self.damaged, 'damaged row')} "
                 "(read back with a wrong checksum): run with --repair to keep only the good ones")
 
 

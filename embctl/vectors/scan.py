@@ -15,8 +15,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from embctl.console import plural
 from embctl.inventory import Entry
+from embctl.naming import row_name
 from embctl.vectors import rowcheck, store
+from embctl.vectors.notes import annotate
 
 if TYPE_CHECKING:
     from embctl.backends import Model
@@ -40,11 +43,12 @@ def _entry(path: Path) -> Entry:
     ns = info.namespace
     backend = ns.get("backend")
     repo_id = ns.get("repo_id")
-    ref = info.ref or _fallback_ref(backend, repo_id)
+    # The name every row of this model has (an alias or the repo id), whatever was typed.
+    ref = row_name(backend, repo_id, info.ref) if repo_id or info.ref else path.stem
     params = {k: v for k, v in ns.items() if k not in ("backend", "repo_id", "revision", "v")}
     return Entry(
         kind="vectors",
-        ref=ref or path.stem,
+        ref=ref,
         repo_id=repo_id,
         backend=backend,
         revision=ns.get("revision"),
@@ -56,21 +60,6 @@ def _entry(path: Path) -> Entry:
         extra={"namespace": info.ns_id or path.stem, "params": params,
                "stores_text": info.stores_text},
     )
-
-
-def _fallback_ref(backend: str | None, repo_id: str | None) -> str | None:
-    """The reference of a cache whose file recorded none: ``backend:repo_id``, or the bare
-    repo id for the default backend (whose references need no prefix)."""
-    if backend is None or repo_id is None:
-        return repo_id
-    from embctl.errors import UsageError
-    from embctl.registry import default_backend
-
-    try:
-        default = default_backend().name
-    except UsageError:  # no default backend installed
-        default = None
-    return repo_id if backend == default else f"{backend}:{repo_id}"
 
 
 #: A file with no tables yet is one that VectorStore.open is creating (the file exists from
@@ -89,8 +78,9 @@ def _being_created(path: Path, exc: BaseException) -> bool:
 
 
 def vector_entries(root: Path | None = None) -> list[Entry]:
-    """One Entry (kind "vectors") per cache file; unreadable files have status "broken"."""
-    return [_entry(path) for path in store.store_files(root)]
+    """One Entry (kind "vectors") per cache file, with its notes (what tells it apart from
+    the others: :mod:`embctl.vectors.notes`); unreadable files have status "broken"."""
+    return annotate(_entry(path) for path in store.store_files(root))
 
 
 def _matches(entry: Entry, model: Model | None, namespace: str | None) -> bool:
@@ -296,16 +286,17 @@ def _inspect(entry: Entry, repair: bool, check: VectorCheck) -> bool:
             others = {k: n for k, n in check.bad.items() if k != "damaged"}
             if check.bad.get("damaged"):
                 n = check.bad["damaged"]
-                check.problems.append(f"{n} damaged row{'s' if n != 1 else ''}: the checksum "
+                check.problems.append(f"{plural(n, 'damaged row')}: the checksum "
                                       "does not match the vector (cut off or overwritten)")
             if others:
                 details = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(others.items()))
-                check.problems.append(f"{sum(others.values())} bad vectors ({details})")
+                check.problems.append(f"{plural(sum(others.values()), 'bad vector')} "
+                                      f"({details})")
             if repair:
                 with store._Txn(conn):
                     check.removed = store._delete(conn, [k for k, _ in flagged])
                 check.repaired = check.removed == len(flagged)
-                check.problems.append(f"removed {check.removed} bad vectors; "
+                check.problems.append(f"removed {plural(check.removed, 'bad vector')}; "
                                       "they will be recomputed on the next embed")
     except sqlite3.DatabaseError as exc:
         check.ok = False

@@ -214,23 +214,33 @@ class ImageEmbedder(Embedder):
 
 
 def _load_model(path: Path, device: str, ref: str):
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    import logging
+    from embctl.quiet import library_warnings, route_logs, verbose
 
-    logging.getLogger("transformers").setLevel(logging.ERROR)
+    loud = verbose()  # the libraries' logs, warnings and bars: only under -v (embctl.quiet)
+    if not loud:
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         import torch
         from transformers import AutoModel
         from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
     except ImportError:
         raise EmbctlError("the image backend needs transformers and torch: "
                           "pip install 'embctl[image]'") from None
+    route_logs("transformers", "huggingface_hub", "torch")
+    if loud:
+        import warnings
+
+        with warnings.catch_warnings():  # huggingface_hub's bars stay off (embctl draws the
+            warnings.simplefilter("ignore")  # downloads): its "cannot enable" is no news
+            hf_logging.enable_progress_bar()
+    else:
+        hf_logging.disable_progress_bar()
     if not any(path.glob("*.safetensors")):
         raise EmbctlError(f"{ref}: no safetensors weights in {path}")
     try:
-        net = AutoModel.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
+        with library_warnings():
+            net = AutoModel.from_pretrained(str(path), local_files_only=True,
+                                            use_safetensors=True)
         net = net.to(device).eval()
         if device == "cpu" and getattr(net.config, "model_type", "") != "vit":
             net = net.to(memory_format=torch.channels_last)

@@ -205,12 +205,18 @@ def _export_into(bucket: Path, snapshot: Path, repo_id: str, revision: str, vari
 
 def _convert(snapshot: Path, target: Path, source: Export | None) -> dict:
     """fp32 from the snapshot, or int8 from the fp32 export; the libraries kept quiet (their
-    warnings and progress bars are not the user's business; a failure still raises)."""
+    warnings and progress bars are not the user's business; a failure still raises), unless
+    -v (embctl.quiet)."""
     import logging
     import warnings
 
+    from embctl.quiet import verbose
     from embctl_onnx.exports import convert
 
+    if verbose():
+        if source is None:
+            return convert.export_fp32(snapshot, target)
+        return {**convert.quantize_int8(source.path, target), "from_sha256": source.sha256}
     root = logging.getLogger()
     level = root.level
     with warnings.catch_warnings():

@@ -27,7 +27,9 @@ def make_tokenizer(embedder: ONNXEmbedder, *, truncate: bool = True, pad: bool =
     False), padding each batch to its longest input (unless ``pad`` is False: `encode`
     pads)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-    from tokenizers import Tokenizer
+    from embctl_onnx.session import library
+
+    Tokenizer = library("tokenizers").Tokenizer  # noqa: N806 - the class, as imported
 
     path = embedder.path / "tokenizer.json"
     try:

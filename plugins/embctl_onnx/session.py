@@ -25,6 +25,19 @@ _SESSIONS: dict[tuple[str, str, int], Any] = {}
 _LOCK = threading.Lock()
 
 
+def library(name: str) -> Any:
+    """``import name``, or one line saying what to install: a half-installed image (an
+    extra left out, a wheel missing for this platform) fails at the first batch, not with a
+    traceback."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise EmbctlError(f"the onnx backend cannot import {name} ({exc}): "
+                          "pip install 'embctl[onnx]'") from None
+
+
 def physical_cores() -> int:
     """Physical cores this process may run on (Linux topology), else the CPU count."""
     try:
@@ -55,7 +68,7 @@ def providers_for(device: str) -> list[Any]:
     if check_device(device) == "cpu":
         return ["CPUExecutionProvider"]
     index = device.partition(":")[2]
-    import onnxruntime as ort
+    ort = library("onnxruntime")
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         raise EmbctlError(f"--device {device}: this onnxruntime has no CUDA execution provider; "
@@ -74,7 +87,7 @@ def open_session(path: Path, device: str, threads: int | None, label: str) -> An
 
 def _make(path: Path, device: str, threads: int | None, label: str) -> Any:
     providers = providers_for(device)
-    import onnxruntime as ort
+    ort = library("onnxruntime")
 
     ort.set_default_logger_severity(3)  # its warnings about unused initializers are noise
     opts = ort.SessionOptions()

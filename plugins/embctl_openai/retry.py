@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from embctl.console import plural
 from embctl.errors import EmbctlError
 
 T = TypeVar("T")
@@ -119,7 +120,7 @@ def call_with_retries(
             raise EmbctlError(verdict.message) from None
         if number == policy.max_attempts:
             raise EmbctlError(
-                f"{verdict.message}; gave up after {policy.max_attempts} attempts"
+                f"{verdict.message}; gave up after {plural(policy.max_attempts, 'attempt')}"
             ) from None
         if verdict.retry_after is not None:
             if verdict.retry_after > policy.max_retry_after_s:

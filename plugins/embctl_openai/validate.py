@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from embctl.console import plural
 from embctl.errors import EmbctlError
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ def parse_embeddings(body: bytes | str, count: int, dim: int | None) -> tuple[np
     if not isinstance(data, list):
         raise MalformedResponse("the response has no 'data' list")
     if len(data) != count:
-        raise MalformedResponse(f"{len(data)} vectors for {count} inputs")
+        raise MalformedResponse(f"{plural(len(data), 'vector')} for {plural(count, 'input')}")
     order: list[int] = []
     for position, item in enumerate(data):
         index = item.get("index", position) if isinstance(item, dict) else position

@@ -244,32 +244,51 @@ def files_identity(path: Path) -> tuple:
     return tuple(found)
 
 
-def _load_st(path: Path, device: str, ref: str):
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    import logging
+#: The libraries whose logs and warnings are not the user's business unless -v
+#: (embctl.quiet): the load report of a checkpoint with unused weights, the tokenizer's
+#: "longer than the specified maximum" (embctl's own truncation line says it once).
+LIBRARIES = ("sentence_transformers", "transformers", "huggingface_hub", "torch")
 
-    for name in ("sentence_transformers", "transformers"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+
+def _load_st(path: Path, device: str, ref: str):
+    from embctl.quiet import library_warnings, route_logs, verbose
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    loud = verbose()
+    if not loud:
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from embctl_st.deferred import sklearn_deferred
 
-    try:
-        with sklearn_deferred():  # ~1.5 s of a cold start that embedding never uses
-            from sentence_transformers import SentenceTransformer
-    except ImportError:
-        raise EmbctlError(
-            "the st backend needs sentence-transformers: pip install 'embctl[st]'") from None
+    with library_warnings():
+        try:
+            with sklearn_deferred():  # ~1.5 s of a cold start that embedding never uses
+                from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise EmbctlError(
+                "the st backend needs sentence-transformers: pip install 'embctl[st]'") from None
+        route_logs(*LIBRARIES)  # after the import: transformers sets its logger up then
+        _progress_bars(loud)
+        try:
+            return SentenceTransformer(str(path), device=device, local_files_only=True)
+        except Exception as exc:  # a broken snapshot, a bad device name...
+            text = " ".join(str(exc).split())[:300]
+            raise EmbctlError(f"{ref}: cannot load the model on {device}: {text}") from None
+
+
+def _progress_bars(on: bool) -> None:
+    """transformers' "Loading weights" bars: only under -v (a process-wide switch)."""
     try:
         from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # "Loading weights" bars are noise on stderr
     except ImportError:
-        pass
-    try:
-        return SentenceTransformer(str(path), device=device, local_files_only=True)
-    except Exception as exc:  # a broken snapshot, a bad device name...
-        text = " ".join(str(exc).split())[:300]
-        raise EmbctlError(f"{ref}: cannot load the model on {device}: {text}") from None
+        return
+    if on:
+        import warnings
+
+        with warnings.catch_warnings():  # huggingface_hub's bars stay off (embctl draws the
+            warnings.simplefilter("ignore")  # downloads): its "cannot enable" is no news
+            hf_logging.enable_progress_bar()
+    else:
+        hf_logging.disable_progress_bar()
 
 
 def load(model: Model, options: dict[str, Any]) -> STEmbedder:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from embctl.console import plural
 from embctl.stores.vectors import has_files
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ class OnnxExportStore:
                                       and c.entry.status not in ("incomplete", "stale")
                                       and c.entry.repo_id and c.entry.revision))
         n = len(checks)
-        return VerifyReport({"onnx_exports": n}, f"{n} ONNX export(s)", bad, damaged,
+        return VerifyReport({"onnx_exports": n}, plural(n, "ONNX export"), bad, damaged,
                             reaches="onnx")  # an export feeds only the onnx backend
 
     def forget_revision(self, repo_id: str, commit: str) -> list[Entry]:
