@@ -147,6 +147,62 @@ def test_no_plugin_imports_another_and_the_core_imports_no_plugin():
     assert bad == []
 
 
+# -- embctl.plugin: the plugins' one door into embctl ----------------------------------------
+
+def _past_the_door(tree: ast.AST) -> list[int]:
+    """Lines importing embctl other than through ``embctl.plugin`` (TYPE_CHECKING too: the
+    types a plugin names are part of what it may use)."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names = ([f"embctl.{a.name}" for a in node.names] if node.module == "embctl"
+                     else [node.module])
+        else:
+            continue
+        if any(n.split(".")[0] == "embctl" and n != "embctl.plugin" for n in names):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_plugins_import_embctl_only_through_embctl_plugin():
+    found = []
+    for folder in (ROOT / "plugins", ROOT / "tests" / "support" / "plugin_pkg"):
+        for path in sorted(folder.rglob("*.py")):
+            found += [f"{path.relative_to(ROOT)}:{n}"
+                      for n in _past_the_door(ast.parse(path.read_text()))]
+    assert found == []
+    assert _past_the_door(ast.parse(
+        "import embctl\nimport embctl.paths\nfrom embctl import load\n"
+        "def f():\n    from embctl.models.hub import repo_dir\n"
+        "from embctl.plugin import Backend\nfrom embctl import plugin\nimport embctl_st\n"
+    )) == [1, 2, 3, 5]
+
+
+def test_embctl_plugin_names_are_importable_documented_and_typed():
+    import embctl.plugin as door
+
+    doc = door.__doc__ or ""
+    listed = re.findall(r"^    (\w+) {2,}\S", doc, re.M)  # "    name   what it is"
+    assert len(door.__all__) == len(set(door.__all__)) and sorted(listed) == sorted(door.__all__)
+    missing = [n for n in door.__all__ if getattr(door, n, None) is None]
+    assert missing == []
+    # the lazy names' homes agree with the TYPE_CHECKING imports editors and checkers read
+    tree = ast.parse((ROOT / "embctl" / "plugin.py").read_text())
+    typed = {a.name: n.module for node in tree.body if isinstance(node, ast.If)
+             and _is_type_checking(node) for n in node.body for a in n.names}
+    assert typed == door._HOME
+    with pytest.raises(AttributeError, match="no attribute 'read_ref'"):
+        door.read_ref  # noqa: B018
+
+
+def test_the_core_does_not_import_embctl_plugin():
+    """embctl.plugin is the plugins' door, not a hub the core goes through."""
+    assert [name for name, deps in import_graph().items()
+            if name.split(".")[0] == "embctl" and "embctl.plugin" in deps] == []
+
+
 def test_files_are_small():
     big = []
     for folder, limit in (("embctl", SOURCE_LIMIT), ("plugins", SOURCE_LIMIT),

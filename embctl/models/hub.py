@@ -165,3 +165,12 @@ def read_ref(storage: Path, name: str) -> str | None:
     except OSError:
         return None
     return value if is_commit(value) else None
+
+
+def cached_commit(cache_dir: Path, repo_id: str, revision: str | None) -> str | None:
+    """The commit ``revision`` names in the Hugging Face cache at ``cache_dir``: the revision
+    itself when it is a commit, else what its branch or tag (``main`` for None) points to;
+    None when the cache has no such ref.  Offline and cheap.  For plugins
+    (``embctl.plugin``), which read the cache through this, not through its ``refs`` files."""
+    return revision if is_commit(revision) else read_ref(repo_dir(cache_dir, repo_id),
+                                                          revision or "main")

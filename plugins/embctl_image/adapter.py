@@ -35,11 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from embctl.embed.adapter import InputAdapter
+from embctl.plugin import InputAdapter
 
 if TYPE_CHECKING:
-    from embctl.embed.adapter import VectorSource
-    from embctl.embed.records import Options, Record
+    from embctl.plugin import Options, Record, VectorSource
 
 #: Chunks whose decoding is queued ahead of the one on the model.
 PREFETCH = 2

@@ -20,7 +20,7 @@ import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from embctl.errors import UsageError
+from embctl.plugin import UsageError
 
 if TYPE_CHECKING:
     from PIL import Image

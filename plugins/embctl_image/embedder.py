@@ -26,10 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from embctl.backends import Embedder, Model
-from embctl.device import pick_device
-from embctl.errors import EmbctlError
-from embctl.models.locate import locate
+from embctl.plugin import EmbctlError, Embedder, Model, locate, pick_device
 from embctl_image.adapter import Ready
 from embctl_image.decode import DecodeError, Scaling, decode
 from embctl_image.preprocess import Preprocessor
@@ -214,7 +211,7 @@ class ImageEmbedder(Embedder):
 
 
 def _load_model(path: Path, device: str, ref: str):
-    from embctl.quiet import library_warnings, route_logs, verbose
+    from embctl.plugin import library_warnings, route_logs, verbose
 
     loud = verbose()  # the libraries' logs, warnings and bars: only under -v (embctl.quiet)
     if not loud:

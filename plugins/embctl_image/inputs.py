@@ -13,10 +13,10 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import IO, TYPE_CHECKING
 
-from embctl.errors import UsageError
+from embctl.plugin import UsageError
 
 if TYPE_CHECKING:
-    from embctl.embed.records import Options
+    from embctl.plugin import Options
 
 #: What ``-i DIR`` picks up (case-insensitive); other files are ignored.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")

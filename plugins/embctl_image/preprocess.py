@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from embctl.errors import EmbctlError
+from embctl.plugin import EmbctlError
 
 if TYPE_CHECKING:
     import numpy as np

@@ -14,8 +14,7 @@ backend's callables when a command needs them.
 
 from __future__ import annotations
 
-from embctl.backends import Backend, Option
-from embctl.hookspecs import hookimpl
+from embctl.plugin import Backend, Option, hookimpl
 
 #: What ``load`` takes besides the core's cache_dir and quiet (``pull`` takes ``tensor`` too).
 OPTIONS = (

@@ -14,9 +14,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from embctl.console import warn
-from embctl.errors import EmbctlError
-from embctl.models.hub import Listing, RemoteFile, is_commit, read_ref, repo_dir
+from embctl.plugin import EmbctlError, Listing, RemoteFile, cached_commit, repo_dir, warn
 from embctl_matrix.matrices.format import FormatError, read_header_from
 from embctl_matrix.matrices.writer import PendingFile
 from embctl_matrix.remote import Counter, RemoteHeader
@@ -28,7 +26,7 @@ def offline_listing(cache_dir: Path, repo_id: str, revision: str | None) -> List
     """The cached revision of ``repo_id`` (a commit, or the commit a cached branch or tag
     points to) as a listing of its snapshot's files, or None when the cache has none."""
     storage = repo_dir(cache_dir, repo_id)
-    commit = revision if is_commit(revision) else read_ref(storage, revision or "main")
+    commit = cached_commit(cache_dir, repo_id, revision)
     snapshot = storage / "snapshots" / commit if commit else None
     if snapshot is None or not snapshot.is_dir():
         return None
@@ -83,8 +81,7 @@ class CachedWeights:
 def _intact(file: Path, want: RemoteFile) -> bool | None:
     """True: ``file`` holds ``want``'s bytes.  False: it is there but fails its hash.
     None: it is not there, or is another file (other size or name)."""
-    from embctl.models.blobcheck import damaged
-    from embctl.models.hashing import hash_blob, hash_kind
+    from embctl.plugin import damaged, hash_blob, hash_kind
 
     try:
         if file.stat().st_size != want.size:
@@ -107,7 +104,7 @@ def _intact(file: Path, want: RemoteFile) -> bool | None:
 
 def read_header(ref: str, file: Path, path: str, counter: Counter) -> RemoteHeader:
     """The safetensors header of a cached file, as :func:`remote.read_header` gives it."""
-    from embctl.noatime import open_noatime
+    from embctl.plugin import open_noatime
 
     try:
         with open_noatime(file) as f:
@@ -122,7 +119,7 @@ def copy_range(ref: str, file: Path, start: int, sink: PendingFile, counter: Cou
                on_progress: Callable[[int], None] = lambda n: None) -> None:
     """Append ``file``'s bytes ``start + sink.have .. start + sink.size`` to ``sink``
     (read without moving the blob's atime: this is no use of the model that pulled it)."""
-    from embctl.noatime import open_noatime
+    from embctl.plugin import open_noatime
 
     with open_noatime(file) as f:
         f.seek(start + sink.have)

@@ -13,8 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from embctl.backends import Embedder, Model
-from embctl.errors import EmbctlError, UsageError
+from embctl.plugin import EmbctlError, Embedder, Model, UsageError
 from embctl_matrix.matrices import store
 from embctl_matrix.matrices.arrays import raw_memmap, to_float
 
@@ -104,6 +103,6 @@ def load(model: Model, options: dict[str, Any]) -> StaticEmbedder:
 
 def _snapshot(info: store.MatrixInfo, options: dict[str, Any]) -> Path | None:
     """The first source's snapshot, for a tokenizer the matrix did not keep."""
-    from embctl.models.locate import snapshot_dir
+    from embctl.plugin import snapshot_dir
 
     return snapshot_dir(info.sources[0], info.revisions[0], options.get("cache_dir"))

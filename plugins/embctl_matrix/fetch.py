@@ -17,17 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embctl.backends import Model
-from embctl.errors import EmbctlError, UsageError
-from embctl.models.hub import (
+from embctl.plugin import (
+    EmbctlError,
     HubUnreachable,
     Listing,
+    Model,
+    UsageError,
+    hub_cache_dir,
     hub_error,
     import_hf,
     is_offline,
     is_safe_repo_path,
 )
-from embctl.paths import hub_cache_dir
 from embctl_matrix import cached as from_cache
 from embctl_matrix import locate, remote
 from embctl_matrix.matrices import store
@@ -74,7 +75,7 @@ def pull_matrix(model: Model, options: dict[str, Any]) -> dict[str, Any]:
             raise HubUnreachable.offline(ref)
         listings = [x for x in found if x is not None]
     else:
-        from embctl.models.hub import list_revision
+        from embctl.plugin import list_revision
 
         listings = [list_revision(r, model.revision, ref) for r in repo_ids]
     cached = _cached(repo_ids, [x.commit for x in listings], wanted)
@@ -235,7 +236,7 @@ def _build(ref: str, revision: str | None, located: list[Located], dtype: str,
            counter: remote.Counter, *, quiet: bool, explicit: bool) -> store.MatrixInfo:
     from filelock import FileLock
 
-    from embctl.progress import ByteProgress
+    from embctl.plugin import ByteProgress
 
     sources = [x.source for x in located]
     final = store.matrix_path(sources)
@@ -352,7 +353,7 @@ def _keep_tokenizer(info: store.MatrixInfo, first: Located) -> None:
 
 def _summary(info: store.MatrixInfo, began: float, *, downloaded: int, up_to_date: bool,
              offline: bool = False, from_cache: int = 0) -> dict[str, Any]:
-    from embctl.console import human_size
+    from embctl.plugin import human_size
 
     size = info.path.stat().st_size
     name = f"{info.ref} ({info.dtype} {list(info.shape)}, {human_size(info.nbytes)})"

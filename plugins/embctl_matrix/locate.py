@@ -6,7 +6,7 @@ the single file's header; shapes from the header of the shard that holds the ten
 
 from __future__ import annotations
 
-from embctl.errors import EmbctlError
+from embctl.plugin import EmbctlError
 
 #: Exact names used by common architectures, most specific first.
 KNOWN_NAMES = (

@@ -10,13 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from embctl.stores.vectors import has_files
+from embctl.plugin import has_files
 
 if TYPE_CHECKING:
-    from embctl.backends import Model
-    from embctl.inventory import Entry
-    from embctl.stores.base import Scope, VerifyOptions, VerifyReport
-    from embctl.stores.plan import RemovalPlan
+    from embctl.plugin import Entry, Model, RemovalPlan, Scope, VerifyOptions, VerifyReport
 
 
 class MatrixStore:
@@ -61,7 +58,7 @@ class MatrixStore:
     def verify(self, entries: list[Entry], options: VerifyOptions) -> VerifyReport:
         """Each matrix's data against the sha256 in its header; ``repair`` pulls a bad one
         again and deletes stale .npy files."""
-        from embctl.stores.base import VerifyReport
+        from embctl.plugin import VerifyReport
         from embctl_matrix.matrices.verify import check_entry
 
         checks = [check_entry(e, repair=options.repair) for e in entries]
@@ -73,14 +70,14 @@ class MatrixStore:
         return []
 
     def plan_removal(self, entries: list[Entry], model: Model | None = None) -> RemovalPlan:
-        from embctl.stores.plan import RemovalPlan, remove_files
+        from embctl.plugin import RemovalPlan, remove_files
         from embctl_matrix.matrices.store import matrix_files
 
         return RemovalPlan(tuple(remove_files(self.kind, self.root, e,
                                               matrix_files(Path(e.path))) for e in entries))
 
     def plan_prune(self, entries: list[Entry] | None = None) -> RemovalPlan:
-        from embctl.stores.plan import RemovalPlan
+        from embctl.plugin import RemovalPlan
 
         return RemovalPlan()
 

@@ -14,8 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from embctl.errors import EmbctlError
-from embctl.models.hub import hub_error, import_hf
+from embctl.plugin import EmbctlError, hub_error, import_hf
 from embctl_matrix.matrices.format import (
     FormatError,
     parse_header_json,

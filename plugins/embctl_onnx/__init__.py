@@ -7,8 +7,7 @@ this CPU.  Nothing heavy is imported here: ``embctl ls`` imports every plugin.
 
 from __future__ import annotations
 
-from embctl.backends import Backend, Option
-from embctl.hookspecs import hookimpl
+from embctl.plugin import Backend, Option, hookimpl
 from embctl_onnx.variants import VARIANTS
 
 OPTIONS = (

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embctl.errors import EmbctlError
+from embctl.plugin import EmbctlError
 
 #: Pooling modes (sentence-transformers' names), and the legacy ``pooling_mode_*`` keys of
 #: each, in the order sentence-transformers concatenates them when several are on.

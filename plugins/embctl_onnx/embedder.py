@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from embctl.backends import Embedder, Model
-from embctl.console import warn
+from embctl.plugin import Embedder, Model, warn
 from embctl_onnx.config import STConfig, read_config
 from embctl_onnx.locate import OnnxFiles, locate_onnx
 

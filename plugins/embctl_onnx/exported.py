@@ -25,7 +25,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from embctl.errors import EmbctlError
+from embctl.plugin import EmbctlError
 from embctl_onnx.exports.layout import (
     MODEL_FILE,
     TMP_PREFIX,
@@ -116,8 +116,7 @@ def export_lock(repo_id: str, revision: str, variant: str):
     <revision>-<variant>.lock`` (a ``filelock.FileLock``, not taken)."""
     from filelock import FileLock
 
-    from embctl.models.holds import lock_path
-    from embctl.models.safefs import lock_file
+    from embctl.plugin import lock_file, lock_path
 
     root = exports_dir()
     return FileLock(lock_file(root, lock_path(root, repo_id, f"{revision}-{variant}.lock")))
@@ -128,7 +127,7 @@ def _locked(repo_id: str, revision: str, variant: str, quiet: bool) -> Iterator[
     """The bucket's export lock, waited for."""
     from filelock import Timeout
 
-    from embctl.console import info
+    from embctl.plugin import info
 
     lock = export_lock(repo_id, revision, variant)
     try:
@@ -146,8 +145,7 @@ def _locked(repo_id: str, revision: str, variant: str, quiet: bool) -> Iterator[
 def _model_held(snapshot: Path, repo_id: str):
     """Hold the model in use while its snapshot is read (``rm --max-size`` leaves it alone),
     when the snapshot lies in a Hub cache."""
-    from embctl.models.holds import hold
-    from embctl.paths import repo_folder_name
+    from embctl.plugin import hold, repo_folder_name
 
     if snapshot.parent.name == "snapshots" and \
             snapshot.parent.parent.name == repo_folder_name(repo_id):
@@ -175,7 +173,7 @@ def _remove(path: Path) -> None:
 
 def _export_into(bucket: Path, snapshot: Path, repo_id: str, revision: str, variant: str,
                  source: Export | None, quiet: bool) -> Export:
-    from embctl.console import human_size, info
+    from embctl.plugin import human_size, info
 
     tmp = bucket.parent / f"{TMP_PREFIX}{variant}-{uuid.uuid4().hex[:12]}"
     tmp.mkdir(parents=True)
@@ -210,7 +208,7 @@ def _convert(snapshot: Path, target: Path, source: Export | None) -> dict:
     import logging
     import warnings
 
-    from embctl.quiet import verbose
+    from embctl.plugin import verbose
     from embctl_onnx.exports import convert
 
     if verbose():

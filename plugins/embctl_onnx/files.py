@@ -64,7 +64,7 @@ def select_files(paths: list[str], options: dict | None = None) -> list[str]:
     """Of every file in the repo, those a pull of ``variant`` (options; default fp32) needs.
     A repo without ``tokenizer.json`` is refused here, before anything is downloaded (and
     a bad ``EMBCTL_ONNX_CPU`` too)."""
-    from embctl.errors import EmbctlError
+    from embctl.plugin import EmbctlError
     from embctl_onnx.variants import forced_cpu
 
     forced_cpu()

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embctl.backends import Model
-from embctl.errors import EmbctlError
+from embctl.plugin import EmbctlError, Model
 from embctl_onnx.variants import preferred_files, variant_of
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -99,15 +98,14 @@ def locate_onnx(model: Model, options: dict[str, Any]) -> OnnxFiles:
     variant = options.get("variant") or "fp32"
     if model.local_path:
         root = Path(model.local_path)
-        from embctl.models.locate import dir_fingerprint
+        from embctl.plugin import dir_fingerprint
 
         rel = present(root, variant)
         if rel is None:
             raise EmbctlError(f"{model.ref}: no {variant} ONNX file in {root} (looked for "
                               f"{', '.join(preferred_files(variant)[:3])}...)")
         return _from_snapshot(root, "local-" + dir_fingerprint(root), rel)
-    from embctl.models.locate import cached_snapshot, locate
-    from embctl.paths import hub_cache_dir
+    from embctl.plugin import cached_snapshot, hub_cache_dir, locate
 
     cache = hub_cache_dir(options.get("cache_dir"))
     found = cached_snapshot(model, cache, preferred_files(variant))

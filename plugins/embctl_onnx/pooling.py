@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embctl.errors import EmbctlError
+from embctl.plugin import EmbctlError
 from embctl_onnx.config import Dense
 
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from embctl.backends import Model
-from embctl.errors import EmbctlError
+from embctl.plugin import EmbctlError, Model
 from embctl_onnx.locate import exported_module, find_export, present
 from embctl_onnx.variants import preferred_files
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from embctl.errors import EmbctlError
+from embctl.plugin import EmbctlError
 from embctl_onnx.pooling import load_dense, normalize, pool
 from embctl_onnx.session import check_graph, open_session
 

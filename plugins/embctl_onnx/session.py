@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from embctl.errors import EmbctlError, UsageError
+from embctl.plugin import EmbctlError, UsageError
 
 #: Inputs the backend can feed a transformer graph; ``input_ids`` is required.
 KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")

@@ -42,7 +42,7 @@ def forced_cpu() -> str | None:
     if not forced:
         return None
     if forced not in CPU_KINDS:
-        from embctl.errors import UsageError
+        from embctl.plugin import UsageError
 
         raise UsageError(f"bad EMBCTL_ONNX_CPU {raw!r}: expected one of "
                          f"{', '.join(CPU_KINDS)} (or unset it to detect this CPU)")

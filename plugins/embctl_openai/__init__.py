@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from embctl.backends import Alias, Backend, Option
-from embctl.errors import UsageError
-from embctl.hookspecs import hookimpl
+from embctl.plugin import Alias, Backend, Option, UsageError, hookimpl
 
 
 def _base_url(text: str) -> str:

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from embctl.errors import EmbctlError
+from embctl.plugin import EmbctlError
 from embctl_openai.faults import classify
 from embctl_openai.redact import install_log_filter
 from embctl_openai.retry import RetryPolicy, Throttle, call_with_retries

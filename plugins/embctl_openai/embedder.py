@@ -13,9 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from embctl.backends import Embedder, Model
-from embctl.embed.batching import split
-from embctl.errors import EmbctlError, UsageError
+from embctl.plugin import EmbctlError, Embedder, Model, UsageError, split
 from embctl_openai.client import EmbeddingsClient
 from embctl_openai.settings import Settings, from_options
 from embctl_openai.tokens import token_counter
@@ -100,7 +98,7 @@ class OpenAIEmbedder(Embedder):
 
 
 def _notify(message: str) -> None:
-    from embctl.console import warn
+    from embctl.plugin import warn
 
     warn(f"openai: {message}")
 

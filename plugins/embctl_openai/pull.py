@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from embctl.errors import UsageError
+from embctl.plugin import UsageError
 from embctl_openai.embedder import load
 
 PROBE = "embctl access check"

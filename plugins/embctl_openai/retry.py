@@ -22,8 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from embctl.console import plural
-from embctl.errors import EmbctlError
+from embctl.plugin import EmbctlError, plural
 
 T = TypeVar("T")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from embctl.errors import UsageError
+from embctl.plugin import UsageError
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 

@@ -14,8 +14,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from embctl.console import plural
-from embctl.errors import EmbctlError
+from embctl.plugin import EmbctlError, plural
 
 if TYPE_CHECKING:
     import numpy as np

@@ -6,8 +6,7 @@ the first model is needed.
 
 from __future__ import annotations
 
-from embctl.backends import Alias, Backend, Option
-from embctl.hookspecs import hookimpl
+from embctl.plugin import Alias, Backend, Option, hookimpl
 from embctl_st.files import select_files
 
 MB = 1_000_000

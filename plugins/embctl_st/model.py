@@ -16,11 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from embctl.backends import Embedder, Model
-from embctl.console import warn
-from embctl.device import pick_device
-from embctl.errors import EmbctlError
-from embctl.models.locate import locate
+from embctl.plugin import EmbctlError, Embedder, Model, locate, pick_device, warn
 
 #: Loaded SentenceTransformer objects, by (the identity of the model's files, device): once
 #: per process for the same files, wherever they are linked from.
@@ -251,7 +247,7 @@ LIBRARIES = ("sentence_transformers", "transformers", "huggingface_hub", "torch"
 
 
 def _load_st(path: Path, device: str, ref: str):
-    from embctl.quiet import library_warnings, route_logs, verbose
+    from embctl.plugin import library_warnings, route_logs, verbose
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     loud = verbose()

@@ -58,7 +58,7 @@ def matrix_info(ref: str) -> dict[str, Any]:
 def pull_matrix(ref: str, *, tensor: str | None = None, quiet: bool = True,
                 cache_dir: str | Path | None = None) -> dict[str, Any]:
     """Fetch a matrix (``matrix:A[+B][@REV]``) into the cache; return the pull summary."""
-    from embctl.registry import get_backend, resolve
+    from embctl.plugin import get_backend, resolve
 
     text = ref if ref.startswith("matrix:") else f"matrix:{ref}"
     model = resolve(text)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embctl.errors import EmbctlError, UsageError
+from embctl.plugin import EmbctlError, UsageError
 from embctl_matrix.matrices.format import ITEMSIZE
 from embctl_matrix.matrices.store import NUMPY_DTYPE, MatrixInfo, require_matrix
 

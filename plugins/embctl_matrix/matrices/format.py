@@ -49,7 +49,7 @@ def parse_header_json(raw: bytes) -> dict[str, Any]:
 def read_header(path: Path | str) -> tuple[dict[str, Any], int]:
     """Return (header, data_offset) of a local safetensors file, read without moving its
     atime (``ls`` reading a header is no use of the matrix: docs/cache.md)."""
-    from embctl.noatime import open_noatime
+    from embctl.plugin import open_noatime
 
     with open_noatime(path) as f:
         return read_header_from(f)

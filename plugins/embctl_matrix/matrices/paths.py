@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from embctl.paths import embctl_home
+from embctl.plugin import embctl_home
 
 
 def matrices_dir() -> Path:

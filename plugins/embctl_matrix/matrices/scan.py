@@ -14,8 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from embctl.inventory import Entry
-from embctl.stores.files import files_size, last_used
+from embctl.plugin import Entry, files_size, last_used
 from embctl_matrix.matrices.format import FormatError
 from embctl_matrix.matrices.paths import matrices_dir
 from embctl_matrix.matrices.store import (
@@ -27,7 +26,7 @@ from embctl_matrix.matrices.store import (
 )
 
 if TYPE_CHECKING:
-    from embctl.backends import Model
+    from embctl.plugin import Model
     from embctl_matrix.matrices.verify import MatrixCheck
 
 _PENDING = re.compile(rf"^(?P<stem>.+){re.escape(SUFFIX)}(?:\.part\d+)?(?:{INCOMPLETE})?$")

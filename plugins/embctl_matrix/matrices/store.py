@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embctl.errors import EmbctlError
+from embctl.plugin import EmbctlError
 from embctl_matrix.matrices.format import FormatError, read_header, tensors
 from embctl_matrix.matrices.paths import matrices_dir
 

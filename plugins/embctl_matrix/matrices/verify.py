@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embctl.errors import EmbctlError
-from embctl.inventory import Entry
+from embctl.plugin import EmbctlError, Entry
 from embctl_matrix.matrices.format import FormatError
 from embctl_matrix.matrices.store import MatrixInfo, glob_escape, matrix_files, read_info
 
@@ -42,7 +41,7 @@ class MatrixCheck:
 def rehash(info: MatrixInfo) -> tuple[str, int]:
     """(sha256 of the data bytes, bytes found after the header); no use of the matrix, so
     read without moving its atime."""
-    from embctl.noatime import open_noatime
+    from embctl.plugin import open_noatime
 
     h = hashlib.sha256()
     got = 0
@@ -70,7 +69,7 @@ def _npy_shape_ok(path: Path, info: MatrixInfo) -> bool:
     import ast
     import struct
 
-    from embctl.noatime import open_noatime
+    from embctl.plugin import open_noatime
 
     try:
         with open_noatime(path) as f:
@@ -125,8 +124,7 @@ def _repair(check: MatrixCheck, info: MatrixInfo | None) -> MatrixCheck:
     if info is None:
         check.problems.append("deleted; run `embctl pull` for it again")
         return check
-    from embctl.backends import Model
-    from embctl.registry import get_backend
+    from embctl.plugin import Model, get_backend
 
     backend = check.entry.backend or ""
     model = Model(info.ref, backend, "+".join(info.sources), info.requested_revision)

@@ -14,7 +14,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from embctl.errors import EmbctlError
+from embctl.plugin import EmbctlError
 
 INCOMPLETE = ".incomplete"
 

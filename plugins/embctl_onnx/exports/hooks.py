@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from embctl.hookspecs import hookimpl
+from embctl.plugin import hookimpl
 
 
 @hookimpl

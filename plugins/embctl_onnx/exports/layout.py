@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embctl.noatime import open_noatime
-from embctl.paths import embctl_home, repo_folder_name
+from embctl.plugin import embctl_home, open_noatime, repo_folder_name
 
 LAYOUT = "v1"
 MANIFEST = "manifest.json"

@@ -18,8 +18,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from embctl.errors import EmbctlError
-from embctl.inventory import Entry
+from embctl.plugin import EmbctlError, Entry
 from embctl_onnx.exports.scan import ExportCheck, snapshot_of
 
 
@@ -201,7 +200,7 @@ def prunable(entry: Entry, cache_dir: Path | None) -> bool:
 
 def removal(root: Path, entry: Entry):
     """The removal of one export's folder, with the bytes it frees."""
-    from embctl.stores.plan import Doomed, Removal
+    from embctl.plugin import Doomed, Removal
 
     folder = Path(entry.path)
     try:

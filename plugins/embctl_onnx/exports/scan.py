@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embctl.inventory import Entry
-from embctl.stores.files import files_size, last_used
+from embctl.plugin import Entry, files_size, last_used
 from embctl_onnx.exports.layout import (
     TMP_PREFIX,
     VARIANTS,
@@ -140,7 +139,7 @@ class ExportCheck:
 
 def snapshot_of(cache_dir: Path, entry: Entry) -> Path | None:
     """The Hub cache snapshot an export was made from, when it is still there."""
-    from embctl.paths import repo_folder_name
+    from embctl.plugin import repo_folder_name
 
     if not entry.repo_id or not entry.revision:
         return None

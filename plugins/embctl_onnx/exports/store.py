@@ -13,14 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from embctl.console import plural
-from embctl.stores.vectors import has_files
+from embctl.plugin import has_files, plural
 
 if TYPE_CHECKING:
-    from embctl.backends import Model
-    from embctl.inventory import Entry
-    from embctl.stores.base import Scope, VerifyOptions, VerifyReport
-    from embctl.stores.plan import RemovalPlan
+    from embctl.plugin import Entry, Model, RemovalPlan, Scope, VerifyOptions, VerifyReport
 
 
 class OnnxExportStore:
@@ -62,7 +58,7 @@ class OnnxExportStore:
         return scope != "vectors"
 
     def verify(self, entries: list[Entry], options: VerifyOptions) -> VerifyReport:
-        from embctl.stores.base import VerifyReport
+        from embctl.plugin import VerifyReport
         from embctl_onnx.exports.repair import check_export
 
         checks = [check_export(e, self.cache_dir, repair=options.repair) for e in entries]
@@ -91,7 +87,7 @@ class OnnxExportStore:
         return rebuild(self.scan(), self.cache_dir, repo_id, commit, paths)
 
     def plan_removal(self, entries: list[Entry], model: Model | None = None) -> RemovalPlan:
-        from embctl.stores.plan import RemovalPlan
+        from embctl.plugin import RemovalPlan
         from embctl_onnx.exports.repair import removal
 
         return RemovalPlan(tuple(removal(self.root, e) for e in entries))
@@ -99,7 +95,7 @@ class OnnxExportStore:
     def plan_prune(self, entries: list[Entry] | None = None) -> RemovalPlan:
         """Interrupted exports nobody is writing, and exports whose snapshot has left the
         Hub cache (the onnx backend reads the configs and tokenizer from it)."""
-        from embctl.stores.plan import RemovalPlan
+        from embctl.plugin import RemovalPlan
         from embctl_onnx.exports.repair import prunable, removal
 
         chosen = entries if entries is not None else self.scan()

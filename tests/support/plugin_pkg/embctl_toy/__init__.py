@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from embctl.backends import Alias, Backend, Model, Option
-from embctl.hookspecs import hookimpl
+from embctl.plugin import Alias, Backend, Model, Option, hookimpl
 
 FILES = ("toy.json", "weights.bin")
 

@@ -9,9 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from embctl.backends import Embedder, Model
-from embctl.errors import EmbctlError
-from embctl.models.locate import locate
+from embctl.plugin import EmbctlError, Embedder, Model, locate
 
 
 class ToyEmbedder(Embedder):
