@@ -7,7 +7,7 @@ input itself.  The core writes it, whatever the backend:
   ``export`` find a model's caches by these; a plugin need not know them);
 - what the pipeline itself changes: ``prefix``, ``input_kind``, and ``v``, this layout's version.
 
-The cache file is named by a hash of the canonical JSON of this dict (embctl/vectors/store.py),
+The cache file is named by a hash of the canonical JSON of this dict (embctl/vectors/naming.py),
 so a key added or dropped here orphans every cache: keep the result stable.
 """
 

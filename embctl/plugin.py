@@ -20,6 +20,8 @@ Input adapters:
     Record             one input line: its number, text and JSON object
 Stores (``register_stores``):
     Store              the protocol a plugin's store implements for ls, du, rm, verify
+    FolderStore        a Store over a folder of items: say where it is and how to read one
+    ItemCheck          verify's verdict on one item: its problems, repaired or not
     Scope              which of a model's things ``rm`` names: "default", "vectors", "all"
     Entry              one immutable inventory row (a model, a cache, a matrix...)
     VerifyOptions      what ``verify`` was asked: repair, remote, workers, quiet
@@ -128,8 +130,8 @@ if TYPE_CHECKING:
     from embctl.registry import get_backend, resolve
     from embctl.stores.base import Scope, Store, VerifyOptions, VerifyReport
     from embctl.stores.files import files_size, last_used
+    from embctl.stores.folder import FolderStore, ItemCheck, has_files
     from embctl.stores.plan import Doomed, Removal, RemovalPlan, remove_files
-    from embctl.stores.vectors import has_files
 
 #: Where each lazily imported name lives (the same as the TYPE_CHECKING imports above).
 _HOMES = {
@@ -155,8 +157,8 @@ _HOMES = {
     "embctl.registry": "get_backend resolve",
     "embctl.stores.base": "Scope Store VerifyOptions VerifyReport",
     "embctl.stores.files": "files_size last_used",
+    "embctl.stores.folder": "FolderStore ItemCheck has_files",
     "embctl.stores.plan": "Doomed Removal RemovalPlan remove_files",
-    "embctl.stores.vectors": "has_files",
 }
 _HOME = {name: module for module, names in _HOMES.items() for name in names.split()}
 
@@ -164,8 +166,8 @@ __all__ = [
     "hookimpl", "Backend", "Alias", "Option", "Model",
     "Embedder", "split", "pick_device",
     "InputAdapter", "VectorSource", "Options", "Record",
-    "Store", "Scope", "Entry", "VerifyOptions", "VerifyReport", "RemovalPlan", "Removal",
-    "Doomed", "remove_files", "files_size", "last_used", "has_files",
+    "Store", "FolderStore", "ItemCheck", "Scope", "Entry", "VerifyOptions", "VerifyReport",
+    "RemovalPlan", "Removal", "Doomed", "remove_files", "files_size", "last_used", "has_files",
     "EmbctlError", "UsageError", "HubUnreachable",
     "locate", "cached_snapshot", "snapshot_dir", "dir_fingerprint", "pull", "PullResult",
     "damaged", "hash_kind", "hash_blob", "open_noatime",

@@ -6,7 +6,7 @@ import math
 import sqlite3
 
 from embctl.backends import Embedder, Model
-from embctl.vectors import scan, store
+from embctl.vectors import evict, naming, scan, sqlite, store
 
 NS = {"backend": "st", "repo_id": "org/model", "revision": "a" * 40, "normalize": False}
 
@@ -17,9 +17,9 @@ def blob(*values: float) -> bytes:
 
 def test_namespace_changes_file_and_keys(tmp_path):
     other = {**NS, "normalize": True}
-    assert store.store_path(NS, tmp_path) != store.store_path(other, tmp_path)
-    assert store.namespace_id(NS) == store.namespace_id(dict(reversed(NS.items())))
-    a, b = store.KeyMaker(store.namespace_id(NS)), store.KeyMaker(store.namespace_id(other))
+    assert naming.store_path(NS, tmp_path) != naming.store_path(other, tmp_path)
+    assert naming.namespace_id(NS) == naming.namespace_id(dict(reversed(NS.items())))
+    a, b = naming.KeyMaker(naming.namespace_id(NS)), naming.KeyMaker(naming.namespace_id(other))
     assert a(b"text") != b(b"text") and a(b"text") == a(b"text")
 
 
@@ -53,7 +53,7 @@ def test_verify_flags_bad_vectors_and_repair_removes_them(tmp_path):
 
 
 def test_verify_reports_corrupt_file(tmp_path):
-    path = store.store_path(NS, tmp_path)
+    path = naming.store_path(NS, tmp_path)
     path.write_bytes(b"garbage" * 1000)
     (check,) = scan.verify_vectors(root=tmp_path)
     assert not check.ok and check.problems
@@ -83,7 +83,7 @@ def test_eviction_keeps_recently_used(tmp_path):
     new = [(s.key(f"new{i}".encode()), blob(*([1.0] * 384)), None) for i in range(100)]
     s.put_many(new)
     s.close()
-    evicted, _ = store.enforce_cap(300_000, tmp_path)
+    evicted, _ = evict.enforce_cap(300_000, tmp_path)
     assert evicted >= 100
     s = store.VectorStore.open(NS, root=tmp_path)
     assert len(s.get_many([k for k, _, _ in new])) == 100
@@ -108,10 +108,10 @@ def test_concurrent_connections_do_not_lock(tmp_path):
 
 
 def test_page_size_fits_whole_rows():
-    assert store.page_size_for(None) == 8192 and store.page_size_for(384) == 8192
-    assert store.page_size_for(1536) == 32768 and store.page_size_for(3072) == 65536
+    assert sqlite.page_size_for(None) == 8192 and sqlite.page_size_for(384) == 8192
+    assert sqlite.page_size_for(1536) == 32768 and sqlite.page_size_for(3072) == 65536
     for dim in (64, 256, 384, 512, 768, 1024, 1536, 3072):
-        size = store.page_size_for(dim)
+        size = sqlite.page_size_for(dim)
         rows = (size - 100) // (dim * 4 + 48)
         assert rows >= 1 and (size - 100 - rows * (dim * 4 + 48)) < size // 10, dim
 
@@ -241,8 +241,8 @@ def test_a_cache_file_being_created_is_incomplete_not_broken(tmp_path):
     import os
     import time
 
-    path = tmp_path / f"{'c' * 32}{store.SUFFIX}"
-    conn = store.connect(path)  # what VectorStore.open does before creating the schema
+    path = tmp_path / f"{'c' * 32}{naming.SUFFIX}"
+    conn = sqlite.connect(path)  # what VectorStore.open does before creating the schema
     (entry,) = scan.vector_entries(tmp_path)
     assert entry.status == "incomplete" and "being created" in entry.extra["error"]
     (check,) = scan.verify_vectors(root=tmp_path)

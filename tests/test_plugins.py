@@ -17,7 +17,7 @@ from embctl.backends import Backend, Embedder, Model, Option
 from embctl.errors import UsageError
 from embctl.namespace import namespace_for
 from embctl.options import check_options, format_backend_options, parse_options, with_defaults
-from embctl.vectors.store import namespace_id
+from embctl.vectors.naming import namespace_id
 
 PLUGINS = Path(__file__).parent.parent / "plugins"
 

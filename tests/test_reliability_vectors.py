@@ -370,11 +370,11 @@ def test_lazy_store_creates_its_file_with_the_first_commit(tmp_path):
     reads it."""
     from embctl.embed.adapter import TextAdapter
     from embctl.embed.vectorizer import Vectorizer
-    from embctl.vectors import scan, store
+    from embctl.vectors import naming, scan, store
 
     ns = {"backend": "test", "repo_id": "org/model", "revision": "b" * 40}
     early = store.VectorStore.open(ns, root=tmp_path, create=False)
-    path = store.store_path(ns, tmp_path)
+    path = naming.store_path(ns, tmp_path)
     assert early.get_many([early.key(b"x")]) == {} and early.count() == 0
     early.mark_stores_text()
     early.close()

@@ -26,6 +26,7 @@ from embctl.stores.models import ModelStore
 from embctl.stores.plan import Removal, RemovalPlan
 from embctl.stores.rm import plan_rm
 from embctl.stores.vectors import VectorCacheStore
+from embctl.vectors import files as vector_files
 from embctl.vectors import store as vector_store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,7 +90,7 @@ def test_plan_knows_the_bytes_before_and_counts_shared_blobs_once(pulled, hub):
     assert [i.kind for i in plan.items] == ["model", "vectors"]
     assert plan.items[0].freed_bytes == 0
     known = plan.bytes_freed
-    assert known == vector_store.file_size(cache_file) > 0
+    assert known == vector_files.file_size(cache_file) > 0
     assert pulled.repo_dir.exists() and cache_file.exists()  # planning deleted nothing
     assert freed_by(plan, cache, vectors) == known
     assert not pulled.repo_dir.exists() and not cache_file.exists()

@@ -198,7 +198,7 @@ def _evict(cap: int, quiet: bool) -> None:
     import sqlite3
 
     from embctl.console import human_size, plural, warn
-    from embctl.vectors.store import enforce_cap
+    from embctl.vectors.evict import enforce_cap
 
     try:
         evicted, freed = enforce_cap(cap)

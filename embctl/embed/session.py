@@ -107,7 +107,7 @@ def open_session(target: Target, load_options: dict[str, Any], *, cache: str = "
         if store is not None and store_text:
             store.mark_stores_text()  # with the first write (none: the file stays as it is)
     elif cache == "read":
-        from embctl.vectors.store import store_path
+        from embctl.vectors.naming import store_path
 
         if store_path(namespace).exists():
             store = open_store(namespace, ref)

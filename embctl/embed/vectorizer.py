@@ -78,7 +78,7 @@ class Vectorizer:
         self.store_text = store_text
         self.on_progress = on_progress
         self.dim: int | None = store.dim if store else None
-        from embctl.vectors.store import KeyMaker
+        from embctl.vectors.naming import KeyMaker
 
         self._key = store.key if store else KeyMaker("no-cache")
         self._pool: ThreadPoolExecutor | None = None

@@ -7,6 +7,7 @@ and ``verify`` loop over them, in this order.  The scanners (``embctl.models.sca
 
     embctl.stores.base           the Store protocol, VerifyOptions, VerifyReport
     embctl.stores.plan           RemovalPlan: what goes, the bytes it frees, execute()
+    embctl.stores.folder         FolderStore: the base of a store that is a folder of items
     embctl.stores.models         Hub model repos in the Hugging Face cache
     embctl.stores.model_removal  planning a repo's, a revision's, or --prune's removal
     embctl.stores.vectors        vector caches under EMBCTL_HOME/vectors

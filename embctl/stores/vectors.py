@@ -9,55 +9,33 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from embctl.stores.folder import FolderStore, has_files
+
 if TYPE_CHECKING:
     from embctl.backends import Model
     from embctl.inventory import Entry
-    from embctl.stores.base import Scope, VerifyOptions, VerifyReport
-    from embctl.stores.plan import RemovalPlan
+    from embctl.stores.base import Scope, VerifyOptions
+    from embctl.vectors.scan import VectorCheck
 
 
-def has_files(path: Path) -> bool:
-    try:
-        return any(path.iterdir())
-    except OSError:
-        return False
-
-
-class VectorCacheStore:
+class VectorCacheStore(FolderStore):
     """Vector caches under ``root`` (default: ``EMBCTL_HOME/vectors``)."""
 
     kind = "vectors"
     du_lines = (("vectors", "vector caches"),)
-    du_optional: frozenset[str] = frozenset()
+    noun = "vector cache"
+    key_field = "namespace"  # rm --namespace ID: an id or unique prefix
 
-    def __init__(self, folder: Path | None = None) -> None:
-        self.folder = folder
-
-    @classmethod
-    def open(cls, cache_dir: Path) -> VectorCacheStore:
-        return cls()  # under EMBCTL_HOME, whichever model cache is used
-
-    @property
-    def root(self) -> Path:
+    def default_folder(self) -> Path:
         from embctl.paths import vectors_dir
 
-        return self.folder or vectors_dir()
+        return vectors_dir()  # under EMBCTL_HOME, whichever model cache is used
 
-    def scan(self) -> list[Entry]:
-        if not has_files(self.root):
-            return []
+    def read(self) -> list[Entry]:
+        """One row a cache file, with the notes that tell caches of one model apart."""
         from embctl.vectors.scan import vector_entries
 
         return vector_entries(self.root)
-
-    def select(self, model: Model | None = None, key: str | None = None) -> list[Entry]:
-        """The caches of a model (any options; one commit when the reference pins one), or the
-        one whose namespace id starts with ``key``."""
-        if not has_files(self.root):
-            return []
-        from embctl.vectors.scan import select_vectors
-
-        return select_vectors(model, key, self.root)
 
     def named_by(self, model: Model, scope: Scope) -> bool:
         # A remote API (openai:) keeps no model files: its vector caches are what REF names.
@@ -65,17 +43,12 @@ class VectorCacheStore:
 
         return scope != "default" or not get_backend(model.backend).hub
 
-    def verify(self, entries: list[Entry], options: VerifyOptions) -> VerifyReport:
-        from embctl.stores.base import VerifyReport
+    def check(self, entry: Entry, options: VerifyOptions) -> VectorCheck:
         """SQLite's integrity check and every vector's values (NaN, inf, zero, dimension);
-        ``repair`` deletes bad vectors and salvages damaged files."""
+        ``repair`` deletes bad vectors and salvages a damaged file."""
         from embctl.vectors.scan import check_vectors
 
-        checks = check_vectors(entries, repair=options.repair) if entries else []
-        from embctl.console import plural
-
-        return VerifyReport({"vector_caches": len(checks)}, plural(len(checks), "vector cache"),
-                            tuple(c for c in checks if not c.ok))
+        return check_vectors([entry], repair=options.repair)[0]
 
     def forget_revision(self, repo_id: str, commit: str, backend: str | None = None
                         ) -> list[Entry]:
@@ -87,17 +60,7 @@ class VectorCacheStore:
 
         return drop_revision(repo_id, commit, root=self.root, backend=backend)
 
-    def plan_removal(self, entries: list[Entry], model: Model | None = None) -> RemovalPlan:
-        from embctl.stores.plan import RemovalPlan, remove_files
+    def files(self, entry: Entry) -> list[Path]:
         from embctl.vectors.scan import vector_files
 
-        return RemovalPlan(tuple(remove_files(self.kind, self.root, e, vector_files(e))
-                                 for e in entries))
-
-    def plan_prune(self, entries: list[Entry] | None = None) -> RemovalPlan:
-        from embctl.stores.plan import RemovalPlan
-
-        return RemovalPlan()
-
-    def usage(self) -> dict[str, int]:
-        return {"vectors": sum(e.size_bytes for e in self.scan())}
+        return vector_files(entry)

@@ -1,20 +1,18 @@
-"""The vector cache's files: finding, sizing and removing them, deleting rows, and evicting
-the least recently used vectors across every namespace (``--max-cache``).
+"""Deleting rows from a vector cache file, and evicting the least recently used vectors
+across every namespace (``--max-cache``).
 
-Only the standard library is imported here: ``embctl ls`` and ``du`` read these files too.
+Only the standard library is imported here.
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
-from embctl.paths import vectors_dir
+from embctl.vectors.files import store_files
 from embctl.vectors.sqlite import _Txn, connect
 
-SUFFIX = ".sqlite"
 _CHUNK = 500  # parameters per IN (...) query; SQLite's limit is far higher
 
 
@@ -28,36 +26,6 @@ def _delete(conn: sqlite3.Connection, keys: Sequence[bytes]) -> int:
         conn.execute("UPDATE meta SET value = MAX(0, CAST(value AS INTEGER) - ?) "
                      "WHERE name = 'count'", (removed,))
     return removed
-
-
-def store_files(root: Path | None = None) -> list[Path]:
-    folder = root or vectors_dir()
-    try:
-        return sorted(p for p in folder.iterdir() if p.name.endswith(SUFFIX) and p.is_file())
-    except OSError:
-        return []
-
-
-def file_size(path: Path) -> int:
-    """The cache file plus its WAL and shared-memory files."""
-    total = 0
-    for suffix in ("", "-wal", "-shm"):
-        try:
-            total += os.stat(f"{path}{suffix}").st_size
-        except OSError:
-            pass
-    return total
-
-
-def remove_files(path: Path) -> int:
-    """Delete a cache file with its -wal and -shm; return the bytes freed."""
-    freed = file_size(path)
-    for suffix in ("-wal", "-shm", ""):
-        try:
-            os.unlink(f"{path}{suffix}")
-        except FileNotFoundError:
-            pass
-    return freed
 
 
 def _used_bytes(conn: sqlite3.Connection) -> int:

@@ -19,7 +19,9 @@ from embctl.console import plural
 from embctl.errors import EmbctlError, UsageError
 from embctl.outfile import OutputFile
 from embctl.vectors import rowcheck
-from embctl.vectors.store import canonical, connect, info_from_meta, read_meta
+from embctl.vectors.meta import info_from_meta, read_meta
+from embctl.vectors.naming import canonical
+from embctl.vectors.sqlite import connect
 
 FORMATS = ("npy", "safetensors", "parquet", "jsonl")
 

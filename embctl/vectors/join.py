@@ -23,7 +23,9 @@ from embctl.embed.records import Options, Record, Stats
 from embctl.errors import EmbctlError, UsageError
 from embctl.outfile import OutputFile
 from embctl.vectors import rowcheck
-from embctl.vectors.store import KeyMaker, connect, info_from_meta, read_meta
+from embctl.vectors.meta import info_from_meta, read_meta
+from embctl.vectors.naming import KeyMaker
+from embctl.vectors.sqlite import connect
 
 WINDOW = 2048  # records looked up at once
 _CHUNK = 500  # keys per IN (...) query

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embctl.console import plural
-from embctl.vectors import rowcheck, store
+from embctl.vectors import files, rowcheck, store
+from embctl.vectors.meta import read_meta
+from embctl.vectors.sqlite import page_size_for
 
 Row = tuple[bytes, bytes, "str | None", int, "bytes | None"]  # key, vec, text, last_used, sum
 _INDEXES = ("sqlite_autoindex_vectors_1", "vectors_last_used")
@@ -127,7 +129,7 @@ def _read(path: Path) -> tuple[dict[str, str], list[Row], int, str]:
     try:
         conn = _open(path)
         try:
-            meta = store.read_meta(conn)
+            meta = read_meta(conn)
             if "namespace" not in meta or "ns_id" not in meta:
                 return meta, good, damaged, ""
             sums = rowcheck.has_sums(conn)
@@ -157,7 +159,7 @@ def _write(target: Path, meta: dict[str, str], rows: list[Row]) -> int:
     dim = int(meta["dim"]) if meta.get("dim", "").isdigit() else len(rows[0][1]) // 4
     conn = sqlite3.connect(target, isolation_level=None)
     try:
-        conn.execute(f"PRAGMA page_size = {store.page_size_for(dim)}")
+        conn.execute(f"PRAGMA page_size = {page_size_for(dim)}")
         conn.execute("BEGIN")
         store._create(conn)
         conn.executemany("INSERT OR IGNORE INTO vectors (key, vec, text, last_used, sum) "
@@ -184,7 +186,7 @@ def salvage(path: Path) -> Salvage:
         result.dropped = True
         result.reason = result.reason or ("no namespace in its meta table" if "ns_id" not in meta
                                           else "no vector could be read whole")
-        store.remove_files(path)
+        files.remove_files(path)
         return result
     temp = path.with_name(path.name + ".salvage")
     temp.unlink(missing_ok=True)

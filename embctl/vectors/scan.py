@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 from embctl.console import plural
 from embctl.inventory import Entry
 from embctl.naming import row_name
-from embctl.vectors import rowcheck, store
+from embctl.vectors import evict, files, rowcheck, sqlite
+from embctl.vectors.meta import info_from_meta, read_meta
 from embctl.vectors.notes import annotate
 
 if TYPE_CHECKING:
@@ -26,11 +27,11 @@ if TYPE_CHECKING:
 
 
 def _entry(path: Path) -> Entry:
-    size = store.file_size(path)
+    size = files.file_size(path)
     try:
-        conn = store.connect(path, readonly=True)
+        conn = sqlite.connect(path, readonly=True)
         try:
-            info = store.info_from_meta(store.read_meta(conn))
+            info = info_from_meta(read_meta(conn))
         finally:
             conn.close()
     except (sqlite3.Error, ValueError, OSError) as exc:
@@ -80,20 +81,13 @@ def _being_created(path: Path, exc: BaseException) -> bool:
 def vector_entries(root: Path | None = None) -> list[Entry]:
     """One Entry (kind "vectors") per cache file, with its notes (what tells it apart from
     the others: :mod:`embctl.vectors.notes`); unreadable files have status "broken"."""
-    return annotate(_entry(path) for path in store.store_files(root))
+    return annotate(_entry(path) for path in files.store_files(root))
 
 
 def _matches(entry: Entry, model: Model | None, namespace: str | None) -> bool:
-    if namespace is not None and entry.extra.get("namespace") != namespace \
-            and not str(entry.extra.get("namespace", "")).startswith(namespace):
-        return False
-    if model is None:
-        return True
-    from embctl.models.hub import is_commit
+    from embctl.stores.folder import names  # the rule of the store's select (FolderStore)
 
-    if entry.repo_id != model.repo_id or entry.backend not in (None, model.backend):
-        return False
-    return not (is_commit(model.revision) and entry.revision != model.revision)
+    return names(entry, model, namespace, "namespace")
 
 
 def select_vectors(model: Model | None = None, namespace: str | None = None,
@@ -110,7 +104,7 @@ def remove_vectors(model: Model | None = None, namespace: str | None = None, *,
     chosen = select_vectors(model, namespace, root)
     if dry_run:
         return chosen
-    return [replace(e, size_bytes=store.remove_files(Path(e.path))) for e in chosen]
+    return [replace(e, size_bytes=files.remove_files(Path(e.path))) for e in chosen]
 
 
 def drop_revision(repo_id: str, revision: str, *, root: Path | None = None,
@@ -120,7 +114,7 @@ def drop_revision(repo_id: str, revision: str, *, root: Path | None = None,
     no vector computed before the repair is served (when the damage began is unknown)."""
     chosen = [e for e in vector_entries(root) if e.repo_id == repo_id and e.revision == revision
               and (backend is None or e.backend == backend)]
-    return [replace(e, size_bytes=store.remove_files(Path(e.path))) for e in chosen]
+    return [replace(e, size_bytes=files.remove_files(Path(e.path))) for e in chosen]
 
 
 def vector_files(entry: Entry) -> list[Path]:
@@ -245,7 +239,7 @@ def _inspect(entry: Entry, repair: bool, check: VectorCheck) -> bool:
         check.problems.append(f"cannot be read: {entry.extra.get('error')}")
         return True
     try:
-        conn = store.connect(Path(entry.path), readonly=not repair, create=False)
+        conn = sqlite.connect(Path(entry.path), readonly=not repair, create=False)
     except sqlite3.Error as exc:
         check.ok = False
         check.problems.append(f"cannot be opened: {exc}")
@@ -277,7 +271,7 @@ def _inspect(entry: Entry, repair: bool, check: VectorCheck) -> bool:
             check.problems.append(f"meta count {entry.count} != {actual} rows (fixed by repair)"
                                   if not repair else f"count corrected to {actual}")
             if repair:
-                with store._Txn(conn):
+                with sqlite._Txn(conn):
                     conn.execute("UPDATE meta SET value = ? WHERE name = 'count'", (str(actual),))
         for _, kind in flagged:
             check.bad[kind] = check.bad.get(kind, 0) + 1
@@ -293,8 +287,8 @@ def _inspect(entry: Entry, repair: bool, check: VectorCheck) -> bool:
                 check.problems.append(f"{plural(sum(others.values()), 'bad vector')} "
                                       f"({details})")
             if repair:
-                with store._Txn(conn):
-                    check.removed = store._delete(conn, [k for k, _ in flagged])
+                with sqlite._Txn(conn):
+                    check.removed = evict._delete(conn, [k for k, _ in flagged])
                 check.repaired = check.removed == len(flagged)
                 check.problems.append(f"removed {plural(check.removed, 'bad vector')}; "
                                       "they will be recomputed on the next embed")

@@ -1,12 +1,9 @@
-"""The vector cache: one SQLite file per namespace under ``vectors_dir()``.
+"""The vector cache: one SQLite file per namespace under ``vectors_dir()``, and
+:class:`VectorStore`, the handle that reads and writes one of them.
 
-A *namespace* is everything that determines a vector besides the input itself: backend, repo
-id, the resolved commit hash, and every option that changes the output (normalize, prefix,
-truncated dims...).  Its canonical JSON is hashed into the file name, so a new model revision
-or a new option writes to a new file and never serves stale vectors.
-
-Within a file, the key of a vector is ``sha256(namespace id, 0x00, input bytes)``; vectors are
-little-endian float32 blobs.  Inputs (texts) are stored only when asked (``--store-text``).
+A namespace's file name and the key of each vector are made in embctl/vectors/naming.py;
+vectors are little-endian float32 blobs.  Inputs (texts) are stored only when asked
+(``--store-text``).
 
 Concurrency and crashes: WAL mode, ``synchronous=NORMAL`` (a committed transaction survives a
 killed process), a long ``busy_timeout``, and every write in a ``BEGIN IMMEDIATE`` transaction,
@@ -21,8 +18,6 @@ Only the standard library is imported here: ``embctl ls`` reads these files too.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import sqlite3
 import sys
@@ -31,25 +26,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from embctl.paths import vectors_dir
-from embctl.vectors.evict import (  # noqa: F401  (re-exported: store.enforce_cap...)
-    SUFFIX,
-    _delete,
-    enforce_cap,
-    file_size,
-    remove_files,
-    store_files,
-)
-from embctl.vectors.meta import StoreInfo, info_from_meta, read_meta  # noqa: F401  (re-exported)
+from embctl.vectors.evict import _delete
+from embctl.vectors.meta import read_meta
+from embctl.vectors.naming import KeyMaker, canonical, namespace_id, store_path
 from embctl.vectors.rowcheck import SCHEMA_VERSION, migrate, row_ok, row_sum
-from embctl.vectors.sqlite import (  # noqa: F401  (re-exported: store.connect...)
-    BUSY_TIMEOUT_MS,
-    _ReadTxn,
-    _retry,
-    _Txn,
-    connect,
-    page_size_for,
-)
+from embctl.vectors.sqlite import _ReadTxn, _Txn, connect, page_size_for
 
 #: last_used is refreshed only when older than this, so warm runs write (almost) nothing.
 TOUCH_GRANULARITY_S = 3600
@@ -68,31 +49,6 @@ CREATE TABLE IF NOT EXISTS vectors (
 );
 CREATE INDEX IF NOT EXISTS vectors_last_used ON vectors (last_used);
 """
-
-
-def canonical(namespace: dict[str, Any]) -> str:
-    return json.dumps(namespace, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def namespace_id(namespace: dict[str, Any]) -> str:
-    """A short stable id for a namespace: the file name of its cache."""
-    return hashlib.sha256(canonical(namespace).encode()).hexdigest()[:32]
-
-
-def store_path(namespace: dict[str, Any], root: Path | None = None) -> Path:
-    return (root or vectors_dir()) / f"{namespace_id(namespace)}{SUFFIX}"
-
-
-class KeyMaker:
-    """Computes item keys: ``sha256(namespace id || 0x00 || input)``."""
-
-    def __init__(self, ns_id: str) -> None:
-        self._prefix = hashlib.sha256(ns_id.encode() + b"\x00")
-
-    def __call__(self, data: bytes) -> bytes:
-        h = self._prefix.copy()
-        h.update(data)
-        return h.digest()
 
 
 class VectorStore:

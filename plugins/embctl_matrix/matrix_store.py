@@ -10,76 +10,45 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from embctl.plugin import has_files
+from embctl.plugin import FolderStore
 
 if TYPE_CHECKING:
-    from embctl.plugin import Entry, Model, RemovalPlan, Scope, VerifyOptions, VerifyReport
+    from embctl.plugin import Entry, Model, VerifyOptions
+    from embctl_matrix.matrices.verify import MatrixCheck
 
 
-class MatrixStore:
+class MatrixStore(FolderStore):
     """Matrices under ``root`` (default: ``EMBCTL_HOME/matrices``)."""
 
     kind = "matrix"
     du_lines = (("matrices", "matrices"),)
-    du_optional: frozenset[str] = frozenset()
+    noun, nouns = "matrix", "matrices"
 
-    def __init__(self, folder: Path | None = None) -> None:
-        self.folder = folder
-
-    @classmethod
-    def open(cls, cache_dir: Path) -> MatrixStore:
-        return cls()  # under EMBCTL_HOME, whichever model cache is used
-
-    @property
-    def root(self) -> Path:
+    def default_folder(self) -> Path:
         from embctl_matrix.matrices.paths import matrices_dir
 
-        return self.folder or matrices_dir()
+        return matrices_dir()  # under EMBCTL_HOME, whichever model cache is used
 
-    def scan(self) -> list[Entry]:
-        if not has_files(self.root):
-            return []
+    def read(self) -> list[Entry]:
+        """Each matrix, and each interrupted pull (its partial files grouped: one row)."""
         from embctl_matrix.matrices.scan import matrix_entries
 
         return matrix_entries(self.root)
 
-    def select(self, model: Model | None = None, key: str | None = None) -> list[Entry]:
-        """The matrices of ``matrix:A+B`` (every revision unless it pins one), or the one
-        whose cache key starts with ``key``."""
-        if not has_files(self.root):
-            return []
-        from embctl_matrix.matrices.scan import select_matrices
+    def matches(self, entry: Entry, model: Model | None, key: str | None) -> bool:
+        from embctl_matrix.matrices.scan import matches
 
-        return select_matrices(model, key, self.root)
+        return matches(entry, model, key)
 
-    def named_by(self, model: Model, scope: Scope) -> bool:
-        return scope != "vectors"
-
-    def verify(self, entries: list[Entry], options: VerifyOptions) -> VerifyReport:
-        """Each matrix's data against the sha256 in its header; ``repair`` pulls a bad one
+    def check(self, entry: Entry, options: VerifyOptions) -> MatrixCheck:
+        """The matrix's data against the sha256 in its header; ``repair`` pulls a bad one
         again and deletes stale .npy files."""
-        from embctl.plugin import VerifyReport
         from embctl_matrix.matrices.verify import check_entry
 
-        checks = [check_entry(e, repair=options.repair) for e in entries]
-        n = len(checks)
-        return VerifyReport({"matrices": n}, f"{n} matri{'x' if n == 1 else 'ces'}",
-                            tuple(c for c in checks if not c.ok))
+        return check_entry(entry, repair=options.repair)
 
-    def forget_revision(self, repo_id: str, commit: str) -> list[Entry]:
-        return []
-
-    def plan_removal(self, entries: list[Entry], model: Model | None = None) -> RemovalPlan:
-        from embctl.plugin import RemovalPlan, remove_files
+    def files(self, entry: Entry) -> list[Path]:
+        """The matrix with its .npy, tokenizer and partial files."""
         from embctl_matrix.matrices.store import matrix_files
 
-        return RemovalPlan(tuple(remove_files(self.kind, self.root, e,
-                                              matrix_files(Path(e.path))) for e in entries))
-
-    def plan_prune(self, entries: list[Entry] | None = None) -> RemovalPlan:
-        from embctl.plugin import RemovalPlan
-
-        return RemovalPlan()
-
-    def usage(self) -> dict[str, int]:
-        return {"matrices": sum(e.size_bytes for e in self.scan())}
+        return matrix_files(Path(entry.path))

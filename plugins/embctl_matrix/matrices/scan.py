@@ -90,7 +90,9 @@ def matrix_entries(root: Path | None = None) -> list[Entry]:
     return entries
 
 
-def _matches(entry: Entry, model: Model | None, key: str | None) -> bool:
+def matches(entry: Entry, model: Model | None, key: str | None) -> bool:
+    """Whether ``matrix:A+B`` (``model``; every revision unless it pins one) or ``key`` (a
+    prefix of the cache key) names ``entry``."""
     if key is not None and not str(entry.extra.get("key", "")).startswith(key):
         return False
     if model is None:
@@ -110,7 +112,7 @@ def select_matrices(model: Model | None = None, key: str | None = None,
                     root: Path | None = None) -> list[Entry]:
     """Matrices of ``model`` (``matrix:A+B``; every revision unless ``@REV`` is given), or
     the one whose cache key starts with ``key``, or every matrix when both are None."""
-    return [e for e in matrix_entries(root) if _matches(e, model, key)]
+    return [e for e in matrix_entries(root) if matches(e, model, key)]
 
 
 def remove_matrices(model: Model | None = None, key: str | None = None, *,

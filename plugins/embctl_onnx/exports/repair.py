@@ -45,10 +45,10 @@ def drop(entry: Entry) -> None:
             shutil.rmtree(path, ignore_errors=True)
     else:
         shutil.rmtree(path, ignore_errors=True)
-    _drop_empty(path.parent)
+    drop_empty(path.parent)
 
 
-def _drop_empty(folder: Path) -> None:
+def drop_empty(folder: Path) -> None:
     """The revision and repo folders left empty."""
     for parent in (folder, folder.parent):
         try:
@@ -197,17 +197,3 @@ def prunable(entry: Entry, cache_dir: Path | None) -> bool:
         return not _writing(entry)
     return cache_dir is not None and snapshot_of(cache_dir, entry) is None
 
-
-def removal(root: Path, entry: Entry):
-    """The removal of one export's folder, with the bytes it frees."""
-    from embctl.plugin import Doomed, Removal
-
-    folder = Path(entry.path)
-    try:
-        files = sorted(p for p in folder.iterdir())
-    except OSError:
-        files = []
-    frees = tuple(d for d in map(Doomed.of, files) if d is not None)
-    return Removal("onnx-export", str(root), entry.ref, entry.repo_id, entry.revision,
-                   entry.path, dirs=(entry.path,), frees=frees, show_path=True,
-                   finish=lambda: _drop_empty(folder.parent))

@@ -8,11 +8,11 @@ when it does not, "incomplete" for the temporary folder of an export that was in
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from embctl.plugin import Entry, files_size, last_used
+from embctl.plugin import Entry, ItemCheck, files_size, last_used
 from embctl_onnx.exports.layout import (
     TMP_PREFIX,
     VARIANTS,
@@ -102,21 +102,10 @@ def matches(entry: Entry, model: Any | None, key: str | None) -> bool:
 
 
 @dataclass
-class ExportCheck:
+class ExportCheck(ItemCheck):
     """The verdict on one export (a ``verify`` finding when not ok)."""
 
-    entry: Entry
-    problems: list[str] = field(default_factory=list)
-    repaired: bool = False
     outcome: str = ""  # what repair did: "exported again", "deleted"
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    @property
-    def resolved(self) -> bool:
-        return self.ok or self.repaired
 
     @property
     def path(self) -> str:

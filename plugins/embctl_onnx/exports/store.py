@@ -3,80 +3,67 @@
 the model, ``rm --prune`` removes interrupted exports and exports whose snapshot is gone, and
 ``verify`` hashes their files against their manifests (``--repair``: export again when the
 snapshot and torch are there, else delete, so the next pull exports it again); an export made
-from files a repair of the model replaced is exported again, or marked stale (``rebuild``).
+from files a repair of the model replaced is exported again, or marked stale (``rebuild``):
+what an export was made from is known, so ``forget_revision`` drops nothing.
 
 Cheap to import (standard library and embctl's leaf modules): ``ls`` and ``du`` import it.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from embctl.plugin import has_files, plural
+from embctl.plugin import FolderStore
 
 if TYPE_CHECKING:
-    from embctl.plugin import Entry, Model, RemovalPlan, Scope, VerifyOptions, VerifyReport
+    from embctl.plugin import Entry, Model, Removal, VerifyOptions, VerifyReport
+    from embctl_onnx.exports.scan import ExportCheck
 
 
-class OnnxExportStore:
-    """ONNX exports under ``root`` (default: ``EMBCTL_HOME/onnx-exports/v1``)."""
+class OnnxExportStore(FolderStore):
+    """ONNX exports under ``root`` (default: ``EMBCTL_HOME/onnx-exports/v1``); ``cache_dir``
+    is the Hub cache, where an export's snapshot is."""
 
     kind = "onnx-export"
     du_lines = (("onnx_exports", "ONNX exports"),)
-    du_optional: frozenset[str] = frozenset()
+    noun = "ONNX export"
+    key_field = "sha256"
 
-    def __init__(self, cache_dir: Path | None = None, folder: Path | None = None) -> None:
-        self.cache_dir = cache_dir  # the Hub cache: where an export's snapshot is
-        self.folder = folder
-
-    @classmethod
-    def open(cls, cache_dir: Path) -> OnnxExportStore:
-        return cls(cache_dir)
-
-    @property
-    def root(self) -> Path:
+    def default_folder(self) -> Path:
         from embctl_onnx.exports.layout import exports_dir
 
-        return self.folder or exports_dir()
+        return exports_dir()
 
-    def scan(self) -> list[Entry]:
-        if not has_files(self.root):
-            return []
+    def read(self) -> list[Entry]:
+        """Every bucket (``models--org--name/<revision>/<variant>``) and interrupted export."""
         from embctl_onnx.exports.scan import export_entries
 
         return export_entries(self.root)
 
-    def select(self, model: Model | None = None, key: str | None = None) -> list[Entry]:
+    def matches(self, entry: Entry, model: Model | None, key: str | None) -> bool:
         """The exports of ``onnx:REF`` (every revision and variant unless it pins a commit),
         or the one whose sha256 starts with ``key``."""
         from embctl_onnx.exports.scan import matches
 
-        return [e for e in self.scan() if matches(e, model, key)]
+        return matches(entry, model, key)
 
-    def named_by(self, model: Model, scope: Scope) -> bool:
-        return scope != "vectors"
-
-    def verify(self, entries: list[Entry], options: VerifyOptions) -> VerifyReport:
-        from embctl.plugin import VerifyReport
+    def check(self, entry: Entry, options: VerifyOptions) -> ExportCheck:
         from embctl_onnx.exports.repair import check_export
 
-        checks = [check_export(e, self.cache_dir, repair=options.repair) for e in entries]
-        bad = tuple(c for c in checks if not c.ok)
+        return check_export(entry, self.cache_dir, repair=options.repair)
+
+    def verify(self, entries: list[Entry], options: VerifyOptions) -> VerifyReport:
+        report = super().verify(entries, options)
         # A stale export was used by nothing since it was marked: exporting it again
         # invalidates no vector (the onnx backend's vectors are keyed by the export's sha256).
         damaged = tuple(dict.fromkeys((c.entry.repo_id, c.entry.revision, c.entry.ref)
-                                      for c in bad if c.repaired
+                                      for c in report.problems if c.repaired
                                       and c.entry.status not in ("incomplete", "stale")
                                       and c.entry.repo_id and c.entry.revision))
-        n = len(checks)
-        return VerifyReport({"onnx_exports": n}, plural(n, "ONNX export"), bad, damaged,
-                            reaches="onnx")  # an export feeds only the onnx backend
-
-    def forget_revision(self, repo_id: str, commit: str) -> list[Entry]:
-        """Nothing: what an export was made from is known, so ``rebuild`` makes again the
-        exports made from the files the repair replaced, and keeps the others."""
-        return []
+        return replace(report, damaged=damaged,
+                       reaches="onnx")  # an export feeds only the onnx backend
 
     def rebuild(self, repo_id: str, commit: str, paths: tuple[str, ...],
                 options: VerifyOptions) -> list:
@@ -86,21 +73,18 @@ class OnnxExportStore:
 
         return rebuild(self.scan(), self.cache_dir, repo_id, commit, paths)
 
-    def plan_removal(self, entries: list[Entry], model: Model | None = None) -> RemovalPlan:
-        from embctl.plugin import RemovalPlan
-        from embctl_onnx.exports.repair import removal
+    def removal(self, entry: Entry) -> Removal:
+        """The export's folder, shown with its path; then the revision and repo folders it
+        leaves empty."""
+        from embctl_onnx.exports.repair import drop_empty
 
-        return RemovalPlan(tuple(removal(self.root, e) for e in entries))
+        folder = Path(entry.path)
+        return replace(super().removal(entry), revision=entry.revision, show_path=True,
+                       finish=lambda: drop_empty(folder.parent))
 
-    def plan_prune(self, entries: list[Entry] | None = None) -> RemovalPlan:
+    def prunable(self, entry: Entry) -> bool:
         """Interrupted exports nobody is writing, and exports whose snapshot has left the
         Hub cache (the onnx backend reads the configs and tokenizer from it)."""
-        from embctl.plugin import RemovalPlan
-        from embctl_onnx.exports.repair import prunable, removal
+        from embctl_onnx.exports.repair import prunable
 
-        chosen = entries if entries is not None else self.scan()
-        return RemovalPlan(tuple(removal(self.root, e) for e in chosen
-                                 if prunable(e, self.cache_dir)))
-
-    def usage(self) -> dict[str, int]:
-        return {"onnx_exports": sum(e.size_bytes for e in self.scan())}
+        return prunable(entry, self.cache_dir)
