@@ -17,11 +17,15 @@ libraries (the core names none):
 
 What a backend still wants the user to read (inputs truncated, say) it says itself, as one
 embctl line (:func:`embctl.console.warn`).
+
+Only the command line owns the process's stderr (:func:`cli_owns_stderr`, around a command's
+run).  A program that calls ``embctl.load`` keeps its own logging: there the three calls above
+change nothing, and :func:`verbose` is true (the libraries talk as the program set them up).
 """
 
 from __future__ import annotations
 
-import logging
+import functools
 import os
 import re
 import sys
@@ -30,6 +34,10 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import logging
 
 VERBOSE_ENV = "EMBCTL_VERBOSE"
 LOG_NAME = "libraries.log"
@@ -38,9 +46,25 @@ MAX_LOG_BYTES = 1_000_000
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
+_CLI = False  # a command of embctl's CLI is running: embctl owns stderr
+
+
+@contextmanager
+def cli_owns_stderr() -> Iterator[None]:
+    """While a CLI command runs, the libraries' output is routed (restored after, for a
+    program that calls the CLI in-process)."""
+    global _CLI
+    before, _CLI = _CLI, True
+    try:
+        yield
+    finally:
+        _CLI = before
+
+
 def verbose() -> bool:
-    """Whether the libraries may talk on stderr (``-v``, or ``EMBCTL_VERBOSE=1``)."""
-    return os.getenv(VERBOSE_ENV, "") not in ("", "0")
+    """Whether the libraries may talk on stderr: ``-v``, ``EMBCTL_VERBOSE=1``, or a program
+    of the user's (the Python API), whose stderr and logging embctl leaves alone."""
+    return not _CLI or os.getenv(VERBOSE_ENV, "") not in ("", "0")
 
 
 def set_verbose() -> None:
@@ -85,40 +109,53 @@ def _emit(for_terminal: str, for_log: str) -> None:
         _to_log(for_log)
 
 
-class _LibraryLog(logging.Handler):
+@functools.cache
+def _handler() -> logging.Handler:
     """The one handler of every routed logger; where a record goes is decided when it comes
-    (``-v`` and EMBCTL_HOME as they are then), so routing once per process is enough."""
+    (``-v`` and EMBCTL_HOME as they are then), so routing once per process is enough.  Made
+    on first use: the CLI imports this module at start, and ``logging`` costs milliseconds."""
+    import logging
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a library's malformed record: not ours to raise
-            return
-        library = record.name.split(".")[0]
-        _emit(f"[{library}] {message}", f"{record.name} {record.levelname}: {message}")
+    class LibraryLog(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                message = record.getMessage()
+            except Exception:  # noqa: BLE001 - a library's malformed record: not ours to raise
+                return
+            library = record.name.split(".")[0]
+            _emit(f"[{library}] {message}", f"{record.name} {record.levelname}: {message}")
 
-
-_HANDLER = _LibraryLog()
+    return LibraryLog()
 
 
 def route_logs(*names: str) -> None:
     """The named loggers (and their children) write through embctl from now on: to the log,
     or to stderr under ``-v``; they no longer reach their own handlers or the root logger.
-    Call it after importing the library, which may set up its logger when imported."""
+    Call it after importing the library, which may set up its logger when imported.
+    Outside the CLI (the Python API) it leaves the loggers as the program set them."""
+    if not _CLI:
+        return
+    import logging
+
+    ours = _handler()
     for name in names:
         logger = logging.getLogger(name)
         for handler in list(logger.handlers):
-            if handler is not _HANDLER:
+            if handler is not ours:
                 logger.removeHandler(handler)
-        if _HANDLER not in logger.handlers:
-            logger.addHandler(_HANDLER)
+        if ours not in logger.handlers:
+            logger.addHandler(ours)
         logger.propagate = False
 
 
 @contextmanager
 def library_warnings() -> Iterator[None]:
     """Python warnings raised inside go to the log (to stderr under ``-v``), as Python would
-    print them.  Python's filters still decide which are raised at all."""
+    print them.  Python's filters still decide which are raised at all.  Outside the CLI,
+    Python shows them as it would without embctl."""
+    if not _CLI:
+        yield
+        return
     with warnings.catch_warnings(record=True) as caught:
         try:
             yield

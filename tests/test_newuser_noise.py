@@ -108,8 +108,8 @@ def test_a_library_warning_goes_to_the_log_or_with_v_to_stderr(pulled, capsys):
     from embctl import quiet
 
     logger = "embctl_test_library"
-    quiet.route_logs(logger)
-    with environment(pulled.env):
+    with quiet.cli_owns_stderr(), environment(pulled.env):  # as during a command
+        quiet.route_logs(logger)
         logging.getLogger(f"{logger}.module").warning("a library's warning: %s", "first")
         with quiet.library_warnings():
             warnings.warn("a deprecation a user cannot act on", UserWarning, stacklevel=1)
@@ -117,7 +117,7 @@ def test_a_library_warning_goes_to_the_log_or_with_v_to_stderr(pulled, capsys):
     log = log_of(pulled).read_text()
     assert f"{logger}.module WARNING: a library's warning: first" in log
     assert "py.warnings UserWarning: " in log and "a deprecation a user cannot act on" in log
-    with environment({**pulled.env, quiet.VERBOSE_ENV: "1"}):
+    with quiet.cli_owns_stderr(), environment({**pulled.env, quiet.VERBOSE_ENV: "1"}):
         logging.getLogger(logger).warning("shown")
         with quiet.library_warnings():
             warnings.warn("shown too", UserWarning, stacklevel=1)
@@ -131,8 +131,8 @@ def test_a_log_that_cannot_be_written_is_dropped_silently(pulled, capsys):
     home = Path(pulled.env["EMBCTL_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     (home / "logs").write_text("a file where the folder should be")
-    quiet.route_logs("embctl_test_library")
-    with environment(pulled.env):
+    with quiet.cli_owns_stderr(), environment(pulled.env):
+        quiet.route_logs("embctl_test_library")
         logging.getLogger("embctl_test_library").warning("lost")
     assert capsys.readouterr().err == ""
 
@@ -143,8 +143,8 @@ def test_the_log_is_kept_small(pulled):
     log = log_of(pulled)
     log.parent.mkdir(parents=True)
     log.write_text("x" * (quiet.MAX_LOG_BYTES + 1))
-    quiet.route_logs("embctl_test_library")
-    with environment(pulled.env):
+    with quiet.cli_owns_stderr(), environment(pulled.env):
+        quiet.route_logs("embctl_test_library")
         logging.getLogger("embctl_test_library").warning("after the turn")
     assert log.with_name("libraries.log.1").stat().st_size == quiet.MAX_LOG_BYTES + 1
     assert "after the turn" in log.read_text() and log.stat().st_size < 1000
@@ -191,3 +191,28 @@ def test_a_terminal_sees_embctls_lines_only_and_with_v_the_libraries(pulled, tmp
     assert "UNEXPECTED" in loud and "LOAD REPORT" in loud, loud
     assert "[transformers] Token indices sequence length" in loud, loud
     assert TRUNCATED in loud
+
+
+def test_a_program_using_the_python_api_keeps_its_own_logging(pulled, caplog, recwarn):
+    """Outside a CLI command (``embctl.load`` in the user's program) embctl leaves the
+    libraries' logging and warnings as the program set them, and writes no log."""
+    from embctl import quiet
+
+    name = "embctl_test_api_library"
+    library = logging.getLogger(name)
+    mine = logging.NullHandler()
+    library.addHandler(mine)
+    try:
+        with environment(pulled.env):
+            assert quiet.verbose()  # the libraries may talk: it is the program's stderr
+            quiet.route_logs(name)
+            assert library.handlers == [mine] and library.propagate
+            with caplog.at_level(logging.WARNING, logger=name):
+                library.warning("the program sees this")
+            with quiet.library_warnings():
+                warnings.warn("and this", UserWarning, stacklevel=1)
+        assert "the program sees this" in caplog.text
+        assert [str(w.message) for w in recwarn] == ["and this"]
+        assert not log_of(pulled).exists()
+    finally:
+        library.removeHandler(mine)

@@ -113,8 +113,11 @@ def _main(argv: list[str] | None) -> None:
     except ValueError:  # not the main thread (embctl called from a thread): leave it
         pass
     oserrors.name_stdout()  # its write errors say "stdout"
+    from embctl.quiet import cli_owns_stderr
+
     try:
-        rc = cli.main(args=argv, prog_name="embctl", standalone_mode=False)
+        with cli_owns_stderr():  # the libraries' output routed (embctl.quiet)
+            rc = cli.main(args=argv, prog_name="embctl", standalone_mode=False)
     except click.exceptions.Abort as exc:  # click turns KeyboardInterrupt into Abort
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, KeyboardInterrupt):
