@@ -80,6 +80,7 @@ Console and logs (results to stdout, everything else to stderr):
     ByteProgress       a byte progress bar (rich on a terminal, plain lines off one)
     route_logs         a library's loggers to embctl's log file (stderr under -v)
     library_warnings   ``with`` it: Python warnings to the log, not the terminal
+    progress_bars      a library's bars: on under -v, off otherwise (given its switches)
     verbose            -v was given: let libraries show their own progress
 
 Importing this module costs what registering a plugin costs (pluggy, the contract's types):
@@ -126,7 +127,7 @@ if TYPE_CHECKING:
     from embctl.noatime import open_noatime
     from embctl.paths import embctl_home, hub_cache_dir, repo_folder_name
     from embctl.progress import ByteProgress
-    from embctl.quiet import library_warnings, route_logs, verbose
+    from embctl.quiet import library_warnings, progress_bars, route_logs, verbose
     from embctl.registry import get_backend, resolve
     from embctl.stores.base import Scope, Store, VerifyOptions, VerifyReport
     from embctl.stores.files import files_size, last_used
@@ -153,7 +154,7 @@ _HOMES = {
     "embctl.noatime": "open_noatime",
     "embctl.paths": "embctl_home hub_cache_dir repo_folder_name",
     "embctl.progress": "ByteProgress",
-    "embctl.quiet": "library_warnings route_logs verbose",
+    "embctl.quiet": "library_warnings progress_bars route_logs verbose",
     "embctl.registry": "get_backend resolve",
     "embctl.stores.base": "Scope Store VerifyOptions VerifyReport",
     "embctl.stores.files": "files_size last_used",
@@ -177,7 +178,7 @@ __all__ = [
     "hub_error", "is_offline", "is_safe_repo_path",
     "resolve", "get_backend",
     "info", "warn", "plural", "human_size", "print_json", "ByteProgress", "route_logs",
-    "library_warnings", "verbose",
+    "library_warnings", "progress_bars", "verbose",
 ]
 
 

@@ -13,7 +13,9 @@ libraries (the core names none):
 ``with library_warnings(): ...``
     Python warnings raised inside: the same.
 ``verbose()``
-    whether the user asked to see everything (a backend then leaves its progress bars on).
+    whether the user asked to see everything.
+``progress_bars(enable, disable)``
+    the library's bars on under ``-v``, off otherwise.
 
 What a backend still wants the user to read (inputs truncated, say) it says itself, as one
 embctl line (:func:`embctl.console.warn`).
@@ -31,7 +33,7 @@ import re
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -146,6 +148,17 @@ def route_logs(*names: str) -> None:
         if ours not in logger.handlers:
             logger.addHandler(ours)
         logger.propagate = False
+
+
+def progress_bars(enable: Callable[[], object], disable: Callable[[], object]) -> None:
+    """A library's progress bars, given its two switches: on under ``-v``, off otherwise;
+    outside the CLI left as the program set them.  What the switch warns is dropped
+    (huggingface_hub's "cannot enable" while its own bars are off: embctl draws downloads)."""
+    if not _CLI:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (enable if verbose() else disable)()
 
 
 @contextmanager

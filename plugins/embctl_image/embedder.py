@@ -211,10 +211,10 @@ class ImageEmbedder(Embedder):
 
 
 def _load_model(path: Path, device: str, ref: str):
-    from embctl.plugin import library_warnings, route_logs, verbose
+    from embctl.plugin import library_warnings, progress_bars, route_logs, verbose
 
-    loud = verbose()  # the libraries' logs, warnings and bars: only under -v (embctl.quiet)
-    if not loud:
+    # The libraries' logs, warnings and bars: only under -v (embctl.quiet).
+    if not verbose():
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         import torch
@@ -224,14 +224,7 @@ def _load_model(path: Path, device: str, ref: str):
         raise EmbctlError("the image backend needs transformers and torch: "
                           "pip install 'embctl[image]'") from None
     route_logs("transformers", "huggingface_hub", "torch")
-    if loud:
-        import warnings
-
-        with warnings.catch_warnings():  # huggingface_hub's bars stay off (embctl draws the
-            warnings.simplefilter("ignore")  # downloads): its "cannot enable" is no news
-            hf_logging.enable_progress_bar()
-    else:
-        hf_logging.disable_progress_bar()
+    progress_bars(hf_logging.enable_progress_bar, hf_logging.disable_progress_bar)
     if not any(path.glob("*.safetensors")):
         raise EmbctlError(f"{ref}: no safetensors weights in {path}")
     try:

@@ -250,8 +250,7 @@ def _load_st(path: Path, device: str, ref: str):
     from embctl.plugin import library_warnings, route_logs, verbose
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    loud = verbose()
-    if not loud:
+    if not verbose():
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from embctl_st.deferred import sklearn_deferred
 
@@ -263,7 +262,7 @@ def _load_st(path: Path, device: str, ref: str):
             raise EmbctlError(
                 "the st backend needs sentence-transformers: pip install 'embctl[st]'") from None
         route_logs(*LIBRARIES)  # after the import: transformers sets its logger up then
-        _progress_bars(loud)
+        _progress_bars()
         try:
             return SentenceTransformer(str(path), device=device, local_files_only=True)
         except Exception as exc:  # a broken snapshot, a bad device name...
@@ -271,20 +270,15 @@ def _load_st(path: Path, device: str, ref: str):
             raise EmbctlError(f"{ref}: cannot load the model on {device}: {text}") from None
 
 
-def _progress_bars(on: bool) -> None:
+def _progress_bars() -> None:
     """transformers' "Loading weights" bars: only under -v (a process-wide switch)."""
+    from embctl.plugin import progress_bars
+
     try:
         from transformers.utils import logging as hf_logging
     except ImportError:
         return
-    if on:
-        import warnings
-
-        with warnings.catch_warnings():  # huggingface_hub's bars stay off (embctl draws the
-            warnings.simplefilter("ignore")  # downloads): its "cannot enable" is no news
-            hf_logging.enable_progress_bar()
-    else:
-        hf_logging.disable_progress_bar()
+    progress_bars(hf_logging.enable_progress_bar, hf_logging.disable_progress_bar)
 
 
 def load(model: Model, options: dict[str, Any]) -> STEmbedder:
