@@ -207,3 +207,15 @@ def test_a_second_revision_is_named_in_ls_and_counted_by_verify(pulled):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stderr == (f"verified 1 model (2 revisions, {2 * model['files']} files): "
                            "all ok\n")
+
+
+def test_ls_sizes_a_vector_cache_as_rm_then_frees_it(pulled):
+    """ls reads each cache's meta table, which leaves the WAL database's -shm (and -wal)
+    beside it: the size ls shows is taken after that read, so it is what rm frees."""
+    embed(pulled)
+    first = [r for r in listing(pulled) if r["kind"] == "vectors"]
+    second = [r for r in listing(pulled) if r["kind"] == "vectors"]
+    assert len(first) == 1 and first[0]["size_bytes"] == second[0]["size_bytes"]
+    proc = pulled("rm", "all-MiniLM-L6-v2", "--vectors", "-y", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["freed_bytes"] == second[0]["size_bytes"]
