@@ -1,10 +1,11 @@
 """The plugin contract's types: what a plugin registers (backends, their options, aliases) and
 the :class:`Embedder` a backend's ``load`` returns.
 
-A backend is a plain data class whose fields are callables; plugins fill in what they support.
-Every callable is invoked lazily, so a plugin module stays cheap to import: heavy libraries
-(torch, transformers, openai, PIL) are imported inside ``load`` and friends, never at module
-level.  docs/plugins.md documents every field and member with an example plugin.
+A backend is a subclass of :class:`Backend`: class attributes say what it is, methods with
+typed defaults do what it supports.  Every method is called lazily, so a plugin module stays
+cheap to import: heavy libraries (torch, transformers, openai, PIL) are imported inside
+``load`` and friends, never at module level.  docs/plugins.md documents every attribute and
+member with an example plugin.
 """
 
 from __future__ import annotations
@@ -157,6 +158,9 @@ class Option:
     choices:  the values allowed, when they are a fixed set.
     minimum:  the smallest value allowed, for numbers.
     metavar:  shown instead of the type's name (``URL``, ``LO:HI``).
+    flag:     a shorthand flag of ``embed`` (and of ``pull``, for a pull option), such as
+              ``--variant``: the command adds it, and ``embed --help`` lists it under the
+              backend.  Backends declaring the same flag share it.
     """
 
     name: str
@@ -166,10 +170,14 @@ class Option:
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     metavar: str | None = None
+    flag: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
             raise ValueError(f"option name {self.name!r} is not a Python identifier")
+        if self.flag is not None and self.flag != "--" + self.name.replace("_", "-"):
+            raise ValueError(f"option {self.name!r}: its flag must be "
+                             f"--{self.name.replace('_', '-')}, not {self.flag!r}")
 
 
 @dataclass(frozen=True)
@@ -179,9 +187,16 @@ class PullPlan:
     files: list[str]
 
 
-@dataclass(frozen=True)
 class Backend:
-    """An embedding backend, registered by a plugin through ``register_backends``.
+    """An embedding backend: subclass it and register an instance through
+    ``register_backends`` (``register(MyBackend())``).
+
+    A backend declares what it is in class attributes and overrides the methods it supports;
+    every method but ``load`` has a default that does what the core does for any Hub backend,
+    and each is called in one way only.  Methods are called lazily, so a plugin module stays
+    cheap to import: heavy libraries are imported inside them, never at module level.
+
+    Class attributes (or keyword arguments of the constructor, for a backend without code):
 
     name:          the reference prefix (``st`` in ``st:org/name``).
     description:   one line for ``embctl plugins``.
@@ -189,64 +204,117 @@ class Backend:
     default:       True for the backend that handles references without a prefix.
     bare_org:      organisation prepended to a bare name without '/', as sentence-transformers
                    does with ``sentence-transformers/<name>``.
-    select_files:  given every file path in the repo, return those a pull must download.
-                   ``None`` means every file.  Called as ``select_files(paths)``, or as
-                   ``select_files(paths, options)`` when ``pull_options`` is not empty.
-    pull_options:  names of the backend's options that change what a pull fetches (``onnx``:
+    options:       the backend's own options, declared: :class:`Option`.
+    pull_options:  names of the options that change what a pull fetches (``onnx``:
                    ``variant``).  ``embctl pull -O``/``--variant`` take only these; they reach
                    ``select_files``, ``after_pull`` and ``export_files``, and the pull record.
-    after_pull:    ``after_pull(model, result, options)``, called after a generic pull (the
-                   files are in place): derive what the backend needs from the snapshot, into
-                   embctl's own files (``onnx``: export a repo without ONNX weights).  May
-                   add JSON-able keys to ``result.extra``.
-    export_files:  ``export_files(model, snapshot, options) -> {relative path: file}``: files
-                   ``embctl export REF --to DIR`` adds to the snapshot's (what the backend
-                   keeps outside the Hub cache); raises EmbctlError when the options' files
-                   are missing.
-    pull:          a custom pull, replacing the generic Hub download (e.g. range requests).
-                   Called as ``pull(model, options) -> dict`` (a JSON-able summary).
-    load:          ``load(model, options) -> Embedder``; ``options`` holds the backend's own
-                   options (``options`` below), parsed, and the core's ``cache_dir`` and
-                   ``quiet``.
-    options:       the backend's own options, declared: :class:`Option`.
     input_kind:    "text" or "image": what the embed pipeline feeds ``Embedder.embed``.
-    recognize:     given the file paths of a model another tool put in the Hub cache, True
-                   when it is one of this backend's (``ls`` shows it as such).
-    input_adapter: ``input_adapter(options) -> InputAdapter``: what ``embed`` reads, keys and
-                   hands to ``embed`` (embctl/embed/adapter.py); ``None``: texts.
-    export:        the backend's own ``embctl export REF`` (without ``--vectors``), for what it
-                   keeps outside the Hub cache.  Called as ``export(model, output, to_dir,
-                   fmt, as_json, quiet)``: ``-o``, ``--to`` (Paths or None), ``--format`` (or
-                   None), ``--json``, ``--quiet``; it checks them, writes the export and prints
-                   its summary (e.g. ``matrix:`` writes a .npy or .safetensors file).
+    plugin:        set by the core: the plugin that registered the backend.
     """
 
-    name: str
+    name: str = ""
     description: str = ""
     hub: bool = True
     default: bool = False
     bare_org: str | None = None
-    select_files: Callable[..., list[str]] | None = None
-    pull_options: tuple[str, ...] = ()
-    after_pull: Callable[..., None] | None = None
-    export_files: Callable[..., dict[str, Any]] | None = None
-    pull: Callable[..., dict[str, Any]] | None = None
-    load: Callable[..., Embedder] | None = None
     options: tuple[Option, ...] = ()
+    pull_options: tuple[str, ...] = ()
     input_kind: str = "text"
-    recognize: Callable[[list[str]], bool] | None = None
-    input_adapter: Callable[[dict[str, Any]], Any] | None = None
-    export: Callable[..., None] | None = None
-    plugin: str = field(default="", compare=False)
+    plugin: str = ""
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "options", tuple(self.options))
+    _ATTRIBUTES = ("name", "description", "hub", "default", "bare_org", "options",
+                   "pull_options", "input_kind", "plugin")
+
+    def __init__(self, name: str | None = None, **attributes: Any) -> None:
+        if name is not None:
+            attributes["name"] = name
+        for key, value in attributes.items():
+            if key not in self._ATTRIBUTES:
+                raise TypeError(f"Backend() got {key!r}: subclass Backend and override the "
+                                "method instead" if callable(getattr(Backend, key, None))
+                                else f"Backend() got an unknown attribute {key!r}")
+            setattr(self, key, value)
+        self.options = tuple(self.options)
+        self.pull_options = tuple(self.pull_options)
         names = [o.name for o in self.options]
+        if not self.name:
+            raise ValueError(f"{type(self).__name__}: a backend needs a name")
         if len(set(names)) != len(names) or not all(isinstance(o, Option) for o in self.options):
             raise ValueError(f"backend {self.name!r}: options must be Options with unique names")
-        object.__setattr__(self, "pull_options", tuple(self.pull_options))
-        if any(name not in names for name in self.pull_options):
+        if any(n not in names for n in self.pull_options):
             raise ValueError(f"backend {self.name!r}: pull_options must name declared options")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} (plugin {self.plugin or '?'})>"
+
+    #: Set on the core's own classes: their methods are the defaults (see ``overrides``).
+    _core_defaults = True
+
+    def overrides(self, method: str) -> bool:
+        """Whether this backend brings its own ``method`` (``load``: it embeds; ``pull``: it
+        keeps its models outside the Hub cache; ``export``: it exports them itself)."""
+        for cls in type(self).__mro__:
+            if method in vars(cls):
+                return not vars(cls).get("_core_defaults", False)
+        return False
+
+    def load(self, model: Model, options: dict[str, Any]) -> Embedder:
+        """Load ``model`` and return its :class:`Embedder`.  ``options`` holds the backend's
+        own options, parsed, with their defaults, and the core's ``cache_dir`` and ``quiet``.
+        A backend that does not override it cannot embed."""
+        raise NotImplementedError(f"backend {self.name!r} cannot embed")
+
+    def select_files(self, paths: list[str], options: dict[str, Any]) -> list[str]:
+        """Given every file path in the repo, those a pull must download; ``options`` holds
+        the ``pull_options`` (empty when there are none).  Default: every file."""
+        return list(paths)
+
+    def pull(self, model: Model, options: dict[str, Any]) -> dict[str, Any]:
+        """``embctl pull REF``: fetch the model; return a JSON-able summary whose
+        ``message`` is the line the CLI prints.  ``options``: ``cache_dir``, ``quiet``,
+        ``include``, ``exclude``, ``from_dir``, ``follow_links``, ``tensor``, ``json`` and the
+        ``pull_options`` given.  Default: the core's Hub pull (``select_files``, the download,
+        then ``after_pull``), or the import of ``from_dir``; that default lives in
+        ``embctl.plugin.Backend`` (embctl/models/backend.py), which plugins subclass, so that
+        this module needs no pull machinery.  Override it for a backend that keeps its models
+        elsewhere (``matrix``: range reads) or checks access (``openai``)."""
+        from embctl.errors import UsageError
+
+        raise UsageError(f"{model.ref}: the {self.name} backend has nothing to pull")
+
+    def after_pull(self, model: Model, result: Any, options: dict[str, Any]) -> None:
+        """Called after the default pull (the files are in place) with its ``PullResult``
+        and the pull options plus ``cache_dir`` and ``quiet``: derive what the backend needs
+        from the snapshot, into embctl's own files (``onnx``: export a repo without ONNX
+        weights).  May add JSON-able keys to ``result.extra``.  Default: nothing."""
+
+    def export_files(self, model: Model, snapshot: os.PathLike[str],
+                     options: dict[str, Any]) -> dict[str, Any]:
+        """``{relative path: file}``: files ``embctl export REF --to DIR`` adds to the
+        snapshot's (what the backend keeps outside the Hub cache); raise EmbctlError when the
+        options' files are missing.  Default: none."""
+        return {}
+
+    def recognize(self, files: list[str]) -> bool:
+        """Given the file paths of a model another tool put in the Hub cache, True when it is
+        one of this backend's (``ls`` shows it as such).  Default: False."""
+        return False
+
+    def input_adapter(self, options: dict[str, Any]) -> Any:
+        """The ``InputAdapter``: what ``embed`` reads, keys and hands to ``embed``
+        (embctl/embed/adapter.py).  Default: texts, with ``options["prefix"]`` prepended."""
+        from embctl.embed.adapter import TextAdapter
+
+        return TextAdapter(options.get("prefix") or "")
+
+    def export(self, model: Model, output: os.PathLike[str] | None,
+               to_dir: os.PathLike[str] | None, fmt: str | None, as_json: bool,
+               quiet: bool) -> None:
+        """The backend's own ``embctl export REF`` (without ``--vectors``), for what it keeps
+        outside the Hub cache: ``-o``, ``--to``, ``--format``, ``--json``, ``--quiet``; it
+        checks them, writes the export and prints its summary (``matrix:`` writes a .npy or
+        .safetensors file).  Only called when overridden (see ``overrides``)."""
+        raise NotImplementedError(f"backend {self.name!r} has no export of its own")
 
 
 @dataclass(frozen=True)

@@ -147,22 +147,24 @@ def load_options(backend: Backend, pairs: Sequence[str] = (), *,
     return with_defaults(backend, values)
 
 
-def parse_pull_options(backend: Backend, pairs: Sequence[str], variant: str | None = None
-                       ) -> dict[str, Any]:
-    """The backend's pull options from ``-O KEY=VALUE`` and ``--variant``: only those it
-    declares in ``pull_options`` (the others change the vectors, not the files)."""
-    if not pairs and variant is None:
+def parse_pull_options(backend: Backend, pairs: Sequence[str],
+                       flags: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The backend's pull options from ``-O KEY=VALUE`` and the flags backends declare for
+    them (``--variant``): only those it declares in ``pull_options`` (the others change the
+    vectors, not the files)."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    if not pairs and not flags:
         return {}
     names = set(backend.pull_options)
     if not names:
-        flag = "--variant" if variant is not None else "-O"
+        flag = "--" + next(iter(flags)).replace("_", "-") if flags else "-O"
         raise UsageError(f"{flag}: the {backend.name} backend takes no pull options")
     for pair in pairs:
         key = pair.partition("=")[0].strip().replace("-", "_")
         if key and key not in names:
             raise UsageError(f"-O {pair}: not a pull option of the {backend.name} backend "
                              f"(pull options: {', '.join(sorted(names))})")
-    values = load_options(backend, pairs, flags={"variant": variant})
+    values = load_options(backend, pairs, flags=flags)
     return {k: v for k, v in values.items() if k in names}
 
 

@@ -5,7 +5,8 @@ What is not here is private to embctl and may change in any release.  The built-
 
 Registering:
     hookimpl           decorates a plugin's hook functions (register_backends/_aliases/_stores)
-    Backend            a backend: its reference prefix, file selection, pull, load, options
+    Backend            the base class of a backend: subclass it (attributes: name, options...;
+                       methods: load, and select_files, pull... whose defaults are the core's)
     Alias              a short name for a model reference
     Option             one option a backend declares (``-O KEY=VALUE``, ``embctl.load(k=v)``)
     Model              a resolved reference: ref, backend, repo_id, revision, local_path
@@ -94,9 +95,10 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from embctl.backends import Alias, Backend, Embedder, Model, Option
+from embctl.backends import Alias, Embedder, Model, Option
 from embctl.errors import EmbctlError, UsageError
 from embctl.hookspecs import hookimpl
+from embctl.models.backend import Backend
 
 if TYPE_CHECKING:
     from embctl.console import human_size, info, plural, print_json, warn

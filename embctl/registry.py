@@ -25,7 +25,7 @@ def _collect(hook: str, kind: type, field: str) -> dict:
                 warn(f"plugin {plugin!r}: {kind.__name__.lower()} {obj.name!r} already "
                      "registered; ignored")
                 return
-            found[obj.name] = replace(obj, plugin=plugin)
+            found[obj.name] = _with_plugin(obj, plugin)
             if plugin in infos:
                 getattr(infos[plugin], field).append(obj.name)
 
@@ -33,6 +33,17 @@ def _collect(hook: str, kind: type, field: str) -> dict:
 
     call_each(hook, register_for)
     return found
+
+
+def _with_plugin(obj, plugin: str):
+    """A copy of what a plugin registered, naming the plugin (its own object stays as is)."""
+    if isinstance(obj, Backend):
+        import copy
+
+        found = copy.copy(obj)
+        found.plugin = plugin
+        return found
+    return replace(obj, plugin=plugin)
 
 
 @lru_cache(maxsize=1)

@@ -32,15 +32,18 @@ def install_plugin(site: Path, name: str, module_source: str, version: str = "0.
 
 
 TOY = """
-    from embctl.backends import Alias, Backend
-    from embctl.hookspecs import hookimpl
+    from embctl.plugin import Alias, Backend, hookimpl
 
-    def select(paths):
-        return [p for p in paths if p in ("config.json", "toy.bin")]
+    class Toy(Backend):
+        name = "toy"
+        description = "A toy backend"
+
+        def select_files(self, paths, options):
+            return [p for p in paths if p in ("config.json", "toy.bin")]
 
     @hookimpl
     def register_backends(register):
-        register(Backend(name="toy", description="A toy backend", select_files=select))
+        register(Toy())
 
     @hookimpl
     def register_aliases(register):
@@ -270,7 +273,7 @@ def test_builtin_backends_declare_their_load_options():
     declared = {name: [o.name for o in b.options] for name, b in backends().items()}
     assert declared == {
         "st": ["device", "normalize", "truncate_dim"],
-        "image": ["device", "normalize", "image_range", "workers"],
+        "image": ["device", "normalize", "image_range", "path_field", "workers"],
         "matrix": ["normalize", "tensor"],
         "onnx": ["device", "variant", "normalize", "truncate_dim", "threads"],
         "openai": ["dimensions", "base_url", "batch_size", "max_batch_tokens", "concurrency",

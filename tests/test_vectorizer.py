@@ -277,11 +277,14 @@ class Folded(InputAdapter):
 def test_a_backend_brings_its_own_adapter(tmp_path):
     seen = {}
 
-    def factory(options):
-        seen.update(options)
-        return Folded()
+    class Fold(Backend):
+        name = "fold"
 
-    adapter = adapter_for(Backend("fold", input_adapter=factory), {"prefix": "", "x": 1})
+        def input_adapter(self, options):
+            seen.update(options)
+            return Folded()
+
+    adapter = adapter_for(Fold(), {"prefix": "", "x": 1})
     assert isinstance(adapter, Folded) and seen == {"prefix": "", "x": 1}
     text = adapter_for(Backend("plain"), {"prefix": "p: "})
     assert type(text) is TextAdapter and text.prefix == "p: "

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from embctl.cli.backend_flags import BackendFlagsCommand, flag_values
 from embctl.cli.complete import complete_any
 from embctl.cli.options import (
     OPTION_SHORTHANDS,
@@ -19,8 +20,9 @@ from embctl.errors import UsageError
 CAP_ENV = "EMBCTL_VECTOR_CACHE_MAX_SIZE"
 
 
-class EmbedCommand(click.Command):
-    """``embed --help`` ends with every installed backend's own options (``-O KEY=VALUE``)."""
+class EmbedCommand(BackendFlagsCommand):
+    """``embed`` takes the flags backends declare; ``--help`` lists them per backend and ends
+    with every installed backend's own options (``-O KEY=VALUE``)."""
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         from embctl.options import format_backend_options
@@ -45,11 +47,6 @@ class EmbedCommand(click.Command):
 @click.option("--lines", is_flag=True, help="Input is plain text, one text per line.")
 @click.option("-c", "--content", multiple=True, metavar="TEXT",
               help="Embed TEXT instead of reading stdin or -i (repeatable): one JSON line each.")
-@click.option("--path-field", default="path", show_default=True,
-              help="Image backends: field holding the image path (relative to the JSONL file).")
-@click.option("--image-range", default=None, metavar="minmax|LO:HI",
-              help="Image backends: how >8-bit (infrared) images map to 0..255: per-image "
-              "min/max (default) or a fixed range, e.g. 0:16383.")
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=None,
               help="Inputs per model call (default: the backend's preference, 64 for st).")
 @click.option("--normalize/--no-normalize", default=None,
@@ -60,8 +57,6 @@ class EmbedCommand(click.Command):
               help="Keep the first N dimensions (Matryoshka models).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1, mps... (default: cuda if "
               "available, else cpu).")
-@click.option("--variant", default=None,
-              help="Backends with variants (onnx: fp32, int8): which weights to run.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the vector cache.")
 @click.option("--store-text", is_flag=True, help="Keep the texts in the cache (for export).")
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail",
@@ -73,10 +68,6 @@ class EmbedCommand(click.Command):
 @cache_dir_option
 @click.option("--concurrency", type=click.IntRange(1, 64), default=None,
               help="Model calls in flight at once (default: the backend's; openai: 4).")
-@click.option("--dimensions", type=click.IntRange(1), default=None,
-              help="API backends: ask the server for N-dimensional vectors (openai v3 models).")
-@click.option("--base-url", default=None, metavar="URL",
-              help="API backends: the server (default: OPENAI_BASE_URL, else api.openai.com).")
 @click.option("-O", "--option", "backend_options", multiple=True, metavar="KEY=VALUE",
               help="A backend's own option, repeatable (listed below and by `embctl plugins`).")
 @click.option("--dry-run", is_flag=True,
@@ -94,12 +85,10 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
             lines: bool, batch_size: int | None, normalize: bool | None, prefix: str,
             truncate_dim: int | None, device: str | None, no_cache: bool, store_text: bool,
             on_error: str, fmt: str | None, max_cache_size: str | None, cache_dir,
-            concurrency: int | None = None, dimensions: int | None = None,
-            base_url: str | None = None, dry_run: bool = False, quiet: bool = False,
-            path_field: str = "path", image_range: str | None = None,
-            backend_options: tuple[str, ...] = (), variant: str | None = None,
-            engine: str = "local", address: str | None = None,
-            workers: int | None = None, content: tuple[str, ...] = ()) -> None:
+            concurrency: int | None = None, dry_run: bool = False, quiet: bool = False,
+            backend_options: tuple[str, ...] = (), engine: str = "local",
+            address: str | None = None, workers: int | None = None,
+            content: tuple[str, ...] = (), **backend_flags: object) -> None:
     """Embed JSONL from stdin (or -i FILE) with model REF.
 
     Each output line is the input object with an "embedding" list added, in input order.
@@ -119,14 +108,13 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
           -i s3://bucket/docs/ -o s3://bucket/vectors/
 
     \b
-    --device, --normalize, --truncate-dim, --dimensions, --base-url, --image-range and
-    --variant are shorthands for the backend options of those names (refused by a backend
-    without them).
+    --device, --normalize, --truncate-dim and the backend flags listed below are shorthands
+    for the backend options of those names (refused by a backend without them).
     """
     from embctl.embed.inputs import open_input
     from embctl.embed.outputs import make_writer, output_format
     from embctl.embed.records import Options
-    from embctl.embed.session import open_session, select
+    from embctl.embed.session import open_session, select, with_adapter
     from embctl.options import load_options
     from embctl.outfile import check_output
 
@@ -139,12 +127,12 @@ def command(ref: str, input_path: str, output_path: str, text_field: str, id_fie
         if value is not None:
             raise UsageError(f"{name} needs --engine ray")
     cap = _cap(max_cache_size)
-    # --path-field goes to the backend's input adapter uninterpreted (image backends read it).
-    target = select(ref, {"prefix": prefix, "path_field": path_field})
-    ctx_params = click.get_current_context().params
+    target = select(ref, {"prefix": prefix})
+    ctx = click.get_current_context()
     load = load_options(target.backend, backend_options,
-                        flags={k: ctx_params[k] for k in OPTION_SHORTHANDS},
+                        flags=flag_values(ctx, OPTION_SHORTHANDS),
                         shared={"batch_size": batch_size, "concurrency": concurrency})
+    target = with_adapter(target, {"prefix": prefix, **load})  # an adapter reads its options
     fmt = output_format(output_path, fmt)
     if output_path != "-":  # before the model is loaded (or pulled): a missing folder...
         check_output(output_path)

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from embctl.cli.backend_flags import flag_values
 from embctl.cli.options import OPTION_SHORTHANDS
 from embctl.errors import UsageError
 
@@ -44,7 +45,7 @@ def embed_on_ray(ctx: click.Context, ref: str) -> None:
     check_output(p["output_path"])
     expand(p["input_path"])
     load = prepare(ref, dict(_pairs(ref, p["backend_options"])), prefix=p["prefix"],
-                   flags={k: p[k] for k in OPTION_SHORTHANDS},
+                   flags=flag_values(ctx, OPTION_SHORTHANDS),
                    shared={"batch_size": p["batch_size"], "concurrency": p["concurrency"]})
     if p["cache_dir"] is not None:
         load["cache_dir"] = str(p["cache_dir"])

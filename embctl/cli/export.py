@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
+from embctl.cli.backend_flags import PullFlagsCommand
 from embctl.cli.complete import complete_cached
 from embctl.cli.options import cache_dir_option, json_option
 from embctl.errors import UsageError
 
 
-@click.command("export")
+@click.command("export", cls=PullFlagsCommand)
 @click.argument("ref", shell_complete=complete_cached)
 @click.option("--to", "to_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write the model as a plain directory (symlinks resolved).")
@@ -42,8 +43,6 @@ from embctl.errors import UsageError
               help="Replace an earlier export at --to (never a folder holding anything else).")
 @click.option("--follow-links", is_flag=True,
               help="Copy what symlinks leaving a local model folder point to (default: refuse).")
-@click.option("--variant", default=None,
-              help="Backends with variants (onnx: fp32, int8): the weights to export.")
 @click.option("-O", "--option", "backend_options", multiple=True, metavar="KEY=VALUE",
               help="A backend's pull option (onnx: variant), repeatable.")
 @cache_dir_option
@@ -52,8 +51,8 @@ from embctl.errors import UsageError
 def command(ref: str, to_dir: Path | None, vectors: bool, output: Path | None, fmt: str | None,
             namespace: str | None, prefix: str | None, texts: str | None,
             text_field: str | None, missing: Path | None, force: bool, follow_links: bool,
-            variant: str | None, backend_options: tuple[str, ...], cache_dir: Path | None,
-            as_json: bool, quiet: bool) -> None:
+            backend_options: tuple[str, ...], cache_dir: Path | None,
+            as_json: bool, quiet: bool, **backend_flags: object) -> None:
     """Export model REF for another machine, or its cached vectors.
 
     A vector cache holds keys (sha256 of the text) and vectors, not your texts or ids
@@ -97,7 +96,7 @@ def command(ref: str, to_dir: Path | None, vectors: bool, output: Path | None, f
 
         if output is not None or fmt is not None:
             raise UsageError("-o and --format go with --vectors")
-        options = _options(model, backend_options, variant)
+        options = _options(model, backend_options, backend_flags)
         result = export_model(model, resolve_cache_dir(cache_dir), to_dir, force=force,
                               follow_links=follow_links, options=options)
         summary = result.to_json()
@@ -109,7 +108,7 @@ def command(ref: str, to_dir: Path | None, vectors: bool, output: Path | None, f
         info(message)
 
 
-def _options(model, pairs: tuple[str, ...], variant: str | None) -> dict | None:
+def _options(model, pairs: tuple[str, ...], flags: dict) -> dict | None:
     """The model's backend's pull options (``onnx``: variant), with their defaults; None for
     a backend without any (then -O and --variant are refused)."""
     from embctl.models.pull import pull_options
@@ -117,7 +116,7 @@ def _options(model, pairs: tuple[str, ...], variant: str | None) -> dict | None:
     from embctl.registry import get_backend
 
     backend = get_backend(model.backend)
-    given = parse_pull_options(backend, pairs, variant)
+    given = parse_pull_options(backend, pairs, flags)
     return pull_options(backend, given) if backend.pull_options else None
 
 
@@ -127,7 +126,7 @@ def _exporting_backend(ref: str):
 
     prefix, sep, _rest = ref.partition(":")
     backend = backends().get(prefix) if sep else None
-    return backend if backend is not None and backend.export is not None else None
+    return backend if backend is not None and backend.overrides("export") else None
 
 
 def _export_vectors(model, output: Path | None, fmt: str | None, namespace: str | None,

@@ -39,6 +39,7 @@ def resolve_cache_dir(cache_dir: Path | None, *, must_exist: bool = False) -> Pa
         check_folder(cache, "--cache-dir", must_exist=must_exist)
     return cache
 
-#: embed's flags that are shorthands for the backend options of the same names (``-O K=V``).
-OPTION_SHORTHANDS = ("device", "normalize", "truncate_dim", "dimensions", "base_url",
-                     "image_range", "variant")
+#: embed's own flags that are shorthands for the backend options of the same names (``-O K=V``):
+#: those several backends share (st, onnx, image: device; all but openai: normalize; st, onnx:
+#: truncate_dim).  A flag of one backend is declared by it (``Option(flag=...)``).
+OPTION_SHORTHANDS = ("device", "normalize", "truncate_dim")

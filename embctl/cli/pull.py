@@ -6,11 +6,12 @@ from pathlib import Path
 
 import click
 
+from embctl.cli.backend_flags import PullFlagsCommand
 from embctl.cli.complete import complete_any
 from embctl.cli.options import cache_dir_option, json_option, resolve_cache_dir
 
 
-@click.command("pull")
+@click.command("pull", cls=PullFlagsCommand)
 @click.argument("refs", nargs=-1, required=True, metavar="REF...", shell_complete=complete_any)
 @click.option("--revision", "-r", default=None, help="Branch, tag or commit (same as REF@REV).")
 @click.option("--include", multiple=True, metavar="GLOB",
@@ -23,15 +24,13 @@ from embctl.cli.options import cache_dir_option, json_option, resolve_cache_dir
               help="With --from: copy what symlinks leaving DIR point to (default: refuse).")
 @click.option("--tensor", default=None,
               help="The tensor to extract, for backends with a tensor option (e.g. matrix:).")
-@click.option("--variant", default=None,
-              help="For backends with a variant option (onnx: fp32, int8): which weights.")
 @click.option("-O", "--option", "backend_options", multiple=True, metavar="KEY=VALUE",
               help="A backend option that changes what is pulled (onnx: variant). Repeatable.")
 @cache_dir_option
 @json_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress or summary on stderr.")
-def command(refs, revision, include, exclude, from_dir, follow_links, tensor, variant,
-            backend_options, cache_dir, as_json, quiet):
+def command(refs, revision, include, exclude, from_dir, follow_links, tensor,
+            backend_options, cache_dir, as_json, quiet, **backend_flags):
     """Download models into the cache, fetching only the files their backend needs.
 
     \b
@@ -50,8 +49,6 @@ def command(refs, revision, include, exclude, from_dir, follow_links, tensor, va
 
     from embctl.console import info, print_json
     from embctl.errors import UsageError
-    from embctl.models.importer import import_dir
-    from embctl.models.pull import pull
     from embctl.options import parse_pull_options
     from embctl.registry import get_backend, resolve
 
@@ -72,32 +69,19 @@ def command(refs, revision, include, exclude, from_dir, follow_links, tensor, va
         if tensor is not None and "tensor" not in {o.name for o in backend.options}:
             raise UsageError(f"{model.ref}: --tensor is not an option of the {backend.name} "
                              "backend")
-        options = parse_pull_options(backend, backend_options, variant)
+        options = parse_pull_options(backend, backend_options, backend_flags)
         canonical = model.alias or (
             model.repo_id if backend.default else f"{backend.name}:{model.repo_id}"
         )
         model = replace(model, ref=canonical)
-        if backend.pull is not None:
-            summary = backend.pull(model, {
-                "cache_dir": cache, "quiet": quiet or as_json, "include": include,
-                "exclude": exclude, "tensor": tensor, "json": as_json, "from_dir": from_dir,
-                **options,
-            })
-            results.append(summary)
-            if not quiet and not as_json:
-                info(summary.get("message", f"pulled {model.ref}"))
-            continue
-        if not backend.hub:
-            raise UsageError(f"{model.ref}: the {backend.name} backend has nothing to pull")
-        if from_dir is not None:
-            result = import_dir(model, backend, cache, from_dir, include=include,
-                                exclude=exclude, follow_links=follow_links)
-        else:
-            result = pull(model, backend, cache, include=include, exclude=exclude,
-                          quiet=quiet or as_json, options=options)
-        results.append(result.to_json())
+        summary = backend.pull(model, {
+            "cache_dir": cache, "quiet": quiet or as_json, "include": include,
+            "exclude": exclude, "tensor": tensor, "json": as_json, "from_dir": from_dir,
+            "follow_links": follow_links, **options,
+        })
+        results.append(summary)
         if not quiet and not as_json:
-            info(_summary(result))
+            info(summary.get("message", f"pulled {model.ref}"))
     if max_size is not None:
         from embctl.console import warn
         from embctl.errors import EmbctlError
@@ -113,25 +97,3 @@ def command(refs, revision, include, exclude, from_dir, follow_links, tensor, va
     if as_json:
         print_json(results)
 
-
-def _summary(result) -> str:
-    from embctl.console import human_size, plural
-
-    name = f"{result.repo_id}@{result.commit[:8]}"
-    if result.extra.get("unchanged"):
-        return (f"{result.extra['imported_from']}: the cache holds these {len(result.files)} "
-                f"files already, as {name}; nothing imported")
-    if result.extra.get("imported_from"):
-        return (f"imported {name} from {result.extra['imported_from']}: "
-                f"{plural(len(result.files), 'file')}, {human_size(result.total_bytes)}")
-    options = result.extra.get("options")
-    if options:
-        name += " (" + ", ".join(f"{k}={v}" for k, v in options.items()) + ")"
-    if result.up_to_date:
-        how = " (offline, not checked for updates)" if result.offline else ""
-        return (f"{name} is up to date{how}: {plural(len(result.files), 'file')}, "
-                f"{human_size(result.total_bytes)}, nothing transferred")
-    speed = result.downloaded_bytes / result.seconds if result.seconds else 0
-    return (f"pulled {name}: {result.downloaded_files} of {plural(len(result.files), 'file')}, "
-            f"{human_size(result.downloaded_bytes)} in {result.seconds:.1f}s "
-            f"({human_size(int(speed))}/s); {human_size(result.total_bytes)} in cache")

@@ -1,11 +1,12 @@
 """Input adapters: what ``embed`` reads, keys in the cache and hands to ``Embedder.embed``.
 
 The core knows one kind of input, text (:class:`TextAdapter`).  A backend whose inputs are
-something else brings its own adapter through the ``Backend.input_adapter`` field: a factory
-called as ``input_adapter(options) -> InputAdapter`` before the model is loaded, where
+something else brings its own adapter by overriding ``Backend.input_adapter``, called
+as ``input_adapter(options) -> InputAdapter`` before the model is loaded, where
 ``options`` holds ``prefix`` (``--prefix``, ``embctl.load(prefix=)``) and the backend's own
-input options as the CLI passes them through, uninterpreted (``path_field`` today, from
-``--path-field``).  A backend without one gets ``TextAdapter(prefix)``.
+options, typed as it declares them (``embed`` passes them all; the image backend reads
+``path_field``, from ``--path-field`` or ``-O path_field=``).  The default is
+``TextAdapter(prefix)``.
 
 An adapter subclasses :class:`InputAdapter`, whose defaults are the text behaviour:
 
@@ -99,9 +100,5 @@ class TextAdapter(InputAdapter):
 
 
 def adapter_for(backend: Backend, options: dict[str, Any] | None = None) -> InputAdapter:
-    """The backend's own adapter (``Backend.input_adapter``), else the text adapter."""
-    options = dict(options or {})
-    factory = getattr(backend, "input_adapter", None)
-    if factory is not None:
-        return factory(options)
-    return TextAdapter(options.get("prefix") or "")
+    """The backend's adapter (``Backend.input_adapter``; by default the text adapter)."""
+    return backend.input_adapter(dict(options or {}))

@@ -75,9 +75,17 @@ def select(ref: str, adapter_options: dict[str, Any] | None = None) -> Target:
 
     model = resolve(ref, allow_path=True)
     backend = get_backend(model.backend)
-    if backend.load is None:
+    if not backend.overrides("load"):
         raise UsageError(f"backend {backend.name!r} cannot embed")
     return Target(model, backend, adapter_for(backend, adapter_options))
+
+
+def with_adapter(target: Target, options: dict[str, Any]) -> Target:
+    """``target`` with its adapter made from ``options``: ``prefix`` and the backend's load
+    options, typed (the image backend's ``path_field``, from ``--path-field`` or ``-O``)."""
+    from embctl.embed.adapter import adapter_for
+
+    return Target(target.model, target.backend, adapter_for(target.backend, options))
 
 
 def open_session(target: Target, load_options: dict[str, Any], *, cache: str = "write",
@@ -120,7 +128,7 @@ def _use(target: Target, load_options: dict[str, Any]) -> int | None:
     """Hold a Hub model in use for the session, and record the use (not a local folder's, not
     a remote API's, which keep nothing in the cache)."""
     model = target.model
-    if model.local_path or not target.backend.hub or target.backend.pull is not None:
+    if model.local_path or not target.backend.hub or target.backend.overrides("pull"):
         return None
     from embctl.models.uses import use_model
     from embctl.paths import hub_cache_dir

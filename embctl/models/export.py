@@ -89,7 +89,7 @@ def _backend_files(model: Model, snapshot: Path, options: dict | None) -> dict[s
     from embctl.registry import backends
 
     backend = backends().get(model.backend)
-    if backend is None or backend.export_files is None:
+    if backend is None:
         return {}
     return {rel: Path(p) for rel, p in backend.export_files(model, snapshot,
                                                             dict(options or {})).items()}

@@ -84,12 +84,7 @@ def select(backend: Backend, paths: list[str], include: tuple[str, ...],
            exclude: tuple[str, ...], options: Mapping[str, Any] | None = None) -> list[str]:
     """The backend's files (for its pull options), plus what --include adds, minus what
     --exclude removes."""
-    if backend.select_files is None:
-        chosen = list(paths)
-    elif backend.pull_options:
-        chosen = list(backend.select_files(paths, pull_options(backend, options)))
-    else:
-        chosen = list(backend.select_files(paths))
+    chosen = list(backend.select_files(paths, pull_options(backend, options)))
     chosen += [p for p in paths if p not in chosen and any(fnmatch.fnmatch(p, g) for g in include)]
     return [p for p in chosen if not any(fnmatch.fnmatch(p, g) for g in exclude)]
 
@@ -206,8 +201,7 @@ def _after(model: Model, backend: Backend, result: PullResult, cache_dir: Path, 
     in the result."""
     if backend.pull_options:
         result.extra.setdefault("options", options)
-    if backend.after_pull is not None:
-        backend.after_pull(model, result, {**options, "cache_dir": cache_dir, "quiet": quiet})
+    backend.after_pull(model, result, {**options, "cache_dir": cache_dir, "quiet": quiet})
 
 
 def _download(model: Model, listing: Listing, files: dict[str, RemoteFile], missing: list[str],

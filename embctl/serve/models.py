@@ -149,7 +149,7 @@ class ModelPool:
             backend = get_backend(model.backend)
         except UsageError as exc:
             raise not_found(ref, str(exc)) from None
-        if backend.load is None or backend.input_kind != "text":
+        if not backend.overrides("load") or backend.input_kind != "text":
             raise not_found(ref, f"backend {backend.name!r} does not embed text")
         if backend.hub and not self.config.upstream and not self._servable(model):
             from embctl.models.lookup import did_you_mean
@@ -191,7 +191,7 @@ class ModelPool:
         from embctl.stores import open_stores, scan_all
 
         usable = {name for name, b in backends().items()
-                  if b.load is not None and b.input_kind == "text"}
+                  if b.overrides("load") and b.input_kind == "text"}
         stores = [s for s in open_stores(self.cache, listing=True) if s.kind != "vectors"]
         return [e for e in scan_all(stores) if e.status == "ok" and e.backend in usable]
 

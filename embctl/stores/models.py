@@ -29,7 +29,7 @@ def recognize_backend(files: list[str]) -> str | None:
     from embctl.registry import backends
 
     for backend in sorted(backends().values(), key=lambda b: not b.default):
-        if backend.recognize is None or backend.name in _FAILED:
+        if not backend.overrides("recognize") or backend.name in _FAILED:
             continue
         try:
             if backend.recognize(files):
@@ -87,7 +87,7 @@ class ModelStore:
         from embctl.registry import get_backend
 
         backend = get_backend(model.backend)
-        return scope != "vectors" and backend.hub and backend.pull is None
+        return scope != "vectors" and backend.hub and not backend.overrides("pull")
 
     def verify(self, entries: list[Entry], options: VerifyOptions) -> VerifyReport:
         """Every blob against its hash (and the Hub's listing with ``remote``); with

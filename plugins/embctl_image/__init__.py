@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from embctl.plugin import Alias, Backend, Option, UsageError, hookimpl
+from embctl.plugin import Alias, Backend, Embedder, Model, Option, UsageError, hookimpl
 from embctl_image.files import select_files
 
 MB = 1_000_000
@@ -33,44 +33,40 @@ OPTIONS = (
     Option("normalize", bool, False, "L2-normalize the vectors"),
     Option("image_range", _image_range, "minmax", "how >8-bit (infrared) images map to "
            "0..255: per-image min/max, or a fixed range such as 0:16383",
-           metavar="minmax|LO:HI"),
+           metavar="minmax|LO:HI", flag="--image-range"),
+    Option("path_field", str, "path", "the JSONL field holding the image path (relative to "
+           "the JSONL file)", flag="--path-field"),
     Option("workers", int, None, "decoding threads (default: the CPUs, at most 4)", minimum=1),
 )
 
 
-def _load(model: Any, options: dict[str, Any]) -> Any:
-    from embctl_image.embedder import load
+class ImageBackend(Backend):
+    name = "image"
+    description = "image feature extractors from the Hub (transformers ResNet/ConvNeXt/ViT)"
+    options = OPTIONS
+    input_kind = "image"
 
-    return load(model, options)
+    def load(self, model: Model, options: dict[str, Any]) -> Embedder:
+        from embctl_image.embedder import load
 
+        return load(model, options)
 
-def _recognize(files: list[str]) -> bool:
-    """An image model: it ships an image processor's config."""
-    return "preprocessor_config.json" in files
+    def select_files(self, paths: list[str], options: dict[str, Any]) -> list[str]:
+        return select_files(paths)
 
+    def recognize(self, files: list[str]) -> bool:
+        """An image model: it ships an image processor's config."""
+        return "preprocessor_config.json" in files
 
-def _input_adapter(options: dict[str, Any]) -> Any:
-    from embctl_image.adapter import input_adapter
+    def input_adapter(self, options: dict[str, Any]) -> Any:
+        from embctl_image.adapter import input_adapter
 
-    return input_adapter(options)
+        return input_adapter(options)
 
 
 @hookimpl
 def register_backends(register):
-    register(
-        Backend(
-            name="image",
-            description="image feature extractors from the Hub (transformers ResNet/ConvNeXt/ViT)",
-            select_files=select_files,
-            load=_load,
-            options=OPTIONS,
-            input_kind="image",
-            recognize=_recognize,
-
-
-            input_adapter=_input_adapter,
-        )
-    )
+    register(ImageBackend())
 
 
 @hookimpl

@@ -14,7 +14,9 @@ backend's callables when a command needs them.
 
 from __future__ import annotations
 
-from embctl.plugin import Backend, Option, hookimpl
+from typing import Any
+
+from embctl.plugin import Backend, Embedder, Model, Option, hookimpl
 
 #: What ``load`` takes besides the core's cache_dir and quiet (``pull`` takes ``tensor`` too).
 OPTIONS = (
@@ -24,37 +26,31 @@ OPTIONS = (
 )
 
 
-def _pull(model, options):
-    from embctl_matrix.fetch import pull_matrix
+class MatrixBackend(Backend):
+    name = "matrix"
+    description = "token-embedding matrices of LLM checkpoints (range-read), static embeddings"
+    options = OPTIONS
 
-    return pull_matrix(model, options)
+    def pull(self, model: Model, options: dict[str, Any]) -> dict[str, Any]:
+        from embctl_matrix.fetch import pull_matrix
 
+        return pull_matrix(model, options)
 
-def _export(model, output, to_dir, fmt, as_json, quiet):
-    from embctl_matrix.export import export_command
+    def load(self, model: Model, options: dict[str, Any]) -> Embedder:
+        from embctl_matrix.embedder import load
 
-    export_command(model.ref, output, to_dir, fmt, as_json=as_json, quiet=quiet)
+        return load(model, options)
 
+    def export(self, model: Model, output: Any, to_dir: Any, fmt: str | None, as_json: bool,
+               quiet: bool) -> None:
+        from embctl_matrix.export import export_command
 
-def _load(model, options):
-    from embctl_matrix.embedder import load
-
-    return load(model, options)
+        export_command(model.ref, output, to_dir, fmt, as_json=as_json, quiet=quiet)
 
 
 @hookimpl
 def register_backends(register):
-    register(
-        Backend(
-            name="matrix",
-            description="token-embedding matrices of LLM checkpoints (range-read), "
-            "static embeddings",
-            pull=_pull,
-            load=_load,
-            options=OPTIONS,
-            export=_export,
-        )
-    )
+    register(MatrixBackend())
 
 
 @hookimpl

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from embctl.plugin import Alias, Backend, Option, UsageError, hookimpl
+from embctl.plugin import Alias, Backend, Embedder, Model, Option, UsageError, hookimpl
 
 
 def _base_url(text: str) -> str:
@@ -27,9 +27,9 @@ def _base_url(text: str) -> str:
 #: then to the default its help names (so the declared defaults are None).
 OPTIONS = (
     Option("dimensions", int, None, "ask the server for N-dimensional vectors (v3 models; "
-           "env EMBCTL_OPENAI_DIMENSIONS)", minimum=1),
+           "env EMBCTL_OPENAI_DIMENSIONS)", minimum=1, flag="--dimensions"),
     Option("base_url", _base_url, None, "the server (default: OPENAI_BASE_URL, else "
-           "https://api.openai.com/v1)", metavar="URL"),
+           "https://api.openai.com/v1)", metavar="URL", flag="--base-url"),
     Option("batch_size", int, None, "inputs per request (default: EMBCTL_OPENAI_BATCH_SIZE, "
            "else 512; at most 2048)", minimum=1),
     Option("max_batch_tokens", int, None, "estimated tokens per request (default: "
@@ -45,30 +45,27 @@ OPTIONS = (
 )
 
 
-def _load(model, options: dict[str, Any]):
-    from embctl_openai.embedder import load
+class OpenAIBackend(Backend):
+    name = "openai"
+    description = "OpenAI embeddings API and OpenAI-compatible servers (OPENAI_BASE_URL)"
+    hub = False
+    options = OPTIONS
 
-    return load(model, options)
+    def load(self, model: Model, options: dict[str, Any]) -> Embedder:
+        from embctl_openai.embedder import load
 
+        return load(model, options)
 
-def _pull(model, options: dict[str, Any]) -> dict[str, Any]:
-    from embctl_openai.pull import pull
+    def pull(self, model: Model, options: dict[str, Any]) -> dict[str, Any]:
+        """No download: one request checks the key, the model and its dimension."""
+        from embctl_openai.pull import pull
 
-    return pull(model, options)
+        return pull(model, options)
 
 
 @hookimpl
 def register_backends(register):
-    register(
-        Backend(
-            name="openai",
-            description="OpenAI embeddings API and OpenAI-compatible servers (OPENAI_BASE_URL)",
-            hub=False,
-            pull=_pull,
-            load=_load,
-            options=OPTIONS,
-        )
-    )
+    register(OpenAIBackend())
 
 
 @hookimpl

@@ -6,7 +6,9 @@ the first model is needed.
 
 from __future__ import annotations
 
-from embctl.plugin import Alias, Backend, Option, hookimpl
+from typing import Any
+
+from embctl.plugin import Alias, Backend, Embedder, Model, Option, hookimpl
 from embctl_st.files import select_files
 
 MB = 1_000_000
@@ -21,31 +23,29 @@ OPTIONS = (
 )
 
 
-def _load(model, options):
-    from embctl_st.model import load
+class SentenceTransformers(Backend):
+    name = "st"
+    description = "sentence-transformers models from the Hugging Face Hub"
+    default = True
+    bare_org = "sentence-transformers"
+    options = OPTIONS
 
-    return load(model, options)
+    def load(self, model: Model, options: dict[str, Any]) -> Embedder:
+        from embctl_st.model import load
 
+        return load(model, options)
 
-def _recognize(files: list[str]) -> bool:
-    """A sentence-transformers model: the files its save() writes."""
-    return "modules.json" in files or "config_sentence_transformers.json" in files
+    def select_files(self, paths: list[str], options: dict[str, Any]) -> list[str]:
+        return select_files(paths)
+
+    def recognize(self, files: list[str]) -> bool:
+        """A sentence-transformers model: the files its save() writes."""
+        return "modules.json" in files or "config_sentence_transformers.json" in files
 
 
 @hookimpl
 def register_backends(register):
-    register(
-        Backend(
-            name="st",
-            description="sentence-transformers models from the Hugging Face Hub",
-            default=True,
-            bare_org="sentence-transformers",
-            select_files=select_files,
-            load=_load,
-            options=OPTIONS,
-            recognize=_recognize,
-        )
-    )
+    register(SentenceTransformers())
 
 
 @hookimpl

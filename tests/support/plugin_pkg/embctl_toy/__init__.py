@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from embctl.plugin import Alias, Backend, Model, Option, hookimpl
+from embctl.plugin import Alias, Backend, Embedder, Model, Option, hookimpl
 
 FILES = ("toy.json", "weights.bin")
 
@@ -20,21 +20,23 @@ def select_files(paths: list[str]) -> list[str]:
     return [p for p in FILES if p in paths]
 
 
-def _load(model: Model, options: dict[str, Any]):
-    from embctl_toy.embedder import load  # numpy is imported here, not by `embctl ls`
+class ToyBackend(Backend):
+    name = "toy"
+    description = "toy byte-embedding models (a third-party plugin)"
+    options = (Option("normalize", bool, False, "L2-normalize the vectors"),)
 
-    return load(model, options)
+    def select_files(self, paths: list[str], options: dict[str, Any]) -> list[str]:
+        return select_files(paths)
+
+    def load(self, model: Model, options: dict[str, Any]) -> Embedder:
+        from embctl_toy.embedder import load  # numpy is imported here, not by `embctl ls`
+
+        return load(model, options)
 
 
 @hookimpl
 def register_backends(register):
-    register(Backend(
-        name="toy",
-        description="toy byte-embedding models (a third-party plugin)",
-        select_files=select_files,
-        load=_load,
-        options=(Option("normalize", bool, False, "L2-normalize the vectors"),),
-    ))
+    register(ToyBackend())
 
 
 @hookimpl
