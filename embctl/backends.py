@@ -180,13 +180,6 @@ class Option:
                              f"--{self.name.replace('_', '-')}, not {self.flag!r}")
 
 
-@dataclass(frozen=True)
-class PullPlan:
-    """What a pull must fetch from a Hub repo."""
-
-    files: list[str]
-
-
 class Backend:
     """An embedding backend: subclass it and register an instance through
     ``register_backends`` (``register(MyBackend())``).
