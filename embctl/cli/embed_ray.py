@@ -43,7 +43,7 @@ def embed_on_ray(ctx: click.Context, ref: str) -> None:
         raise UsageError("--engine ray writes -o DIR (a Parquet dataset), not stdout")
     # -i and -o first: a typo is one line now, not after the backend and Ray start.
     check_output(p["output_path"])
-    expand(p["input_path"])
+    inputs = expand(p["input_path"])
     load = prepare(ref, dict(_pairs(ref, p["backend_options"])), prefix=p["prefix"],
                    flags=flag_values(ctx, OPTION_SHORTHANDS),
                    shared={"batch_size": p["batch_size"], "concurrency": p["concurrency"]})
@@ -53,7 +53,8 @@ def embed_on_ray(ctx: click.Context, ref: str) -> None:
                    store_text=p["store_text"])
     job = Job(ref, p["input_path"], p["output_path"], load, opts, workers=p["workers"] or 1,
               address=p["address"], model_batch_size=p["batch_size"],
-              concurrency=p["concurrency"], cache="off" if p["no_cache"] else "write")
+              concurrency=p["concurrency"], cache="off" if p["no_cache"] else "write",
+              inputs=inputs)
     quiet = p["quiet"]
 
     def started(cluster) -> None:

@@ -190,14 +190,15 @@ def _remote_glob(uri: str) -> list[str]:
 
 
 def read(path: str, opts: Options, rows_per_block: int, tally: Any,
-         blocks: int | None = None) -> Any:
+         blocks: int | None = None,
+         inputs: tuple[list[str] | str, bool] | None = None) -> Any:
     """The Dataset of ``-i PATH``'s records (Ray must be initialized): one read task per file,
     each yielding blocks of ``rows_per_block`` records; with ``blocks`` above the number of
     files, Ray Data cuts each block into pieces to reach it.  Read tasks take no CPU slot
-    (they would wait behind the actors)."""
+    (they would wait behind the actors).  ``inputs``: ``expand(path)``, when made already."""
     import ray
 
-    paths, folder = expand(path)
+    paths, folder = inputs or expand(path)
     try:
         source = datasource(opts, rows_per_block, tally)(
             paths, file_extensions=EXTENSIONS if folder else None)

@@ -37,6 +37,9 @@ class Job:
     model_batch_size: int | None = None
     concurrency: int | None = None  # model calls in flight per worker (API backends)
     cache: str = "write"
+    #: ``reading.expand(input_path)`` when the caller made it (embed checks -i before it
+    #: loads the backend): a remote glob is listed once, not once per step.
+    inputs: tuple[list[str] | str, bool] | None = None
 
 
 @dataclass
@@ -70,7 +73,8 @@ def check_output(path: str) -> None:
 def run(job: Job, *, on_start: Any = None) -> Result:
     """Run the job; ``on_start(cluster)`` is called once Ray is up."""
     check_output(job.output_dir)
-    reading.expand(job.input_path)  # a missing input: one line now, before Ray starts
+    # A missing input: one line now, before Ray starts.
+    inputs = job.inputs or reading.expand(job.input_path)
     cluster = clusters.connect(job.address)
     if on_start is not None:
         on_start(cluster)
@@ -93,7 +97,7 @@ def run(job: Job, *, on_start: Any = None) -> Result:
         if job.workers > 1:
             blocks = 8 * job.workers
             rows = min(rows, 4 * (job.model_batch_size or 64))
-        ds = reading.read(job.input_path, job.opts, rows, tally, blocks=blocks)
+        ds = reading.read(job.input_path, job.opts, rows, tally, blocks=blocks, inputs=inputs)
         share = cluster.cpus / max(job.workers, 1)
         ds = embed_batches(ds, job.ref, job.load, column=job.opts.text_field,
                            batch_size=rows, concurrency=job.workers,
